@@ -1,0 +1,25 @@
+"""Shared fixtures: the real instrument files in ../shared/data and the library on sys.path."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real THEMIS files; skip (or fail under REQUIRE_SHARED_FIXTURES=1) if absent."""
+    if not (SHARED_DATA / "themis").is_dir():
+        message = f"real instrument files not found at {SHARED_DATA} (see ../shared/data/README.md)"
+        if os.environ.get("REQUIRE_SHARED_FIXTURES") == "1":
+            pytest.fail(message + " and REQUIRE_SHARED_FIXTURES=1 is set")
+        pytest.skip(message)
+    return SHARED_DATA
