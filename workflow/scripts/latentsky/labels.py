@@ -1,0 +1,55 @@
+"""Hand labels (OATH style: a CSV of time, site, label) matched to image times."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import BadInputError
+
+#: The six OATH classes, in the order figures use.
+CLASSES = ("arc", "diffuse", "discrete", "moon", "clear", "cloudy")
+
+
+def read_labels(path: str | Path, site: str | None = None) -> pd.DataFrame:
+    """Read a labels CSV (columns time, site, label) -> DataFrame(time datetime64[ns], label)."""
+    path = Path(path)
+    try:
+        table = pd.read_csv(path)
+    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise BadInputError(path, f"cannot read labels CSV: {error}") from error
+    missing = {"time", "site", "label"} - set(table.columns)
+    if missing:
+        raise BadInputError(path, f"labels CSV lacks columns {sorted(missing)}")
+    try:
+        times = pd.to_datetime(table["time"], utc=True).dt.tz_localize(None)
+    except (ValueError, TypeError) as error:
+        raise BadInputError(path, f"unparseable time in labels CSV: {error}") from error
+    labels = pd.DataFrame(
+        {
+            "time": times.astype("datetime64[ns]"),
+            "site": table["site"].str.lower(),
+            "label": table["label"].astype(str).str.strip().str.lower(),
+        }
+    )
+    if site is not None:
+        labels = labels[labels["site"] == site.lower()]
+    return labels.sort_values("time").reset_index(drop=True)[["time", "label"]]
+
+
+def labels_for_times(image_times, labels: pd.DataFrame, tolerance_s: float) -> np.ndarray:
+    """Label of each image (object array, None where no label lies within ``tolerance_s``)."""
+    images = pd.DataFrame({"time": np.asarray(image_times, dtype="datetime64[ns]")})
+    images["order"] = np.arange(len(images))
+    matched = pd.merge_asof(
+        images.sort_values("time"),
+        labels,
+        on="time",
+        direction="nearest",
+        tolerance=pd.Timedelta(seconds=tolerance_s),
+    ).sort_values("order")
+    out = matched["label"].to_numpy(dtype=object)
+    out[pd.isna(out)] = None
+    return out
