@@ -81,7 +81,9 @@ def ucalgary_skymap_site(site: str) -> str:
 
 
 SKYMAP_FOLDER = re.compile(r"^(?P<site>[a-z]{4})_(?P<date>\d{8})/?$")
-SKYMAP_FILE = re.compile(r"^themis_skymap_(?P<site>[a-z]{4})_(?P<date>\d{8})-\+_v(?P<version>\w+)\.sav$")
+SKYMAP_FILE = re.compile(
+    r"^themis_skymap_(?P<site>[a-z]{4})_(?P<date>\d{8})-\+_v(?P<version>\w+)\.sav$"
+)
 
 
 def ucalgary_skymap(site: str, valid_from: dt.date, version: str = "XX") -> str:

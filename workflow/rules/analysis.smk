@@ -1,0 +1,98 @@
+# Latent space -> 2-D embeddings -> spectral clusters -> log-normal sigma_phi per cluster and label.
+
+
+rule embed_latents:
+    input:
+        latents="results/{dataset}/latents.zarr",
+        labels=labels_file,
+    output:
+        coordinates="results/{dataset}/embedding/coordinates.csv",
+    params:
+        site=dataset_site,
+        embedding=config["embedding"],
+        exclude_labels=config["analysis"]["exclude_labels"],
+        label_tolerance_s=config["analysis"]["label_tolerance_s"],
+    log:
+        "results/logs/embed_latents/{dataset}.log",
+    benchmark:
+        "results/benchmarks/embed_latents/{dataset}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/embed_latents.py"
+
+
+rule cluster_embedding:
+    input:
+        coordinates="results/{dataset}/embedding/coordinates.csv",
+    output:
+        embedding="results/{dataset}/embedding.csv",
+    params:
+        clustering=config["clustering"],
+    log:
+        "results/logs/cluster_embedding/{dataset}.log",
+    benchmark:
+        "results/benchmarks/cluster_embedding/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/cluster_embedding.py"
+
+
+rule fit_sigma_phi:
+    input:
+        embedding="results/{dataset}/embedding.csv",
+        sigma_phi="results/{dataset}/sigma_phi.zarr",
+    output:
+        fits="results/{dataset}/sigma_phi_fits.csv",
+    params:
+        bootstrap_samples=config["analysis"]["bootstrap_samples"],
+        seed=config["clustering"]["seed"],
+    log:
+        "results/logs/fit_sigma_phi/{dataset}.log",
+    benchmark:
+        "results/benchmarks/fit_sigma_phi/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/fit_sigma_phi.py"
+
+
+rule summarise_results:
+    input:
+        embedding="results/{dataset}/embedding.csv",
+        latents="results/{dataset}/latents.zarr",
+        images="results/{dataset}/images.zarr",
+        metrics="results/{dataset}/model/metrics.csv",
+        fits=sigma_phi_fits,
+        sigma_phi=sigma_phi_store,
+        image_manifests=image_manifests,
+        ismr_manifests=ismr_manifests_if_any,
+    output:
+        summary="results/{dataset}/summary.json",
+    params:
+        analysis=config["analysis"],
+    log:
+        "results/logs/summarise_results/{dataset}.log",
+    benchmark:
+        "results/benchmarks/summarise_results/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/summarise_results.py"

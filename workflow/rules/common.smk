@@ -1,0 +1,203 @@
+# Helper functions for the rules: which files exist per dataset, and which config values each rule
+# uses (passed as params so that Snakemake's rerun triggers see every value a rule depends on).
+
+import datetime as dt
+
+DATASETS = config["datasets"]
+FIGURES = [
+    "reconstructions",
+    "embeddings_by_label",
+    "clusters",
+    "sigma_phi_distributions",
+    "cluster_label_table",
+    "training_curves",
+]
+
+
+wildcard_constraints:
+    dataset="[A-Za-z0-9_-]+",
+    date=r"\d{4}-\d{2}-\d{2}",
+
+
+def dataset_dates(dataset):
+    """UT dates (YYYY-MM-DD) of a dataset, inclusive of both ends."""
+    dates = DATASETS[dataset]["dates"]
+    start = dt.date.fromisoformat(dates["start"])
+    end = dt.date.fromisoformat(dates["end"])
+    if end < start:
+        raise ValueError(
+            f"config key datasets.{dataset}.dates: end {end} is before start {start}"
+        )
+    return [str(start + dt.timedelta(days=n)) for n in range((end - start).days + 1)]
+
+
+def has_scintillation(dataset):
+    return "gnss_station" in DATASETS[dataset]
+
+
+def has_labels(dataset):
+    return "labels" in DATASETS[dataset]
+
+
+def download_outputs():
+    """Manifests of every download of every dataset (the `download` target)."""
+    outputs = []
+    for dataset in DATASETS:
+        outputs.append(f"resources/{dataset}/manifests/skymaps.tsv")
+        outputs += expand(
+            "resources/{dataset}/manifests/images_{date}.tsv",
+            dataset=dataset,
+            date=dataset_dates(dataset),
+        )
+        if has_scintillation(dataset):
+            outputs += expand(
+                "resources/{dataset}/manifests/ismr_{date}.tsv",
+                dataset=dataset,
+                date=dataset_dates(dataset),
+            )
+    return outputs
+
+
+def final_outputs():
+    """Everything `snakemake` builds by default, for every dataset."""
+    outputs = []
+    for dataset in DATASETS:
+        outputs.append(f"results/{dataset}/summary.json")
+        outputs += [f"results/{dataset}/figures/{name}.png" for name in dataset_figures(dataset)]
+    return outputs
+
+
+def dataset_figures(dataset):
+    figures = ["reconstructions", "clusters", "training_curves"]
+    if has_labels(dataset):
+        figures += ["embeddings_by_label", "cluster_label_table"]
+    if has_scintillation(dataset):
+        figures.append("sigma_phi_distributions")
+    return figures
+
+
+# --- inputs that depend on the dataset -------------------------------------------------------------
+
+
+def demo_mirror(wildcards):
+    """The generated mirror a demo dataset downloads from (nothing for real datasets)."""
+    if "demo_mirror" not in DATASETS[wildcards.dataset]:
+        return []
+    return f"resources/demo_mirror/{wildcards.dataset}/mirror.json"
+
+
+def projected_dates(wildcards):
+    return expand(
+        "results/{dataset}/projected/{date}.zarr",
+        dataset=wildcards.dataset,
+        date=dataset_dates(wildcards.dataset),
+    )
+
+
+def ismr_manifests(wildcards):
+    return expand(
+        "resources/{dataset}/manifests/ismr_{date}.tsv",
+        dataset=wildcards.dataset,
+        date=dataset_dates(wildcards.dataset),
+    )
+
+
+def image_manifests(wildcards):
+    return expand(
+        "resources/{dataset}/manifests/images_{date}.tsv",
+        dataset=wildcards.dataset,
+        date=dataset_dates(wildcards.dataset),
+    )
+
+
+def labels_file(wildcards):
+    """The labels CSV of a dataset; for the demo it is generated with the mirror."""
+    dataset = DATASETS[wildcards.dataset]
+    if "labels" not in dataset:
+        return []
+    if "demo_mirror" in dataset:
+        return [dataset["labels"], demo_mirror(wildcards)]
+    return [dataset["labels"]]
+
+
+def sigma_phi_store(wildcards):
+    if not has_scintillation(wildcards.dataset):
+        return []
+    return f"results/{wildcards.dataset}/sigma_phi.zarr"
+
+
+# --- params: the config values each rule depends on ---------------------------------------------------
+
+
+def demo_mirror_params(wildcards):
+    dataset = DATASETS[wildcards.dataset]
+    return {
+        "site": dataset["site"],
+        "station": dataset.get("gnss_station", "xxx"),
+        "dates": dataset_dates(wildcards.dataset),
+        "hours_ut": dataset["hours_ut"],
+        **dataset["demo_mirror"],
+    }
+
+
+def image_download_params(wildcards):
+    dataset = DATASETS[wildcards.dataset]
+    source = dataset["image_source"]
+    return {
+        "site": dataset["site"],
+        "source": source,
+        "base_url": dataset["base_urls"][source],
+        "hours_ut": dataset["hours_ut"],
+    }
+
+
+def skymap_download_params(wildcards):
+    dataset = DATASETS[wildcards.dataset]
+    source = dataset["skymap_source"]
+    base_key = "berkeley_cal" if source == "berkeley_cal" else "ucalgary_skymaps"
+    return {
+        "site": dataset["site"],
+        "source": source,
+        "base_url": dataset["base_urls"][base_key],
+        "dates": dataset_dates(wildcards.dataset),
+    }
+
+
+def ismr_download_params(wildcards):
+    dataset = DATASETS[wildcards.dataset]
+    return {
+        "station": dataset["gnss_station"],
+        "base_url": dataset["base_urls"]["chain_ismr"],
+        "hours_ut": dataset["hours_ut"],
+        "expected_columns": config["scintillation"]["columns"]["expected_count"],
+    }
+
+
+def dataset_site(wildcards):
+    return DATASETS[wildcards.dataset]["site"]
+
+
+def dataset_image_source(wildcards):
+    return DATASETS[wildcards.dataset]["image_source"]
+
+
+def dataset_skymap_source(wildcards):
+    return DATASETS[wildcards.dataset]["skymap_source"]
+
+
+def dataset_kind(wildcards):
+    return DATASETS[wildcards.dataset]["kind"]
+
+
+def model_params(wildcards):
+    return config["model"][dataset_kind(wildcards)]
+
+
+def sigma_phi_fits(wildcards):
+    if not has_scintillation(wildcards.dataset):
+        return []
+    return f"results/{wildcards.dataset}/sigma_phi_fits.csv"
+
+
+def ismr_manifests_if_any(wildcards):
+    return ismr_manifests(wildcards) if has_scintillation(wildcards.dataset) else []

@@ -1,0 +1,25 @@
+# The offline demo: a seeded generator writes a mirror of the real archives in their real layouts and
+# formats, which the normal download rules then fetch from. Its planted truth (resources/demo_truth/)
+# is for tests only; no rule reads it.
+
+
+rule generate_demo_mirror:
+    output:
+        flag="resources/demo_mirror/{dataset}/mirror.json",
+        truth=directory("resources/demo_truth/{dataset}"),
+    params:
+        demo=demo_mirror_params,
+        mirror_dir="resources/demo_mirror/{dataset}",
+    log:
+        "results/logs/generate_demo_mirror/{dataset}.log",
+    benchmark:
+        "results/benchmarks/generate_demo_mirror/{dataset}.tsv"
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/demo.yaml"
+    script:
+        "../scripts/generate_demo_mirror.py"

@@ -1,0 +1,75 @@
+# Downloads run on the submitting host (cluster compute nodes often have no internet). Each writes a
+# manifest (url, path, bytes, sha256, status); the files themselves land under resources/<dataset>/raw/
+# and are not declared outputs, so an interrupted or repeated download keeps every verified file.
+
+
+rule download_images:
+    input:
+        demo_mirror,
+    output:
+        manifest="resources/{dataset}/manifests/images_{date}.tsv",
+    params:
+        images=image_download_params,
+        download=config["download"],
+        raw_dir="resources/{dataset}/raw",
+    log:
+        "results/logs/download_images/{dataset}_{date}.log",
+    benchmark:
+        "results/benchmarks/download_images/{dataset}_{date}.tsv"
+    localrule: True
+    threads: 4
+    resources:
+        mem_mb=1000,
+        runtime=240,
+    conda:
+        "../../envs/download.yaml"
+    script:
+        "../scripts/download_images.py"
+
+
+rule download_skymaps:
+    input:
+        demo_mirror,
+    output:
+        manifest="resources/{dataset}/manifests/skymaps.tsv",
+    params:
+        skymaps=skymap_download_params,
+        download=config["download"],
+        raw_dir="resources/{dataset}/raw",
+    log:
+        "results/logs/download_skymaps/{dataset}.log",
+    benchmark:
+        "results/benchmarks/download_skymaps/{dataset}.tsv"
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=30,
+    conda:
+        "../../envs/download.yaml"
+    script:
+        "../scripts/download_skymaps.py"
+
+
+rule download_scintillation:
+    input:
+        demo_mirror,
+    output:
+        manifest="resources/{dataset}/manifests/ismr_{date}.tsv",
+    params:
+        ismr=ismr_download_params,
+        download=config["download"],
+        raw_dir="resources/{dataset}/raw",
+    log:
+        "results/logs/download_scintillation/{dataset}_{date}.log",
+    benchmark:
+        "results/benchmarks/download_scintillation/{dataset}_{date}.tsv"
+    localrule: True
+    threads: 2
+    resources:
+        mem_mb=500,
+        runtime=60,
+    conda:
+        "../../envs/download.yaml"
+    script:
+        "../scripts/download_scintillation.py"

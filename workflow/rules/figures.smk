@@ -1,0 +1,147 @@
+# Figures for the report. Each is a report() output with a caption in workflow/report/.
+
+
+rule plot_reconstructions:
+    input:
+        reconstructions="results/{dataset}/model/reconstructions.npz",
+    output:
+        report(
+            "results/{dataset}/figures/reconstructions.png",
+            caption="../report/reconstructions.rst",
+            category="Model",
+            subcategory="{dataset}",
+        ),
+    log:
+        "results/logs/plot_reconstructions/{dataset}.log",
+    benchmark:
+        "results/benchmarks/plot_reconstructions/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_reconstructions.py"
+
+
+rule plot_training_curves:
+    input:
+        metrics="results/{dataset}/model/metrics.csv",
+    output:
+        report(
+            "results/{dataset}/figures/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Model",
+            subcategory="{dataset}",
+        ),
+    log:
+        "results/logs/plot_training_curves/{dataset}.log",
+    benchmark:
+        "results/benchmarks/plot_training_curves/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_training_curves.py"
+
+
+rule plot_embeddings_by_label:
+    input:
+        embedding="results/{dataset}/embedding.csv",
+    output:
+        report(
+            "results/{dataset}/figures/embeddings_by_label.png",
+            caption="../report/embeddings_by_label.rst",
+            category="Latent space",
+            subcategory="{dataset}",
+        ),
+    log:
+        "results/logs/plot_embeddings_by_label/{dataset}.log",
+    benchmark:
+        "results/benchmarks/plot_embeddings_by_label/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_embeddings_by_label.py"
+
+
+rule plot_clusters:
+    input:
+        embedding="results/{dataset}/embedding.csv",
+    output:
+        report(
+            "results/{dataset}/figures/clusters.png",
+            caption="../report/clusters.rst",
+            category="Latent space",
+            subcategory="{dataset}",
+        ),
+    log:
+        "results/logs/plot_clusters/{dataset}.log",
+    benchmark:
+        "results/benchmarks/plot_clusters/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_clusters.py"
+
+
+rule plot_cluster_label_table:
+    input:
+        embedding="results/{dataset}/embedding.csv",
+    output:
+        report(
+            "results/{dataset}/figures/cluster_label_table.png",
+            caption="../report/cluster_label_table.rst",
+            category="Latent space",
+            subcategory="{dataset}",
+        ),
+    log:
+        "results/logs/plot_cluster_label_table/{dataset}.log",
+    benchmark:
+        "results/benchmarks/plot_cluster_label_table/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_cluster_label_table.py"
+
+
+rule plot_sigma_phi_distributions:
+    input:
+        embedding="results/{dataset}/embedding.csv",
+        sigma_phi="results/{dataset}/sigma_phi.zarr",
+        fits="results/{dataset}/sigma_phi_fits.csv",
+    output:
+        report(
+            "results/{dataset}/figures/sigma_phi_distributions.png",
+            caption="../report/sigma_phi_distributions.rst",
+            category="Scintillation",
+            subcategory="{dataset}",
+        ),
+    log:
+        "results/logs/plot_sigma_phi_distributions/{dataset}.log",
+    benchmark:
+        "results/benchmarks/plot_sigma_phi_distributions/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    script:
+        "../scripts/plot_sigma_phi_distributions.py"

@@ -1,0 +1,51 @@
+# The autoencoder: trained on the projected images, then used to encode every image to a latent vector.
+# Training keeps its resumable checkpoint outside the declared outputs (results/<dataset>/model/resume/),
+# because Snakemake deletes the outputs of an interrupted job.
+
+
+rule train_autoencoder:
+    input:
+        images="results/{dataset}/images.zarr",
+    output:
+        checkpoint="results/{dataset}/model/checkpoint.pt",
+        metrics="results/{dataset}/model/metrics.csv",
+    params:
+        kind=dataset_kind,
+        model=model_params,
+        training=config["training"],
+        resume_dir="results/{dataset}/model/resume",
+    log:
+        "results/logs/train_autoencoder/{dataset}.log",
+    benchmark:
+        "results/benchmarks/train_autoencoder/{dataset}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/train_autoencoder.py"
+
+
+rule encode_latents:
+    input:
+        images="results/{dataset}/images.zarr",
+        checkpoint="results/{dataset}/model/checkpoint.pt",
+    output:
+        latents=directory("results/{dataset}/latents.zarr"),
+        reconstructions="results/{dataset}/model/reconstructions.npz",
+    params:
+        n_examples=8,
+    log:
+        "results/logs/encode_latents/{dataset}.log",
+    benchmark:
+        "results/benchmarks/encode_latents/{dataset}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/torch.yaml"
+    script:
+        "../scripts/encode_latents.py"

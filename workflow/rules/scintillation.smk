@@ -1,0 +1,24 @@
+# GNSS phase scintillation: CHAIN ISMR records -> quality cuts -> one sigma_phi per image.
+
+
+rule extract_sigma_phi:
+    input:
+        manifests=ismr_manifests,
+        images="results/{dataset}/images.zarr",
+    output:
+        sigma_phi=directory("results/{dataset}/sigma_phi.zarr"),
+    params:
+        scintillation=config["scintillation"],
+        on_bad_input=config["on_bad_input"],
+    log:
+        "results/logs/extract_sigma_phi/{dataset}.log",
+    benchmark:
+        "results/benchmarks/extract_sigma_phi/{dataset}.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    conda:
+        "../../envs/geometry.yaml"
+    script:
+        "../scripts/extract_sigma_phi.py"

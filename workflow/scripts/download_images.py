@@ -1,0 +1,26 @@
+"""Fetch one UT date of all-sky images into resources/<dataset>/raw/ and write its manifest."""
+
+import datetime as dt
+from pathlib import Path
+
+from latentsky import archive, layouts
+from latentsky.download import DownloadSettings, Fetcher, fetch_all, write_manifest
+from latentsky.logs import log_to_file
+
+log = log_to_file(snakemake.log[0])
+images = snakemake.params.images
+fetcher = Fetcher(DownloadSettings(**snakemake.params.download))
+date = dt.date.fromisoformat(snakemake.wildcards.date)
+hours = layouts.hours_of_night(date, *images["hours_ut"])
+jobs, gaps = archive.image_jobs(
+    fetcher,
+    images["source"],
+    images["base_url"],
+    images["site"],
+    hours,
+    Path(snakemake.params.raw_dir),
+)
+rows = fetch_all(fetcher, jobs, threads=snakemake.threads) + gaps
+write_manifest(rows, snakemake.output.manifest)
+statuses = [row.status for row in rows]
+log.info("%s: %s", date, {status: statuses.count(status) for status in set(statuses)})

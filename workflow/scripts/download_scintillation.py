@@ -1,0 +1,25 @@
+"""Fetch one UT date of CHAIN hourly ISMR files and write the manifest."""
+
+import datetime as dt
+from pathlib import Path
+
+from latentsky import archive, layouts
+from latentsky.download import DownloadSettings, Fetcher, fetch_all, write_manifest
+from latentsky.logs import log_to_file
+
+log = log_to_file(snakemake.log[0])
+ismr = snakemake.params.ismr
+fetcher = Fetcher(DownloadSettings(**snakemake.params.download))
+date = dt.date.fromisoformat(snakemake.wildcards.date)
+hours = layouts.hours_of_night(date, *ismr["hours_ut"])
+jobs = archive.ismr_jobs(
+    ismr["base_url"],
+    ismr["station"],
+    hours,
+    Path(snakemake.params.raw_dir),
+    ismr["expected_columns"],
+)
+rows = fetch_all(fetcher, jobs, threads=snakemake.threads)
+write_manifest(rows, snakemake.output.manifest)
+statuses = [row.status for row in rows]
+log.info("%s: %s", date, {status: statuses.count(status) for status in set(statuses)})

@@ -1,0 +1,336 @@
+"""2-D embeddings (UMAP, t-SNE), spectral clustering and the label bookkeeping around them.
+
+Everything here has to run on the full image set (~35,000 latent codes and more), so the
+neighbour graphs are sparse k-nearest-neighbour graphs throughout: nothing builds an (N, N) dense
+matrix. Seeds are explicit arguments so that a rerun of the workflow gives the same figures.
+
+Shapes: ``latents`` are ``(N, D)`` (one autoencoder latent code per image), ``coords`` are
+``(N, d)`` embedding coordinates (``d = 2`` for UMAP/t-SNE), labels and clusters are ``(N,)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+from sklearn.cluster import SpectralClustering
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
+from sklearn.metrics import adjusted_rand_score
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.neighbors import KNeighborsClassifier, kneighbors_graph
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+#: The hand-labelled classes in the order used by every table and figure (then any others, sorted).
+CLASS_ORDER = ("arc", "diffuse", "discrete", "moon", "clear", "cloudy")
+
+#: Neighbour whose distance sets a point's local scale in the self-tuning affinity
+#: (Zelnik-Manor and Perona 2004 use the 7th).
+SELF_TUNING_NEIGHBOUR = 7
+
+#: Weight floor for the links that join disconnected graph components (see :func:`knn_affinity`).
+BRIDGE_WEIGHT_FLOOR = 1e-4
+
+
+def ordered_classes(labels: Iterable) -> list:
+    """The distinct labels, known classes first in :data:`CLASS_ORDER`, then the rest sorted."""
+    present = set(pd.unique(np.asarray(list(labels), dtype=object)))
+    known = [name for name in CLASS_ORDER if name in present]
+    others = sorted(present.difference(CLASS_ORDER), key=str)
+    return known + others
+
+
+def _standardise(latents) -> np.ndarray:
+    """Zero mean, unit variance per latent dimension, as float64 ``(N, D)``.
+
+    Latent dimensions of an autoencoder have arbitrary and very different scales; without this a
+    few high-variance dimensions would dominate every Euclidean distance.
+    """
+    x = np.asarray(latents, dtype=np.float64)
+    if x.ndim != 2:
+        raise ValueError(f"latents must be 2-D (N, D), got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("latents contain NaN or infinite values")
+    return StandardScaler().fit_transform(x)
+
+
+def umap_embed(
+    latents,
+    n_neighbors: int = 15,
+    min_dist: float = 0.1,
+    seed: int | None = 0,
+    n_jobs: int = 1,
+) -> np.ndarray:
+    """UMAP of standardised latent codes.
+
+    Parameters
+    ----------
+    latents : array ``(N, D)``
+        Latent codes; each dimension is standardised (zero mean, unit variance) first.
+    n_neighbors, min_dist : UMAP's neighbourhood size and minimum spacing in the embedding.
+    seed : int or None
+        Fixes UMAP's ``random_state`` so reruns give identical coordinates. UMAP then runs on one
+        thread whatever ``n_jobs`` says; pass ``seed=None`` to use ``n_jobs`` threads (faster,
+        not reproducible).
+
+    Returns
+    -------
+    float32 array ``(N, 2)`` of embedding coordinates (arbitrary units).
+    """
+    import umap  # imported here: numba compilation makes the import itself take seconds
+
+    x = _standardise(latents)
+    reducer = umap.UMAP(
+        n_neighbors=min(n_neighbors, x.shape[0] - 1),
+        min_dist=min_dist,
+        n_components=2,
+        random_state=seed,
+        # A fixed random_state forces one thread; saying so avoids UMAP's override warning.
+        n_jobs=1 if seed is not None else n_jobs,
+    )
+    return reducer.fit_transform(x).astype(np.float32)
+
+
+def tsne_embed(latents, perplexity: float = 30.0, seed: int = 0) -> np.ndarray:
+    """Barnes-Hut t-SNE of standardised latent codes, PCA-initialised.
+
+    The standardised codes are first reduced to at most 50 principal components: this removes
+    noise dimensions and makes the neighbour search much faster, the usual t-SNE practice.
+    The perplexity is capped at ``(N - 1) / 3`` so that small inputs still work.
+
+    Returns a float32 array ``(N, 2)`` of embedding coordinates (arbitrary units).
+    """
+    x = _standardise(latents)
+    n = x.shape[0]
+    n_pcs = min(50, x.shape[1], n)
+    if n_pcs < x.shape[1]:
+        x = PCA(n_components=n_pcs, random_state=seed).fit_transform(x)
+    tsne = TSNE(
+        n_components=2,
+        perplexity=min(perplexity, (n - 1) / 3),
+        init="pca",
+        method="barnes_hut",
+        learning_rate="auto",
+        random_state=seed,
+    )
+    return tsne.fit_transform(x).astype(np.float32)
+
+
+def knn_affinity(coords, n_neighbors: int = 15) -> sparse.csr_matrix:
+    """Sparse symmetric self-tuning Gaussian affinity on the k-nearest-neighbour graph.
+
+    ``W_ij = exp(-d_ij**2 / (s_i * s_j))`` for each pair where j is one of i's ``n_neighbors``
+    nearest neighbours or i one of j's (the union, so W is symmetric), with ``s_i`` the distance
+    from i to its 7th neighbour (or the last one when ``n_neighbors < 7``). Local scales let
+    dense and sparse clusters both have strong internal weights.
+
+    If the kNN graph is disconnected, its components are joined one at a time by the single
+    shortest edge to another component, weighted by the same kernel but no less than
+    :data:`BRIDGE_WEIGHT_FLOOR`. Without these weak links the Laplacian's null space is
+    degenerate and the eigenvectors (hence the clusters) would be arbitrary; with them,
+    well-separated components still fall into separate clusters.
+
+    Parameters
+    ----------
+    coords : array ``(N, d)``
+    n_neighbors : neighbours per point, capped at ``N - 1``.
+
+    Returns
+    -------
+    CSR matrix ``(N, N)``, float64, zero diagonal, at most ``2 * N * n_neighbors`` non-zeros
+    plus two per bridge.
+    """
+    x = np.asarray(coords, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"coords must be (N, d) with N >= 2, got shape {x.shape}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("coords contain NaN or infinite values")
+    n = x.shape[0]
+    k = min(n_neighbors, n - 1)
+    # Rows hold each point's k neighbours in order of distance (explicit zeros kept for duplicates).
+    dist = kneighbors_graph(x, n_neighbors=k, mode="distance", include_self=False).tocsr()
+    dist.sort_indices()
+    row_d = np.sort(dist.data.reshape(n, k), axis=1)
+    scale = row_d[:, min(SELF_TUNING_NEIGHBOUR, k) - 1]
+    # Exact duplicates can make a scale zero; floor it so the kernel stays defined.
+    positive = scale[scale > 0]
+    floor = 1e-12 if positive.size == 0 else 1e-6 * np.median(positive)
+    scale = np.maximum(scale, floor)
+
+    rows = np.repeat(np.arange(n), k)
+    cols = dist.indices
+    weights = np.exp(-(dist.data**2) / (scale[rows] * scale[cols]))
+    affinity = sparse.csr_matrix((weights, (rows, cols)), shape=(n, n))
+    affinity = affinity.maximum(affinity.T).tocsr()
+    # Kernel values that underflowed to 0 are not edges (connected_components would count them).
+    affinity.eliminate_zeros()
+    affinity = _bridge_components(affinity, x, scale)
+    # Duplicated points can put a point among its own neighbours; no self-loops in the graph.
+    affinity = (affinity - sparse.diags(affinity.diagonal())).tocsr()
+    affinity.eliminate_zeros()
+    return affinity
+
+
+def _bridge_components(affinity: sparse.csr_matrix, x: np.ndarray, scale: np.ndarray):
+    """Join the graph's connected components with one weak shortest edge each (see knn_affinity)."""
+    n_comp, comp = connected_components(affinity, directed=False)
+    if n_comp == 1:
+        return affinity
+    extra_rows, extra_cols, extra_w = [], [], []
+    # Union-find over components: link the smallest remaining group to its nearest outside point.
+    group = np.arange(n_comp)
+
+    def root(c):
+        while group[c] != c:
+            group[c] = group[group[c]]
+            c = group[c]
+        return c
+
+    for _ in range(n_comp - 1):
+        roots = np.array([root(c) for c in range(n_comp)])
+        point_group = roots[comp]
+        sizes = np.bincount(point_group, minlength=n_comp)
+        sizes[sizes == 0] = np.iinfo(sizes.dtype).max
+        # Smallest group first, ties by group id: deterministic and cheap (small query set).
+        g = int(np.argmin(sizes))
+        inside = np.flatnonzero(point_group == g)
+        outside = np.flatnonzero(point_group != g)
+        d, j = cKDTree(x[outside]).query(x[inside], k=1)
+        best = int(np.argmin(d))
+        a, b = int(inside[best]), int(outside[j[best]])
+        w = max(np.exp(-(d[best] ** 2) / (scale[a] * scale[b])), BRIDGE_WEIGHT_FLOOR)
+        extra_rows += [a, b]
+        extra_cols += [b, a]
+        extra_w += [w, w]
+        group[g] = roots[comp[b]]
+    bridges = sparse.csr_matrix((extra_w, (extra_rows, extra_cols)), shape=affinity.shape)
+    return affinity.maximum(bridges).tocsr()
+
+
+def relabel_by_size(clusters, coords) -> np.ndarray:
+    """Renumber clusters 0, 1, ... by size, largest first; ties by mean coordinate (lexicographic).
+
+    Spectral clustering numbers its clusters arbitrarily; this makes "cluster 0" mean the same
+    thing on every run and for any ordering of the input rows.
+
+    Parameters
+    ----------
+    clusters : int array ``(N,)``; coords : array ``(N, d)``.
+
+    Returns
+    -------
+    int64 array ``(N,)``.
+    """
+    clusters = np.asarray(clusters)
+    x = np.asarray(coords, dtype=np.float64).reshape(len(clusters), -1)
+    ids, inverse, counts = np.unique(clusters, return_inverse=True, return_counts=True)
+    means = np.stack([np.bincount(inverse, weights=x[:, j]) / counts for j in range(x.shape[1])])
+    # np.lexsort sorts by the last key first: size (descending), then mean coords in order.
+    order = np.lexsort(tuple(means[::-1]) + (-counts,))
+    new_id = np.empty(len(ids), dtype=np.int64)
+    new_id[order] = np.arange(len(ids))
+    return new_id[inverse]
+
+
+def spectral_clusters(
+    coords,
+    n_clusters: int,
+    n_neighbors: int = 15,
+    seed: int = 0,
+    assign_labels: str = "cluster_qr",
+) -> np.ndarray:
+    """Spectral clustering of embedding coordinates on a sparse kNN affinity.
+
+    The affinity is :func:`knn_affinity` (sparse, symmetric, components bridged), the spectral
+    embedding uses ARPACK, and the default label assignment is ``cluster_qr`` (Damle et al.
+    2019), which has no random restarts and so gives the same partition on every run; clusters
+    are then renumbered by :func:`relabel_by_size`.
+
+    Parameters
+    ----------
+    coords : array ``(N, d)``, usually the 2-D UMAP coordinates.
+    n_clusters : number of clusters wanted (``2 <= n_clusters < N``).
+    n_neighbors : neighbours per point in the affinity graph.
+    seed : fixes ARPACK's start vector (and k-means if ``assign_labels="kmeans"``).
+
+    Returns
+    -------
+    int64 array ``(N,)`` of cluster numbers 0 .. n_clusters-1, 0 the largest cluster.
+    """
+    x = np.asarray(coords, dtype=np.float64)
+    if not 2 <= n_clusters < x.shape[0]:
+        raise ValueError(f"n_clusters must be in [2, N), got {n_clusters} for N={x.shape[0]}")
+    affinity = knn_affinity(x, n_neighbors=n_neighbors)
+    model = SpectralClustering(
+        n_clusters=n_clusters,
+        affinity="precomputed",
+        assign_labels=assign_labels,
+        eigen_solver="arpack",
+        random_state=seed,
+    )
+    raw = model.fit_predict(affinity)
+    return relabel_by_size(raw, x)
+
+
+def knn_accuracy(latents, labels, k: int = 5, folds: int = 5, seed: int = 0) -> float:
+    """Stratified k-fold cross-validated accuracy of a k-nearest-neighbour classifier.
+
+    Features are standardised inside each training fold (no leakage from the test fold). A
+    measure of how well the labels are separated in a representation: chance is about the
+    frequency of the most common class; 1 means every point's neighbours share its label.
+
+    Parameters
+    ----------
+    latents : array ``(N, D)``; labels : array ``(N,)`` of class labels.
+    k : neighbours; folds : number of stratified folds (shuffled with ``seed``).
+
+    Returns
+    -------
+    Mean accuracy over the folds, a fraction in [0, 1].
+    """
+    x = np.asarray(latents, dtype=np.float64)
+    y = np.asarray(labels)
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} latent codes but {len(y)} labels")
+    pipeline = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=k))
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return float(np.mean(cross_val_score(pipeline, x, y, cv=cv, scoring="accuracy")))
+
+
+def adjusted_rand(labels_a, labels_b) -> float:
+    """Adjusted Rand index of two partitions of the same N items (1 identical, ~0 random)."""
+    return float(adjusted_rand_score(np.asarray(labels_a), np.asarray(labels_b)))
+
+
+def cluster_label_table(clusters, labels) -> pd.DataFrame:
+    """Counts of each label in each cluster: rows clusters (ascending), columns in class order.
+
+    Returns a DataFrame indexed by ``cluster`` with one integer column per label
+    (:func:`ordered_classes` order); the row sums are the cluster sizes.
+    """
+    clusters = np.asarray(clusters)
+    labels = np.asarray(labels, dtype=object)
+    if len(clusters) != len(labels):
+        raise ValueError(f"{len(clusters)} cluster numbers but {len(labels)} labels")
+    table = pd.crosstab(pd.Series(clusters, name="cluster"), pd.Series(labels, name="label"))
+    return table.reindex(columns=ordered_classes(labels)).sort_index()
+
+
+def fraction_of(clusters, labels, cluster, wanted_labels) -> float:
+    """Fraction of the members of ``cluster`` whose label is one of ``wanted_labels``.
+
+    ``wanted_labels`` is one label or an iterable of labels. Returns NaN for an empty cluster.
+    """
+    clusters = np.asarray(clusters)
+    labels = np.asarray(labels, dtype=object)
+    if isinstance(wanted_labels, str) or not isinstance(wanted_labels, Iterable):
+        wanted_labels = [wanted_labels]
+    members = clusters == cluster
+    if not members.any():
+        return float("nan")
+    return float(np.isin(labels[members], list(wanted_labels)).mean())

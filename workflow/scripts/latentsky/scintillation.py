@@ -1,0 +1,548 @@
+"""GNSS phase scintillation from Septentrio ISMR files, matched to image times.
+
+An ISMR file (one per receiver and hour, optionally gzip-compressed) has one comma-separated row per
+satellite and minute and no header. The time stamp (GPS week, GPS time of week) marks the **end** of
+the one-minute interval over which the indices were computed, in GPS time. Column numbers are
+1-based, as in the receiver manual; :class:`IsmrColumns` holds them so that other layouts (older
+NovAtel receivers wrote fewer columns) can be read by passing other numbers.
+
+Missing values: Septentrio's ``sbf2ismr`` writes ``nan`` where an index could not be computed (for
+example Phi60 during the first minutes after a satellite is acquired). That is *missing*, not
+malformed, and is counted apart from parse errors. No numeric sentinel is documented for Septentrio,
+but other receivers and reprocessing chains fill gaps with values such as -1, 9.999, 99.99 or 999;
+any sigma_phi outside ``(0, sigma_phi_sentinel_rad)`` is therefore treated as invalid. Physical
+values stay well below 10 rad (a few rad in the strongest storms), so the default threshold of
+9.99 rad only catches fill values.
+
+Pipeline: :func:`read_ismr` (or :func:`read_ismr_files`) -> :func:`apply_quality_cuts` ->
+:func:`sigma_phi_per_minute` -> :func:`sigma_phi_for_times` -> :func:`sigma_phi_dataset`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import zlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .errors import BadInputError
+from .gpstime import SECONDS_PER_WEEK, gps_to_utc
+
+#: Length of one ISMR record (s): indices are computed over the minute that ends at the time stamp.
+RECORD_SECONDS = 60
+#: Default upper bound (rad, exclusive) of a valid sigma_phi; values at or above it are fill values.
+DEFAULT_SIGMA_PHI_SENTINEL_RAD = 9.99
+#: Columns of the frame returned by :func:`read_ismr`, in order.
+ISMR_FRAME_COLUMNS = (
+    "time_utc",
+    "svid",
+    "azimuth",
+    "elevation",
+    "cn0",
+    "s4",
+    "sigma_phi",
+    "lock_time",
+)
+_BAD_INPUT_MODES = ("skip", "fail")
+_GZIP_MAGIC = b"\x1f\x8b"
+_GZIP_CHUNK = 16 * 1024  # small, so that little decoded text is lost before a corrupt block
+
+
+@dataclass(frozen=True)
+class IsmrColumns:
+    """1-based column numbers of the fields used, and the expected number of columns per row.
+
+    Defaults are the Septentrio PolaRxS / PolaRx5S ``sbf2ismr`` layout (62 columns; Phi60 on the
+    first signal in column 14, its lock time in column 25). ``expected_count=None`` accepts any row
+    long enough to hold the used columns.
+    """
+
+    week: int = 1
+    tow: int = 2
+    svid: int = 3
+    azimuth: int = 5
+    elevation: int = 6
+    cn0: int = 7
+    s4: int = 8
+    phi60: int = 14
+    lock_time: int = 25
+    expected_count: int | None = 62
+
+    def __post_init__(self):
+        used = self.used()
+        if min(used.values()) < 1:
+            raise ValueError(f"ISMR column numbers are 1-based, got {used}")
+        if self.expected_count is not None and self.expected_count < max(used.values()):
+            raise ValueError(
+                f"expected_count={self.expected_count} is smaller than the largest used column "
+                f"({max(used.values())})"
+            )
+
+    def used(self) -> dict[str, int]:
+        """Name -> 1-based column number of every field read."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)[:-1]}
+
+
+@dataclass
+class BadInputCounts:
+    """Counters of what was read, repaired or dropped; add them up over files with ``+``.
+
+    ``files``, ``lines`` (non-blank lines seen) and ``rows`` (records returned) describe the input;
+    ``missing_sigma_phi`` counts records kept with sigma_phi = NaN (``nan`` in the file) and
+    ``out_of_order`` counts records that were kept and sorted into place. Every other counter is a
+    number of dropped records, except ``corrupt_files`` (files whose gzip stream was truncated or
+    corrupt; the records decoded before the damage are kept).
+    """
+
+    files: int = 0
+    lines: int = 0
+    rows: int = 0
+    corrupt_files: int = 0
+    wrong_column_count: int = 0
+    non_numeric: int = 0
+    invalid_time_or_svid: int = 0
+    invalid_sigma_phi: int = 0
+    missing_sigma_phi: int = 0
+    duplicates: int = 0
+    out_of_order: int = 0
+
+    def __add__(self, other: BadInputCounts) -> BadInputCounts:
+        if not isinstance(other, BadInputCounts):
+            return NotImplemented
+        return BadInputCounts(
+            **{
+                f.name: getattr(self, f.name) + getattr(other, f.name)
+                for f in dataclasses.fields(self)
+            }
+        )
+
+    def to_dict(self) -> dict[str, int]:
+        """Plain ``{name: int}``, ready for JSON."""
+        return {f.name: int(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped as bad input (not counting what a corrupt file hid)."""
+        return (
+            self.wrong_column_count
+            + self.non_numeric
+            + self.invalid_time_or_svid
+            + self.invalid_sigma_phi
+            + self.duplicates
+        )
+
+
+def _gunzip_prefix(raw: bytes) -> tuple[bytes, str | None]:
+    """Decompress as much of a gzip stream as is intact.
+
+    Returns (decompressed bytes, None) for a sound file, or (the bytes decoded before the damage, a
+    reason) for a truncated or corrupt one. Handles multi-member files and trailing zero padding,
+    as ``gzip`` does; the CRC of each member is checked by zlib.
+    """
+    out: list[bytes] = []
+    data = raw
+    while True:
+        decomp = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        pos = 0
+        try:
+            while not decomp.eof and pos < len(data):
+                out.append(decomp.decompress(data[pos : pos + _GZIP_CHUNK]))
+                pos += _GZIP_CHUNK
+        except zlib.error as exc:
+            return b"".join(out), f"corrupt gzip stream ({exc})"
+        if not decomp.eof:
+            out.append(decomp.flush())
+            return b"".join(out), "truncated gzip stream (it ends before its end-of-stream marker)"
+        rest = decomp.unused_data + data[pos:]
+        if not rest.strip(b"\x00"):
+            return b"".join(out), None
+        if rest[:2] != _GZIP_MAGIC:
+            return b"".join(out), "unexpected data after the end of the gzip stream"
+        data = rest
+
+
+def _read_lines(path: Path) -> tuple[list[str], str | None]:
+    """Text lines of a plain or gzip ISMR file, and the reason if the gzip stream is damaged."""
+    raw = path.read_bytes()
+    error = None
+    if path.name.endswith(".gz") or raw[:2] == _GZIP_MAGIC:
+        raw, error = _gunzip_prefix(raw)
+    # latin-1 maps every byte to a character, so garbage surfaces as a non-numeric field with its
+    # line number instead of a decoding error for the whole file.
+    lines = raw.decode("latin-1").split("\n")
+    if error is not None and lines and lines[-1] != "":
+        lines.pop()  # the line cut by the damage cannot be trusted
+    return lines, error
+
+
+def _check_mode(on_bad_input: str) -> None:
+    if on_bad_input not in _BAD_INPUT_MODES:
+        raise ValueError(f"on_bad_input must be one of {_BAD_INPUT_MODES}, got {on_bad_input!r}")
+
+
+def _empty_frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "time_utc": np.array([], dtype="datetime64[ns]"),
+            "svid": np.array([], dtype=np.int64),
+            **{name: np.array([], dtype=np.float64) for name in ISMR_FRAME_COLUMNS[2:]},
+        }
+    )
+
+
+def read_ismr(
+    path,
+    columns: IsmrColumns = IsmrColumns(),  # noqa: B008 (frozen dataclass: an immutable default)
+    on_bad_input: str = "skip",
+    sigma_phi_sentinel_rad: float = DEFAULT_SIGMA_PHI_SENTINEL_RAD,
+) -> tuple[pd.DataFrame, BadInputCounts]:
+    """Read one ISMR file (``.ismr`` or ``.ismr.gz``) into a frame of one row per satellite-minute.
+
+    Parameters
+    ----------
+    path : path of the file; gzip is recognised by the ``.gz`` suffix or the gzip magic bytes.
+    columns : column layout (1-based numbers), Septentrio by default.
+    on_bad_input : ``"skip"`` drops (and counts) bad records and keeps what a damaged gzip stream
+        held before the damage; ``"fail"`` raises :class:`BadInputError` at the first problem, naming
+        the file and the 1-based line number.
+    sigma_phi_sentinel_rad : sigma_phi at or above this (rad) is a fill value. Values <= 0 are always
+        invalid (sigma_phi is a standard deviation, and the log-normal fit needs positive values).
+
+    Problems detected: damaged gzip stream; wrong number of columns; a used field that is not a
+    number (``nan`` is accepted as missing in the measurement columns, but not in week, TOW or SVID);
+    week/TOW/SVID out of range; invalid sigma_phi; a second record for the same (time, SVID) (the
+    first is kept); times out of order (kept, then sorted).
+
+    Returns
+    -------
+    (frame, counts): frame with columns ``time_utc`` (datetime64[ns], UTC **end** of the minute,
+    converted from GPS time with the leap-second table), ``svid`` (int64), ``azimuth`` and
+    ``elevation`` (degrees), ``cn0`` (dB-Hz), ``s4`` (dimensionless), ``sigma_phi`` (rad, NaN where
+    missing) and ``lock_time`` (s), sorted by (time_utc, svid); counts as :class:`BadInputCounts`.
+    """
+    _check_mode(on_bad_input)
+    path = Path(path)
+    counts = BadInputCounts(files=1)
+    lines, gzip_error = _read_lines(path)
+
+    def bad(counter: str, lineno: int, reason: str) -> None:
+        if on_bad_input == "fail":
+            raise BadInputError(path, reason, where=f"line {lineno}")
+        setattr(counts, counter, getattr(counts, counter) + 1)
+
+    used = columns.used()
+    index = {name: number - 1 for name, number in used.items()}
+    min_fields = max(used.values())
+    expected = columns.expected_count
+    measurement_names = ("azimuth", "elevation", "cn0", "s4", "phi60", "lock_time")
+
+    records: list[tuple] = []
+    seen: dict[tuple[float, int], int] = {}  # (GPS seconds, SVID) -> line of the kept record
+    latest = -math.inf
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue  # blank lines (a trailing newline, or padding) are not records
+        counts.lines += 1
+        fields = line.split(",")
+        if (expected is not None and len(fields) != expected) or len(fields) < min_fields:
+            wanted = expected if expected is not None else f"at least {min_fields}"
+            bad(
+                "wrong_column_count",
+                lineno,
+                f"{len(fields)} comma-separated fields, expected {wanted}",
+            )
+            continue
+        try:
+            values = {name: float(fields[i]) for name, i in index.items()}
+        except ValueError:
+            name, i = next((name, i) for name, i in index.items() if not _is_float(fields[i]))
+            bad(
+                "non_numeric",
+                lineno,
+                f"column {i + 1} ({name}) is not a number: {fields[i].strip()!r}",
+            )
+            continue
+        week, tow, svid = values["week"], values["tow"], values["svid"]
+        if not (
+            math.isfinite(week)
+            and week >= 0
+            and week == int(week)
+            and math.isfinite(tow)
+            and 0 <= tow < SECONDS_PER_WEEK
+            and math.isfinite(svid)
+            and svid >= 1
+            and svid == int(svid)
+        ):
+            bad(
+                "invalid_time_or_svid",
+                lineno,
+                f"invalid GPS week/TOW/SVID: {fields[index['week']].strip()}, "
+                f"{fields[index['tow']].strip()}, {fields[index['svid']].strip()}",
+            )
+            continue
+        phi = values["phi60"]
+        if math.isnan(phi):
+            counts.missing_sigma_phi += 1
+        elif not 0.0 < phi < sigma_phi_sentinel_rad:
+            bad(
+                "invalid_sigma_phi",
+                lineno,
+                f"sigma_phi (column {index['phi60'] + 1}) = {phi} rad is outside the valid range "
+                f"(0, {sigma_phi_sentinel_rad})",
+            )
+            continue
+        gps_seconds = week * SECONDS_PER_WEEK + tow
+        key = (gps_seconds, int(svid))
+        if key in seen:
+            bad(
+                "duplicates",
+                lineno,
+                f"second record for SVID {int(svid)} at GPS week {int(week)} TOW {tow:g} "
+                f"(first on line {seen[key]})",
+            )
+            continue
+        if gps_seconds < latest:
+            # Fail mode stops here; skip mode keeps the record and sorts it into place below.
+            bad(
+                "out_of_order",
+                lineno,
+                f"time goes backwards (GPS week {int(week)} TOW {tow:g} after a later record)",
+            )
+        latest = max(latest, gps_seconds)
+        seen[key] = lineno
+        records.append((week, tow, svid, *(values[name] for name in measurement_names)))
+
+    if gzip_error is not None:
+        if on_bad_input == "fail":
+            raise BadInputError(path, gzip_error, where=f"after line {len(lines)}")
+        counts.corrupt_files += 1
+
+    if not records:
+        return _empty_frame(), counts
+    table = np.array(records, dtype=np.float64)
+    frame = pd.DataFrame(
+        {
+            "time_utc": gps_to_utc(table[:, 0].astype(np.int64), table[:, 1]),
+            "svid": table[:, 2].astype(np.int64),
+            "azimuth": table[:, 3],
+            "elevation": table[:, 4],
+            "cn0": table[:, 5],
+            "s4": table[:, 6],
+            "sigma_phi": table[:, 7],
+            "lock_time": table[:, 8],
+        }
+    )
+    frame = frame.sort_values(["time_utc", "svid"], kind="stable").reset_index(drop=True)
+    counts.rows = len(frame)
+    return frame, counts
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_ismr_files(
+    paths: Iterable,
+    columns: IsmrColumns = IsmrColumns(),  # noqa: B008 (frozen dataclass: an immutable default)
+    on_bad_input: str = "skip",
+    sigma_phi_sentinel_rad: float = DEFAULT_SIGMA_PHI_SENTINEL_RAD,
+) -> tuple[pd.DataFrame, BadInputCounts]:
+    """Read several ISMR files (e.g. the hours of a night) into one frame, as :func:`read_ismr`.
+
+    Records of the same (time, SVID) in two files count as ``duplicates`` (the one from the earlier
+    path is kept; in fail mode the error names both files). The order of ``paths`` does not matter
+    otherwise: the result is sorted by (time_utc, svid).
+    """
+    _check_mode(on_bad_input)
+    paths = [Path(p) for p in paths]
+    frames, sources = [], []
+    total = BadInputCounts()
+    for k, path in enumerate(paths):
+        frame, counts = read_ismr(path, columns, on_bad_input, sigma_phi_sentinel_rad)
+        frames.append(frame)
+        sources.append(np.full(len(frame), k))
+        total = total + counts
+    if not frames:
+        return _empty_frame(), total
+    frame = pd.concat(frames, ignore_index=True)
+    source = np.concatenate(sources)
+    keys = ["time_utc", "svid"]
+    repeated = frame.duplicated(keys, keep="first").to_numpy()
+    if repeated.any():
+        if on_bad_input == "fail":
+            i = int(np.flatnonzero(repeated)[0])
+            row = frame.iloc[i]
+            same = (frame["time_utc"] == row["time_utc"]) & (frame["svid"] == row["svid"])
+            first = int(source[int(np.flatnonzero(same.to_numpy())[0])])
+            raise BadInputError(
+                paths[int(source[i])],
+                f"record for SVID {row['svid']} ending {row['time_utc']} UTC is also in "
+                f"{paths[first]}",
+            )
+        total.duplicates += int(repeated.sum())
+        frame = frame[~repeated]
+    frame = frame.sort_values(keys, kind="stable").reset_index(drop=True)
+    total.rows = len(frame)
+    return frame, total
+
+
+def apply_quality_cuts(
+    df: pd.DataFrame,
+    min_elevation_deg: float = 30.0,
+    min_lock_time_s: float = 200.0,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Keep records with elevation >= ``min_elevation_deg`` (degrees) and lock time >=
+    ``min_lock_time_s`` (s).
+
+    Low elevations add multipath and long paths through the ionosphere; short lock times leave the
+    phase detrending filter unsettled. The cuts apply in that order, and each count is the number of
+    records the cut removed from what the previous cut left (so the counts add up to the total
+    removed). NaN elevation or lock time fails the cut.
+
+    Returns (kept rows with a fresh index, ``{"elevation": n, "lock_time": n}``).
+    """
+    elevation_ok = (df["elevation"] >= min_elevation_deg).to_numpy()
+    lock_ok = (df["lock_time"] >= min_lock_time_s).to_numpy()
+    removed = {
+        "elevation": int((~elevation_ok).sum()),
+        "lock_time": int((elevation_ok & ~lock_ok).sum()),
+    }
+    return df[elevation_ok & lock_ok].reset_index(drop=True), removed
+
+
+_STATISTICS = ("median", "mean", "max")
+
+
+def sigma_phi_per_minute(df: pd.DataFrame, statistic: str = "median") -> pd.DataFrame:
+    """One sigma_phi per ISMR minute, combined over the satellites in view.
+
+    Records with missing sigma_phi are ignored. ``statistic`` is ``"median"`` (robust to one noisy
+    satellite), ``"mean"`` or ``"max"``.
+
+    Returns a frame indexed by ``time_utc`` (datetime64[ns], the minute's UTC end time, sorted) with
+    columns ``sigma_phi`` (float64, rad) and ``n_satellites`` (int64, distinct SVIDs that
+    contributed). Minutes with no valid sigma_phi are absent.
+    """
+    if statistic not in _STATISTICS:
+        raise ValueError(f"statistic must be one of {_STATISTICS}, got {statistic!r}")
+    valid = df[np.isfinite(df["sigma_phi"].to_numpy(dtype=np.float64))]
+    grouped = valid.groupby("time_utc", sort=True)
+    result = pd.DataFrame(
+        {
+            "sigma_phi": grouped["sigma_phi"].agg(statistic).astype(np.float64),
+            "n_satellites": grouped["svid"].nunique().astype(np.int64),
+        }
+    )
+    result.index = pd.DatetimeIndex(result.index.to_numpy(dtype="datetime64[ns]"), name="time_utc")
+    return result
+
+
+def sigma_phi_for_times(image_times, per_minute: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The sigma_phi of the one-minute record that covers each image time.
+
+    A record ending at T covers ``T - 60 s <= t < T``: an image taken exactly at T - 60 s belongs to
+    the record ending at T, one taken exactly at T to the next record. Where two records overlap
+    (UTC ends 59 s apart across a leap second) the earlier one wins, which is the one whose GPS
+    minute holds the image.
+
+    Parameters
+    ----------
+    image_times : (N,) datetime64 array-like, UTC (NaT allowed).
+    per_minute : output of :func:`sigma_phi_per_minute`.
+
+    Returns
+    -------
+    (sigma_phi, n_satellites): float32 (N,) in rad, NaN where no record covers the time, and int32
+    (N,), 0 there.
+    """
+    times = np.asarray(image_times, dtype="datetime64[ns]").ravel()
+    per_minute = per_minute.sort_index()
+    ends = per_minute.index.to_numpy(dtype="datetime64[ns]")
+    sigma = np.full(times.shape, np.nan, dtype=np.float32)
+    n_sat = np.zeros(times.shape, dtype=np.int32)
+    if ends.size == 0 or times.size == 0:
+        return sigma, n_sat
+    candidate = np.searchsorted(ends, times, side="right")  # first record ending after t
+    inside = ~np.isnat(times) & (candidate < ends.size)
+    safe = np.minimum(candidate, ends.size - 1)
+    inside &= ends[safe] - np.timedelta64(RECORD_SECONDS, "s") <= times
+    sigma[inside] = per_minute["sigma_phi"].to_numpy()[safe[inside]]
+    n_sat[inside] = per_minute["n_satellites"].to_numpy()[safe[inside]]
+    return sigma, n_sat
+
+
+def _plain(value):
+    """numpy scalars/arrays -> Python values, so attributes serialise as JSON in Zarr."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def sigma_phi_dataset(
+    image_times, sigma_phi, n_satellites, attrs: dict | None = None
+) -> xr.Dataset:
+    """Per-image sigma_phi as an xarray Dataset on dimension ``time`` (the workflow writes it to Zarr).
+
+    Parameters
+    ----------
+    image_times : (N,) datetime64, UTC image times (the ``time`` coordinate).
+    sigma_phi : (N,) float, rad (NaN: no covering record). Stored as float32 with ``units="rad"``.
+    n_satellites : (N,) int, satellites behind each value. Stored as int32.
+    attrs : dataset attributes to record, e.g. the quality-cut settings, the per-minute statistic,
+        the station and the bad-input counts; numpy values are converted to plain Python.
+    """
+    times = np.asarray(image_times, dtype="datetime64[ns]").ravel()
+    sigma = np.asarray(sigma_phi, dtype=np.float32).ravel()
+    n_sat = np.asarray(n_satellites, dtype=np.int32).ravel()
+    if not sigma.shape == n_sat.shape == times.shape:
+        raise ValueError(
+            f"image_times, sigma_phi and n_satellites differ in length: "
+            f"{times.shape}, {sigma.shape}, {n_sat.shape}"
+        )
+    dataset_attrs = {
+        "description": (
+            "GNSS phase scintillation index sigma_phi (Phi60: standard deviation of the detrended "
+            "carrier phase over 60 s) of the one-minute ISMR record covering each image time, "
+            "combined over the satellites that passed the quality cuts"
+        ),
+    }
+    dataset_attrs.update(_plain(dict(attrs or {})))
+    return xr.Dataset(
+        {
+            "sigma_phi": (
+                "time",
+                sigma,
+                {
+                    "units": "rad",
+                    "long_name": "phase scintillation index sigma_phi (60 s)",
+                    "description": "NaN where no ISMR record covers the image time",
+                },
+            ),
+            "n_satellites": (
+                "time",
+                n_sat,
+                {
+                    "units": "1",
+                    "long_name": "number of satellites combined into sigma_phi",
+                },
+            ),
+        },
+        coords={"time": ("time", times, {"long_name": "image time (UTC)"})},
+        attrs=dataset_attrs,
+    )
