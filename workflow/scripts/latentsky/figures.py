@@ -29,11 +29,13 @@ from .embedding import CLASS_ORDER, ordered_classes
 
 DPI = 150
 
-#: Colours of the known classes, in :data:`CLASS_ORDER` (seaborn "colorblind" palette).
+#: Colours of the known classes from seaborn's "colorblind" palette, with the no-aurora classes
+#: in neutral tones: arc blue, diffuse green, discrete vermilion, moon yellow, clear grey,
+#: cloudy brown.
 _COLORBLIND = sns.color_palette("colorblind", 10)
-_CLASS_COLOURS = dict(zip(CLASS_ORDER, _COLORBLIND[:6], strict=True))
+_CLASS_COLOURS = dict(zip(CLASS_ORDER, [_COLORBLIND[i] for i in (0, 2, 3, 8, 7, 5)], strict=True))
 #: Colours for labels outside CLASS_ORDER, in their sorted order, then cycling.
-_OTHER_LABEL_COLOURS = _COLORBLIND[6:] + sns.color_palette("dark", 10)
+_OTHER_LABEL_COLOURS = [_COLORBLIND[i] for i in (1, 4, 6, 9)] + sns.color_palette("dark", 10)
 
 #: Cluster colours: the dark half of tab20 first, then the light half (20 distinct), then cycling.
 _TAB20 = sns.color_palette("tab20", 20)
@@ -211,7 +213,7 @@ def plot_clusters(umap_xy, clusters, path) -> Path:
         _scatter_in_shuffled_order(
             ax, umap_xy, [palette[c] for c in clusters], _marker_size(len(clusters))
         )
-        for c, colour in palette.items():
+        for c in palette:
             x, y = np.median(umap_xy[clusters == c], axis=0)
             ax.text(
                 x,

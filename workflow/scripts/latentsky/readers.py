@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bz2
 import datetime as dt
+import functools
 import re
 import warnings
 import zlib
@@ -70,29 +71,36 @@ class FrameRead:
 def _decompress(path: Path, raw: bytes) -> tuple[bytes, str | None]:
     """Decompress as much of a .gz/.bz2 file as possible (plain files are returned as they are).
 
-    Returns (bytes, problem): ``problem`` is None for an intact stream, else why it stopped early.
-    Decompressing incrementally keeps the complete leading frames of a truncated download.
+    Returns (bytes, problem): ``problem`` is None for an intact stream, or says that it is
+    truncated; what was decompressed up to the cut is exact, so a truncated download keeps its
+    complete leading frames. A corrupt stream (bad checksum, invalid data) raises BadInputError.
     """
     name = path.name.lower()
     if name.endswith(".gz"):
-        new = lambda: zlib.decompressobj(wbits=31)  # noqa: E731  (31: gzip header and trailer)
+        new = functools.partial(zlib.decompressobj, wbits=31)  # 31: gzip header and trailer
     elif name.endswith(".bz2"):
         new = bz2.BZ2Decompressor
     else:
         return raw, None
     out: list[bytes] = []
     data = raw
+    chunk = 1 << 16  # feed in pieces so that a corrupt block loses only what follows it
     try:
         while True:  # one pass per member: gzip and bzip2 allow concatenated members
             decomp = new()
-            out.append(decomp.decompress(data))
+            for start in range(0, len(data), chunk):
+                out.append(decomp.decompress(data[start : start + chunk]))
+                if decomp.eof:
+                    break
             if not decomp.eof:
                 return b"".join(out), "compressed stream is truncated"
             data = decomp.unused_data
             if not data.strip(b"\0"):
                 return b"".join(out), None
     except (zlib.error, OSError, EOFError, ValueError) as exc:
-        return b"".join(out), f"compressed stream is corrupt ({exc})"
+        # Not salvageable frame by frame: a failed checksum or an invalid code is detected only
+        # after corrupt bytes may already have been written into earlier, well-formed frames.
+        raise BadInputError(path, f"compressed stream is corrupt ({exc})") from exc
 
 
 def _parse_pgm_time(value: str) -> np.datetime64:
@@ -158,16 +166,18 @@ def read_themis_pgm_frames(path, *, skip_bad_frames: bool = False) -> FrameRead:
     Args:
         path: the file.
         skip_bad_frames: if False, any damaged frame raises; if True, damaged frames (truncated
-            pixel data, malformed header, missing/unparseable/implausible time stamp, broken
-            compressed stream) are left out and counted in ``n_skipped``.
+            pixel data, malformed header, missing/unparseable/implausible time stamp, the frames
+            lost where a compressed stream is cut short) are left out and counted in
+            ``n_skipped``.
 
     Returns:
         FrameRead with frames (N, 256, 256) uint16 in canonical orientation (file row order, see
         the module docstring) and times (N,) datetime64[ns] UTC.
 
     Raises:
-        BadInputError: the file cannot be read, holds no valid frame, or (with
-            ``skip_bad_frames=False``) holds any damaged frame.
+        BadInputError: the file cannot be read, its compressed stream is corrupt (a failed
+            checksum cannot be pinned to a frame, so no frame of it is trusted), it holds no valid
+            frame, or (with ``skip_bad_frames=False``) it holds any damaged frame.
     """
     path = Path(path)
     try:

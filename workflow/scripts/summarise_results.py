@@ -1,0 +1,98 @@
+"""Headline numbers of a run: latent-space quality, clusters, sigma_phi fits, gaps, bad input."""
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from latentsky.download import read_manifest
+from latentsky.embedding import adjusted_rand, cluster_label_table, knn_accuracy
+from latentsky.logs import log_to_file
+from latentsky.stores import open_zarr
+
+log = log_to_file(snakemake.log[0])
+analysis = snakemake.params.analysis
+table = pd.read_csv(snakemake.input.embedding, parse_dates=["time"])
+latents = open_zarr(snakemake.input.latents)["latent"].to_numpy()
+images = open_zarr(snakemake.input.images)
+metrics = pd.read_csv(snakemake.input.metrics)
+
+labelled = table.dropna(subset=["label"])
+summary = {
+    "dataset": snakemake.wildcards.dataset,
+    "n_images": int(images.sizes["time"]),
+    "n_embedded": len(table),
+    "n_labelled_embedded": len(labelled),
+    "excluded_labels": analysis["exclude_labels"],
+    "n_clusters": int(table["cluster"].nunique()),
+    "training": {
+        "epochs": int(metrics["epoch"].max()),
+        "final_train_loss": float(metrics["train_loss"].iloc[-1]),
+        "final_val_loss": float(metrics["val_loss"].iloc[-1]),
+    },
+}
+if len(labelled) >= analysis["knn_folds"] * 2 and labelled["label"].nunique() > 1:
+    summary["knn_accuracy"] = knn_accuracy(
+        latents[labelled["index"].to_numpy()],
+        labelled["label"].to_numpy(),
+        k=analysis["knn_neighbors"],
+        folds=analysis["knn_folds"],
+        seed=0,
+    )
+    summary["knn_neighbors"] = analysis["knn_neighbors"]
+    summary["knn_folds"] = analysis["knn_folds"]
+    summary["adjusted_rand_index"] = adjusted_rand(labelled["cluster"], labelled["label"])
+    crosstab = cluster_label_table(labelled["cluster"], labelled["label"])
+    summary["cluster_label_counts"] = {
+        str(cluster): {str(k): int(v) for k, v in row.items()}
+        for cluster, row in crosstab.iterrows()
+    }
+
+image_rows = [row for path in snakemake.input.image_manifests for row in read_manifest(path)]
+summary["gaps"] = {
+    "image_files_missing": sum(r.status == "missing" for r in image_rows),
+    "image_files_present": sum(r.status in ("downloaded", "present") for r in image_rows),
+}
+summary["bad_input"] = {"images": json.loads(images.attrs.get("bad_input", "{}"))}
+
+if snakemake.input.fits:
+    fits = pd.read_csv(snakemake.input.fits)
+    sigma = open_zarr(
+        snakemake.input.sigma_phi[0]
+        if isinstance(snakemake.input.sigma_phi, list)
+        else snakemake.input.sigma_phi
+    )
+    summary["gaps"]["ismr_hours_missing"] = int(sigma.attrs.get("ismr_hours_missing", 0))
+    summary["bad_input"]["ismr"] = sigma.attrs.get("bad_input", {})
+    summary["scintillation_cuts_removed"] = sigma.attrs.get("removed_by_cuts", {})
+    summary["sigma_phi_fits"] = {
+        group_type: {
+            str(row["group"]): {
+                k: (None if pd.isna(v) else v)
+                for k, v in row.items()
+                if k not in ("group", "group_type")
+            }
+            for _, row in rows.iterrows()
+        }
+        for group_type, rows in fits.groupby("group_type")
+    }
+    by_cluster = fits[(fits["group_type"] == "cluster") & fits["median"].notna()]
+    if not by_cluster.empty:
+        top = by_cluster.loc[by_cluster["median"].idxmax()]
+        members = labelled[labelled["cluster"].astype(str) == str(top["group"])]
+        bright = (
+            members["label"].isin(analysis["bright_aurora_labels"]).mean()
+            if len(members)
+            else np.nan
+        )
+        summary["highest_sigma_phi_cluster"] = {
+            "cluster": str(top["group"]),
+            "median_sigma_phi_rad": float(top["median"]),
+            "n": int(top["n"]),
+            "bright_aurora_labels": analysis["bright_aurora_labels"],
+            "bright_aurora_fraction": None if pd.isna(bright) else float(bright),
+        }
+
+log.info("summary: %s", json.dumps(summary, indent=2, default=str))
+with open(snakemake.output.summary, "w") as handle:
+    json.dump(summary, handle, indent=2, default=str)
