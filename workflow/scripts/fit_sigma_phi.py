@@ -2,8 +2,8 @@
 
 import pandas as pd
 
-from latentsky.logs import log_to_file
 from latentsky.lognormal import fit_groups
+from latentsky.logs import log_to_file
 from latentsky.stores import open_zarr
 
 log = log_to_file(snakemake.log[0])
