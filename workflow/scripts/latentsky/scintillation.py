@@ -150,12 +150,20 @@ def _gunzip_prefix(raw: bytes) -> tuple[bytes, str | None]:
     while True:
         decomp = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
         pos = 0
-        try:
-            while not decomp.eof and pos < len(data):
-                out.append(decomp.decompress(data[pos : pos + _GZIP_CHUNK]))
-                pos += _GZIP_CHUNK
-        except zlib.error as exc:
-            return b"".join(out), f"corrupt gzip stream ({exc})"
+        while not decomp.eof and pos < len(data):
+            chunk = data[pos : pos + _GZIP_CHUNK]
+            before = decomp.copy()
+            try:
+                out.append(decomp.decompress(chunk))
+            except zlib.error as exc:
+                # Replay the failing chunk in small pieces to keep the text decoded before the damage.
+                for start in range(0, len(chunk), 256):
+                    try:
+                        out.append(before.decompress(chunk[start : start + 256]))
+                    except zlib.error:
+                        break
+                return b"".join(out), f"corrupt gzip stream ({exc})"
+            pos += _GZIP_CHUNK
         if not decomp.eof:
             out.append(decomp.flush())
             return b"".join(out), "truncated gzip stream (it ends before its end-of-stream marker)"

@@ -34,3 +34,43 @@ def write_zarr_atomic(ds: xr.Dataset, path: str | Path, encoding: dict | None = 
 def open_zarr(path: str | Path) -> xr.Dataset:
     """Open a store written by :func:`write_zarr_atomic` (lazy, dask-backed)."""
     return xr.open_zarr(path, consolidated=True)
+
+
+class ZarrAppender:
+    """Build a store piece by piece along ``dim`` in a temporary folder; move it into place at the end.
+
+    Used where a whole store would not fit in memory (a night of frames): each piece is appended, and
+    only :meth:`commit` makes the store visible under its final name.
+    """
+
+    def __init__(self, path: str | Path, dim: str = "time", encoding: dict | None = None):
+        self.path = Path(path)
+        self.dim = dim
+        self.encoding = encoding or {}
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        self.pieces = 0
+
+    def append(self, piece: xr.Dataset) -> None:
+        if self.pieces == 0:
+            piece.to_zarr(self.tmp, mode="w", encoding=self.encoding, consolidated=True)
+        else:
+            piece.to_zarr(self.tmp, append_dim=self.dim, consolidated=True)
+        self.pieces += 1
+
+    def commit(self, empty: xr.Dataset, attrs: dict) -> Path:
+        """Finish: write ``attrs`` (and ``empty`` if nothing was appended), then rename into place."""
+        if self.pieces == 0:
+            empty.to_zarr(self.tmp, mode="w", consolidated=True)
+        import zarr
+
+        group = zarr.open_group(self.tmp, mode="a")
+        group.attrs.update(attrs)
+        zarr.consolidate_metadata(self.tmp)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
