@@ -116,7 +116,13 @@ def labels_file(wildcards):
     if "labels" not in dataset:
         return []
     if "demo_mirror" in dataset:
-        return [dataset["labels"], demo_mirror(wildcards)]
+        generated = f"resources/demo_mirror/{wildcards.dataset}/labels.csv"
+        if dataset["labels"] != generated:
+            raise ValueError(
+                f"config key datasets.{wildcards.dataset}.labels: a demo dataset's labels are "
+                f"generated at {generated}, got {dataset['labels']}"
+            )
+        return [generated]
     return [dataset["labels"]]
 
 

@@ -6,6 +6,7 @@
 rule generate_demo_mirror:
     output:
         flag="resources/demo_mirror/{dataset}/mirror.json",
+        labels="resources/demo_mirror/{dataset}/labels.csv",
         truth=directory("resources/demo_truth/{dataset}"),
     params:
         demo=demo_mirror_params,

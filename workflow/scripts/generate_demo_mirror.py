@@ -21,7 +21,7 @@ params = DemoParams(
 )
 mirror_dir = Path(snakemake.params.mirror_dir)
 summary = generate_demo_mirror(
-    mirror_dir, mirror_dir / "labels.csv", Path(snakemake.output.truth), params
+    mirror_dir, Path(snakemake.output.labels), Path(snakemake.output.truth), params
 )
 log.info("demo mirror written to %s: %s", mirror_dir, summary)
 Path(snakemake.output.flag).write_text(json.dumps(summary, indent=2, default=str))
