@@ -10,7 +10,6 @@
 
 from snakemake.utils import min_version, validate
 
-
 min_version("9.0")
 
 
@@ -34,9 +33,9 @@ include: "workflow/rules/figures.smk"
 
 
 rule all:
+    default_target: True
     input:
         final_outputs(),
-    default_target: True
 
 
 rule download:

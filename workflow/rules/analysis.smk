@@ -7,21 +7,21 @@ rule embed_latents:
         labels=labels_file,
     output:
         coordinates="results/{dataset}/embedding/coordinates.csv",
+    log:
+        "results/logs/embed_latents/{dataset}.log",
+    benchmark:
+        "results/benchmarks/embed_latents/{dataset}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         site=dataset_site,
         embedding=config["embedding"],
         exclude_labels=config["analysis"]["exclude_labels"],
         label_tolerance_s=config["analysis"]["label_tolerance_s"],
-    log:
-        "results/logs/embed_latents/{dataset}.log",
-    benchmark:
-        "results/benchmarks/embed_latents/{dataset}.tsv"
-    threads: 2
-    resources:
-        mem_mb=4000,
-        runtime=60,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/embed_latents.py"
 
@@ -31,18 +31,18 @@ rule cluster_embedding:
         coordinates="results/{dataset}/embedding/coordinates.csv",
     output:
         embedding="results/{dataset}/embedding.csv",
-    params:
-        clustering=config["clustering"],
     log:
         "results/logs/cluster_embedding/{dataset}.log",
     benchmark:
         "results/benchmarks/cluster_embedding/{dataset}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        clustering=config["clustering"],
     script:
         "../scripts/cluster_embedding.py"
 
@@ -53,19 +53,19 @@ rule fit_sigma_phi:
         sigma_phi="results/{dataset}/sigma_phi.zarr",
     output:
         fits="results/{dataset}/sigma_phi_fits.csv",
-    params:
-        bootstrap_samples=config["analysis"]["bootstrap_samples"],
-        seed=config["clustering"]["seed"],
     log:
         "results/logs/fit_sigma_phi/{dataset}.log",
     benchmark:
         "results/benchmarks/fit_sigma_phi/{dataset}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        bootstrap_samples=config["analysis"]["bootstrap_samples"],
+        seed=config["clustering"]["seed"],
     script:
         "../scripts/fit_sigma_phi.py"
 
@@ -82,17 +82,17 @@ rule summarise_results:
         ismr_manifests=ismr_manifests_if_any,
     output:
         summary="results/{dataset}/summary.json",
-    params:
-        analysis=config["analysis"],
     log:
         "results/logs/summarise_results/{dataset}.log",
     benchmark:
         "results/benchmarks/summarise_results/{dataset}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=20,
-    conda:
-        "../../envs/analysis.yaml"
+    params:
+        analysis=config["analysis"],
     script:
         "../scripts/summarise_results.py"

@@ -63,7 +63,9 @@ def final_outputs():
     outputs = []
     for dataset in DATASETS:
         outputs.append(f"results/{dataset}/summary.json")
-        outputs += [f"results/{dataset}/figures/{name}.png" for name in dataset_figures(dataset)]
+        outputs += [
+            f"results/{dataset}/figures/{name}.png" for name in dataset_figures(dataset)
+        ]
     return outputs
 
 

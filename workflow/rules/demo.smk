@@ -8,19 +8,19 @@ rule generate_demo_mirror:
         flag="resources/demo_mirror/{dataset}/mirror.json",
         labels="resources/demo_mirror/{dataset}/labels.csv",
         truth=directory("resources/demo_truth/{dataset}"),
-    params:
-        demo=demo_mirror_params,
-        mirror_dir="resources/demo_mirror/{dataset}",
     log:
         "results/logs/generate_demo_mirror/{dataset}.log",
     benchmark:
         "results/benchmarks/generate_demo_mirror/{dataset}.tsv"
     localrule: True
+    conda:
+        "../../envs/demo.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/demo.yaml"
+    params:
+        demo=demo_mirror_params,
+        mirror_dir="resources/demo_mirror/{dataset}",
     script:
         "../scripts/generate_demo_mirror.py"

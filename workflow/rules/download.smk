@@ -8,21 +8,21 @@ rule download_images:
         demo_mirror,
     output:
         manifest="resources/{dataset}/manifests/images_{date}.tsv",
-    params:
-        images=image_download_params,
-        download=config["download"],
-        raw_dir="resources/{dataset}/raw",
     log:
         "results/logs/download_images/{dataset}_{date}.log",
     benchmark:
         "results/benchmarks/download_images/{dataset}_{date}.tsv"
     localrule: True
+    conda:
+        "../../envs/download.yaml"
     threads: 4
     resources:
         mem_mb=1000,
         runtime=240,
-    conda:
-        "../../envs/download.yaml"
+    params:
+        images=image_download_params,
+        download=config["download"],
+        raw_dir="resources/{dataset}/raw",
     script:
         "../scripts/download_images.py"
 
@@ -32,21 +32,21 @@ rule download_skymaps:
         demo_mirror,
     output:
         manifest="resources/{dataset}/manifests/skymaps.tsv",
-    params:
-        skymaps=skymap_download_params,
-        download=config["download"],
-        raw_dir="resources/{dataset}/raw",
     log:
         "results/logs/download_skymaps/{dataset}.log",
     benchmark:
         "results/benchmarks/download_skymaps/{dataset}.tsv"
     localrule: True
+    conda:
+        "../../envs/download.yaml"
     threads: 1
     resources:
         mem_mb=500,
         runtime=30,
-    conda:
-        "../../envs/download.yaml"
+    params:
+        skymaps=skymap_download_params,
+        download=config["download"],
+        raw_dir="resources/{dataset}/raw",
     script:
         "../scripts/download_skymaps.py"
 
@@ -56,20 +56,20 @@ rule download_scintillation:
         demo_mirror,
     output:
         manifest="resources/{dataset}/manifests/ismr_{date}.tsv",
-    params:
-        ismr=ismr_download_params,
-        download=config["download"],
-        raw_dir="resources/{dataset}/raw",
     log:
         "results/logs/download_scintillation/{dataset}_{date}.log",
     benchmark:
         "results/benchmarks/download_scintillation/{dataset}_{date}.tsv"
     localrule: True
+    conda:
+        "../../envs/download.yaml"
     threads: 2
     resources:
         mem_mb=500,
         runtime=60,
-    conda:
-        "../../envs/download.yaml"
+    params:
+        ismr=ismr_download_params,
+        download=config["download"],
+        raw_dir="resources/{dataset}/raw",
     script:
         "../scripts/download_scintillation.py"

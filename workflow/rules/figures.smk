@@ -15,12 +15,12 @@ rule plot_reconstructions:
         "results/logs/plot_reconstructions/{dataset}.log",
     benchmark:
         "results/benchmarks/plot_reconstructions/{dataset}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/plot_reconstructions.py"
 
@@ -39,12 +39,12 @@ rule plot_training_curves:
         "results/logs/plot_training_curves/{dataset}.log",
     benchmark:
         "results/benchmarks/plot_training_curves/{dataset}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/plot_training_curves.py"
 
@@ -63,12 +63,12 @@ rule plot_embeddings_by_label:
         "results/logs/plot_embeddings_by_label/{dataset}.log",
     benchmark:
         "results/benchmarks/plot_embeddings_by_label/{dataset}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/plot_embeddings_by_label.py"
 
@@ -87,12 +87,12 @@ rule plot_clusters:
         "results/logs/plot_clusters/{dataset}.log",
     benchmark:
         "results/benchmarks/plot_clusters/{dataset}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/plot_clusters.py"
 
@@ -111,12 +111,12 @@ rule plot_cluster_label_table:
         "results/logs/plot_cluster_label_table/{dataset}.log",
     benchmark:
         "results/benchmarks/plot_cluster_label_table/{dataset}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/plot_cluster_label_table.py"
 
@@ -137,11 +137,11 @@ rule plot_sigma_phi_distributions:
         "results/logs/plot_sigma_phi_distributions/{dataset}.log",
     benchmark:
         "results/benchmarks/plot_sigma_phi_distributions/{dataset}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../../envs/analysis.yaml"
     script:
         "../scripts/plot_sigma_phi_distributions.py"

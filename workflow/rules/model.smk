@@ -9,21 +9,21 @@ rule train_autoencoder:
     output:
         checkpoint="results/{dataset}/model/checkpoint.pt",
         metrics="results/{dataset}/model/metrics.csv",
+    log:
+        "results/logs/train_autoencoder/{dataset}.log",
+    benchmark:
+        "results/benchmarks/train_autoencoder/{dataset}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=240,
     params:
         kind=dataset_kind,
         model=model_params,
         training=config["training"],
         resume_dir="results/{dataset}/model/resume",
-    log:
-        "results/logs/train_autoencoder/{dataset}.log",
-    benchmark:
-        "results/benchmarks/train_autoencoder/{dataset}.tsv"
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=240,
-    conda:
-        "../../envs/torch.yaml"
     script:
         "../scripts/train_autoencoder.py"
 
@@ -35,17 +35,17 @@ rule encode_latents:
     output:
         latents=directory("results/{dataset}/latents.zarr"),
         reconstructions="results/{dataset}/model/reconstructions.npz",
-    params:
-        n_examples=8,
     log:
         "results/logs/encode_latents/{dataset}.log",
     benchmark:
         "results/benchmarks/encode_latents/{dataset}.tsv"
+    conda:
+        "../../envs/torch.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../../envs/torch.yaml"
+    params:
+        n_examples=8,
     script:
         "../scripts/encode_latents.py"

@@ -7,22 +7,22 @@ rule build_projection_operator:
         skymaps="resources/{dataset}/manifests/skymaps.tsv",
     output:
         operators=directory("results/{dataset}/projection"),
+    log:
+        "results/logs/build_projection_operator/{dataset}.log",
+    benchmark:
+        "results/benchmarks/build_projection_operator/{dataset}.tsv"
+    conda:
+        "../../envs/geometry.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
     params:
         site=dataset_site,
         skymap_source=dataset_skymap_source,
         altitude_km=config["projection"]["altitude_km"],
         min_elevation_deg=config["projection"]["min_elevation_deg"],
         grid=config["projection"]["grid"],
-    log:
-        "results/logs/build_projection_operator/{dataset}.log",
-    benchmark:
-        "results/benchmarks/build_projection_operator/{dataset}.tsv"
-    threads: 1
-    resources:
-        mem_mb=2000,
-        runtime=20,
-    conda:
-        "../../envs/geometry.yaml"
     script:
         "../scripts/build_projection_operator.py"
 
@@ -34,20 +34,20 @@ rule project_images:
         operators="results/{dataset}/projection",
     output:
         projected=directory("results/{dataset}/projected/{date}.zarr"),
-    params:
-        site=dataset_site,
-        image_source=dataset_image_source,
-        on_bad_input=config["on_bad_input"],
     log:
         "results/logs/project_images/{dataset}_{date}.log",
     benchmark:
         "results/benchmarks/project_images/{dataset}_{date}.tsv"
+    conda:
+        "../../envs/geometry.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../../envs/geometry.yaml"
+    params:
+        site=dataset_site,
+        image_source=dataset_image_source,
+        on_bad_input=config["on_bad_input"],
     script:
         "../scripts/project_images.py"
 
@@ -57,17 +57,17 @@ rule stack_images:
         projected=projected_dates,
     output:
         images=directory("results/{dataset}/images.zarr"),
-    params:
-        normalisation=config["projection"]["normalisation"],
     log:
         "results/logs/stack_images/{dataset}.log",
     benchmark:
         "results/benchmarks/stack_images/{dataset}.tsv"
+    conda:
+        "../../envs/geometry.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=60,
-    conda:
-        "../../envs/geometry.yaml"
+    params:
+        normalisation=config["projection"]["normalisation"],
     script:
         "../scripts/stack_images.py"

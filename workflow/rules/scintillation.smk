@@ -7,18 +7,18 @@ rule extract_sigma_phi:
         images="results/{dataset}/images.zarr",
     output:
         sigma_phi=directory("results/{dataset}/sigma_phi.zarr"),
-    params:
-        scintillation=config["scintillation"],
-        on_bad_input=config["on_bad_input"],
     log:
         "results/logs/extract_sigma_phi/{dataset}.log",
     benchmark:
         "results/benchmarks/extract_sigma_phi/{dataset}.tsv"
+    conda:
+        "../../envs/geometry.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
-    conda:
-        "../../envs/geometry.yaml"
+    params:
+        scintillation=config["scintillation"],
+        on_bad_input=config["on_bad_input"],
     script:
         "../scripts/extract_sigma_phi.py"
