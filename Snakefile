@@ -13,7 +13,11 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The demo configuration applies unless --configfile names another one: that one then replaces it
+# whole (Snakemake would otherwise merge the two, running the demo's datasets as well).
+if not config:
+
+    configfile: "config/config.yaml"
 
 
 validate(config, "config/schema.yaml", set_default=True)

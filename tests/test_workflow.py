@@ -1,0 +1,122 @@
+"""The whole DAG, run for real by Snakemake on a tiny demo config in a scratch copy of the repo."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import xarray as xr
+import yaml
+from workflow_helpers import ROOT, copy_workflow, run_snakemake, scheduled_rules
+
+pytestmark = pytest.mark.slow
+
+UPSTREAM_OF_CLUSTERING = {
+    "generate_demo_mirror", "download_images", "download_skymaps", "download_scintillation",
+    "build_projection_operator", "project_images", "stack_images", "extract_sigma_phi",
+    "train_autoencoder", "encode_latents", "embed_latents",
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    work = copy_workflow(tmp_path_factory.mktemp("tiny"))
+    shutil.copy(ROOT / "tests" / "data" / "tiny.yaml", work / "config" / "tiny.yaml")
+    run_snakemake(work, "--cores", "2", "--configfile", "config/tiny.yaml")
+    return work
+
+
+def edited_config(work, name, edit):
+    config = yaml.safe_load((work / "config" / "tiny.yaml").read_text())
+    edit(config)
+    (work / "config" / name).write_text(yaml.safe_dump(config))
+    return f"config/{name}"
+
+
+def test_images_store_has_the_documented_layout(tiny_run):
+    images = xr.open_zarr(tiny_run / "results/tiny/images.zarr")
+    assert images["image"].dims == ("time", "band", "lat", "lon")
+    assert images["image"].dtype == np.float32
+    assert images.sizes["lat"] == 16 and images.sizes["lon"] == 16
+    # 3 dates x 2 hours at 180 s cadence
+    assert images.sizes["time"] == 3 * 2 * 20
+    assert np.all(np.diff(images["time"].to_numpy()) > np.timedelta64(0))
+    assert np.all(np.diff(images["lat"].to_numpy()) > 0)
+    for key in ("site", "altitude_km", "min_elevation_deg", "skymaps", "normalisation"):
+        assert key in images.attrs
+    assert images.attrs["altitude_km"] == 110
+    values = images["image"].to_numpy()
+    inside = np.isfinite(values)
+    assert 0.3 < inside.mean() < 1.0  # the field of view is a disc inside the grid's box
+    assert -0.5 < np.nanmedian(values) < 1.5  # normalised, not raw counts near 3,300
+
+
+def test_sigma_phi_store_is_aligned_with_images(tiny_run):
+    images = xr.open_zarr(tiny_run / "results/tiny/images.zarr")
+    sigma = xr.open_zarr(tiny_run / "results/tiny/sigma_phi.zarr")
+    np.testing.assert_array_equal(sigma["time"].to_numpy(), images["time"].to_numpy())
+    values = sigma["sigma_phi"].to_numpy()
+    assert np.isfinite(values).mean() > 0.95
+    # The demo writes misleading values (0.5-3 rad) on satellites that the cuts must remove; the
+    # planted per-class medians are all below 0.3 rad.
+    assert np.nanmedian(values) < 0.3
+
+
+def test_checkpoint_loads_with_weights_only(tiny_run):
+    checkpoint = torch.load(tiny_run / "results/tiny/model/checkpoint.pt", weights_only=True)
+    assert "model_config" in checkpoint and "normalisation" in checkpoint
+    latents = xr.open_zarr(tiny_run / "results/tiny/latents.zarr")
+    assert latents["latent"].shape == (120, 8)
+
+
+def test_embedding_table_and_fits(tiny_run):
+    table = pd.read_csv(tiny_run / "results/tiny/embedding.csv")
+    for column in ("time", "label", "umap_x", "umap_y", "tsne_x", "tsne_y", "cluster"):
+        assert column in table
+    assert "cloudy" not in set(table["label"])
+    assert table["cluster"].nunique() == 3
+    fits = pd.read_csv(tiny_run / "results/tiny/sigma_phi_fits.csv")
+    assert set(fits["group_type"]) == {"cluster", "label"}
+    for column in ("n", "mu", "sigma", "median", "ks_statistic"):
+        assert column in fits
+
+
+def test_summary_and_figures(tiny_run):
+    summary = json.loads((tiny_run / "results/tiny/summary.json").read_text())
+    for key in ("knn_accuracy", "adjusted_rand_index", "sigma_phi_fits", "highest_sigma_phi_cluster",
+                "gaps", "bad_input"):
+        assert key in summary
+    assert 0 <= summary["knn_accuracy"] <= 1
+    for name in ("reconstructions", "embeddings_by_label", "clusters", "sigma_phi_distributions",
+                 "cluster_label_table", "training_curves"):
+        assert (tiny_run / f"results/tiny/figures/{name}.png").stat().st_size > 5000
+
+
+def test_report_builds(tiny_run):
+    run_snakemake(tiny_run, "--cores", "1", "--configfile", "config/tiny.yaml",
+                  "--report", "results/tiny/report.html")
+    html = (tiny_run / "results/tiny/report.html").read_text(errors="replace")
+    assert "sigma_phi_distributions.png" in html
+
+
+def test_changing_n_clusters_reruns_only_clustering_and_after(tiny_run):
+    config = edited_config(tiny_run, "clusters.yaml",
+                           lambda c: c["clustering"].update(n_clusters=4))
+    out = run_snakemake(tiny_run, "-n", "--cores", "2", "--configfile", config).stdout
+    rules = set(scheduled_rules(out))
+    assert "cluster_embedding" in rules
+    assert not rules & UPSTREAM_OF_CLUSTERING, rules
+
+
+def test_changing_grid_reruns_projection_but_no_download(tiny_run):
+    config = edited_config(tiny_run, "grid.yaml",
+                           lambda c: c["projection"]["grid"].update(n_lat=32, n_lon=32))
+    out = run_snakemake(tiny_run, "-n", "--cores", "2", "--configfile", config).stdout
+    rules = set(scheduled_rules(out))
+    assert {"build_projection_operator", "project_images", "train_autoencoder"} <= rules
+    assert not rules & {"generate_demo_mirror", "download_images", "download_skymaps",
+                        "download_scintillation"}, rules

@@ -1,0 +1,1212 @@
+"""Seeded demo data: a local mirror of the THEMIS and CHAIN archives with planted structure.
+
+``make demo`` runs offline, so it needs data that look like the real archives to the code that
+reads them. :func:`generate_demo_mirror` writes, in the real remote layouts (:mod:`.layouts`) and
+formats:
+
+* Berkeley level-1 all-sky-imager CDFs, one per site and UT hour (``thg_asf_<site>``, N x 256 x 256
+  uint16 counts, and ``thg_asf_<site>_epoch``, CDF_EPOCH), with the support variables and
+  attributes of the real files;
+* the Berkeley calibration CDF of the site (pixel elevation/azimuth, site position and pixel-corner
+  latitude/longitude at 90, 110 and 150 km);
+* gzipped CHAIN ISMR files (Septentrio layout, 62 columns, one row per minute and satellite);
+* an OATH-style label CSV for a random subset of the frames;
+* a truth folder (the planted class and sigma_phi of every frame), for tests only.
+
+The scenes: every night is a sequence of episodes (10-40 min) of six classes (arc, diffuse,
+discrete, moon, clear, cloudy) chained by a Markov process, each minute has a phase scintillation
+index sigma_phi drawn from a per-class log-normal distribution, and GNSS satellites that pass the
+usual quality cuts carry that value while the ones that a cut must remove carry misleading ones.
+
+Image geometry and orientation
+------------------------------
+Frames are rendered through an equidistant fisheye: the zenith angle grows linearly with the
+distance from the image centre and reaches 90 degrees on the horizon circle of radius
+``0.49 * image_size`` pixels; azimuth runs from north through east. The project's *canonical*
+orientation is that of the UCalgary ``.sav`` skymaps: **north at the top (row 0) and east to the
+LEFT**, as seen by someone lying on their back looking up at the sky. Berkeley arrays, the level-1
+frames and the calibration arrays alike, are stored rotated by 180 degrees relative to canonical
+(both axes reversed: north at the bottom row, east to the right), so this module renders in
+canonical orientation and writes ``array[..., ::-1, ::-1]``.
+
+Auroral scenes are drawn in geographic coordinates at 110 km (so arcs are east-west bands of
+latitude that look curved in the fisheye), mapped to pixels by spherical geometry from the site,
+then go through the instrument: vignetting, a soft field-of-view edge, an in-field pedestal of about
+3300 counts over a detector dark level of about 2300 counts (the level the real sample files show
+outside the field of view), photon and read noise, clipping to uint16.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from cdflib.cdfwrite import CDF
+
+from . import layouts
+from .gpstime import utc_to_gps
+
+#: The six OATH classes, in the order used for indices everywhere in this module.
+CLASSES = ("arc", "diffuse", "discrete", "moon", "clear", "cloudy")
+
+#: Planted log-normal distribution of sigma_phi per class: (mu, sigma) of ln(sigma_phi / rad).
+SIGMA_PHI_LOGNORMAL = {
+    "clear": (-3.0, 0.35),
+    "cloudy": (-3.0, 0.35),
+    "moon": (-2.9, 0.35),
+    "diffuse": (-2.5, 0.40),
+    "arc": (-1.9, 0.45),
+    "discrete": (-1.5, 0.50),
+}
+
+#: Episode length range per class, minutes (inclusive).
+DWELL_MINUTES = {
+    "arc": (15, 40),
+    "diffuse": (15, 40),
+    "discrete": (10, 25),
+    "moon": (15, 40),
+    "clear": (15, 40),
+    "cloudy": (20, 40),
+}
+
+#: Markov transition probabilities between episodes (row: from, column: to, order of CLASSES).
+#: Arcs brighten into discrete aurora (substorm onset), which decays into diffuse aurora; weather
+#: (cloud) and moon episodes come and go independently of the aurora.
+TRANSITIONS = np.array(
+    [
+        # arc   diff  disc  moon  clear cloudy
+        [0.00, 0.20, 0.35, 0.10, 0.25, 0.10],  # arc
+        [0.30, 0.00, 0.10, 0.15, 0.30, 0.15],  # diffuse
+        [0.30, 0.45, 0.00, 0.05, 0.10, 0.10],  # discrete
+        [0.20, 0.15, 0.05, 0.00, 0.35, 0.25],  # moon
+        [0.40, 0.15, 0.05, 0.20, 0.00, 0.20],  # clear
+        [0.20, 0.15, 0.05, 0.20, 0.40, 0.00],  # cloudy
+    ]
+)
+
+EARTH_RADIUS_KM = 6371.2
+EMISSION_HEIGHT_KM = 110.0
+AIRGLOW_HEIGHT_KM = 95.0
+CALIBRATION_HEIGHTS_M = (90000.0, 110000.0, 150000.0)
+HORIZON_RADIUS_FRACTION = 0.49
+#: Level of a dark sky inside the field of view (bias plus the instrument's scattered light), counts.
+PEDESTAL_COUNTS = 3300.0
+#: Level outside the field of view, where no light reaches the detector, counts.
+DARK_COUNTS = 2300.0
+READ_NOISE_COUNTS = 10.0
+#: Photon-noise variance per count of signal (counts per photo-electron).
+GAIN_COUNTS_PER_PE = 2.0
+#: A town's light dome on the horizon, present in every frame (helps check orientation), degrees.
+LIGHT_DOME_AZIMUTH_DEG = 150.0
+#: Delay of each exposure after its cadence step, seconds (the real files start ~0.05 s late).
+FRAME_DELAY_S = 3.0
+
+_MS_1970_IN_CDF_EPOCH = 62167219200000.0  # CDF_EPOCH (ms since 0000-01-01) of 1970-01-01
+_STREAM_PLAN, _STREAM_FRAMES, _STREAM_NOISE, _STREAM_ISMR, _STREAM_STATIC, _STREAM_LABELS = range(6)
+
+
+def _default_nights() -> list[dt.date]:
+    return [dt.date(2019, 1, 5) + dt.timedelta(days=k) for k in range(5)]
+
+
+@dataclass
+class DemoParams:
+    """What the demo mirror holds.
+
+    ``site``/``station`` are the THEMIS site and CHAIN station codes; ``site_lat``/``site_lon``
+    (degrees, east positive, -180..180) and ``site_alt_km`` place the imager. Each night covers the
+    UT hours ``first_hour..last_hour`` (inclusive) of its UT date, one frame every ``cadence_s``
+    seconds. ``labelled_fraction`` of the frames get a label; ``image_size`` is the side of the
+    square frames in pixels.
+    """
+
+    site: str = "fsim"
+    station: str = "fsi"
+    site_lat: float = 61.76
+    site_lon: float = -121.23
+    site_alt_km: float = 0.27
+    nights: list[dt.date] = field(default_factory=_default_nights)
+    first_hour: int = 4
+    last_hour: int = 11
+    cadence_s: float = 60.0
+    labelled_fraction: float = 0.5
+    seed: int = 0
+    image_size: int = 256
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first parameter that cannot work."""
+        if len(self.nights) < 5:
+            raise ValueError(f"nights: need at least 5 (all six classes), got {len(self.nights)}")
+        if len(set(self.nights)) != len(self.nights):
+            raise ValueError("nights: dates must be distinct")
+        if not 0 <= self.first_hour <= self.last_hour <= 23:
+            raise ValueError(f"need 0 <= first_hour <= last_hour <= 23, got {self.first_hour}, {self.last_hour}")
+        if not 0 < self.cadence_s <= 3600 - FRAME_DELAY_S - 1:
+            raise ValueError(f"cadence_s must be in (0, {3600 - FRAME_DELAY_S - 1}], got {self.cadence_s}")
+        if round(self.cadence_s * 1000) != self.cadence_s * 1000:
+            raise ValueError(f"cadence_s must be a whole number of milliseconds, got {self.cadence_s}")
+        if not 0.0 <= self.labelled_fraction <= 1.0:
+            raise ValueError(f"labelled_fraction must be in [0, 1], got {self.labelled_fraction}")
+        if not 32 <= self.image_size <= 1024:
+            raise ValueError(f"image_size must be in 32..1024, got {self.image_size}")
+        if not (-90 < self.site_lat < 90 and -180 <= self.site_lon <= 180):
+            raise ValueError(f"site position out of range: {self.site_lat}, {self.site_lon}")
+
+
+# --------------------------------------------------------------------------------------------
+# Geometry
+# --------------------------------------------------------------------------------------------
+
+
+def fisheye_directions(rows, cols, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Elevation and azimuth (degrees) of canonical-orientation pixel positions.
+
+    ``rows``/``cols`` are (broadcastable) pixel coordinates, pixel centres at integers. Equidistant
+    fisheye centred at ``(size - 1) / 2`` with the horizon at radius ``0.49 * size``; north up, east
+    left. Elevation is negative beyond the horizon circle; azimuth is in [0, 360), from north
+    through east.
+    """
+    centre = (size - 1) / 2.0
+    dx = np.asarray(cols, dtype=np.float64) - centre
+    dy = np.asarray(rows, dtype=np.float64) - centre
+    radius = np.hypot(dx, dy)
+    elevation = 90.0 - 90.0 * radius / (HORIZON_RADIUS_FRACTION * size)
+    # East is to the left (-dx) and north to the top (-dy).
+    azimuth = np.degrees(np.arctan2(-dx, -dy)) % 360.0
+    return elevation, azimuth
+
+
+def ground_point(lat_deg, lon_deg, alt_km, elevation_deg, azimuth_deg, height_km):
+    """Latitude and longitude (degrees, longitude in -180..180) where a line of sight meets a shell.
+
+    Spherical Earth of radius :data:`EARTH_RADIUS_KM`; the observer at ``lat_deg``, ``lon_deg`` and
+    ``alt_km`` looks at ``elevation_deg`` (>= 0) and ``azimuth_deg`` (from north through east); the
+    shell is ``height_km`` above the surface. Arrays broadcast.
+    """
+    lat1 = np.radians(lat_deg)
+    elev = np.radians(elevation_deg)
+    az = np.radians(azimuth_deg)
+    r_obs = EARTH_RADIUS_KM + alt_km
+    r_shell = EARTH_RADIUS_KM + height_km
+    # Earth-centred angle between observer and the intersection (law of sines in the triangle
+    # Earth centre - observer - intersection).
+    psi = np.arccos(np.clip(r_obs * np.cos(elev) / r_shell, -1.0, 1.0)) - elev
+    sin_lat2 = np.sin(lat1) * np.cos(psi) + np.cos(lat1) * np.sin(psi) * np.cos(az)
+    lat2 = np.arcsin(np.clip(sin_lat2, -1.0, 1.0))
+    dlon = np.arctan2(np.sin(az) * np.sin(psi) * np.cos(lat1), np.cos(psi) - np.sin(lat1) * sin_lat2)
+    lon2 = (lon_deg + np.degrees(dlon) + 180.0) % 360.0 - 180.0
+    return np.degrees(lat2), lon2
+
+
+def _van_rhijn(zenith_rad: np.ndarray, height_km: float, cap: float) -> np.ndarray:
+    """Path-length enhancement of a thin emitting layer seen at zenith angle (1 at zenith)."""
+    ratio = EARTH_RADIUS_KM / (EARTH_RADIUS_KM + height_km)
+    return np.minimum(1.0 / np.sqrt(1.0 - (ratio * np.sin(zenith_rad)) ** 2), cap)
+
+
+class SkyGeometry:
+    """Per-pixel geometry of the canonical-orientation image, computed once per demo.
+
+    Full-image arrays are (size, size); the ``*_fov`` arrays are flat (n_fov,) over the pixels
+    inside the horizon circle (indices ``fov_index`` into the flattened image), float32.
+    """
+
+    def __init__(self, params: DemoParams):
+        size = params.image_size
+        self.size = size
+        self.centre = (size - 1) / 2.0
+        self.horizon_radius = HORIZON_RADIUS_FRACTION * size
+        rows, cols = np.mgrid[0:size, 0:size]
+        self.elevation, self.azimuth = fisheye_directions(rows, cols, size)
+        inside = self.elevation >= 0.0
+        self.elevation[~inside] = np.nan
+        self.azimuth[~inside] = np.nan
+        self.fov_index = np.flatnonzero(inside)
+
+        elev = self.elevation.ravel()[self.fov_index]
+        az = self.azimuth.ravel()[self.fov_index]
+        zen = np.radians(90.0 - elev)
+        az_r = np.radians(az)
+        f32 = np.float32
+        self.zenith_fov = zen.astype(f32)
+        self.elevation_fov = elev.astype(f32)
+        # Line-of-sight unit vectors (east, north, up), for angular distances on the sky.
+        self.los_fov = np.stack(
+            [np.sin(zen) * np.sin(az_r), np.sin(zen) * np.cos(az_r), np.cos(zen)]
+        ).astype(f32)
+
+        lat, lon = ground_point(
+            params.site_lat, params.site_lon, params.site_alt_km, elev, az, EMISSION_HEIGHT_KM
+        )
+        r_shell = EARTH_RADIUS_KM + EMISSION_HEIGHT_KM
+        dlon = (lon - params.site_lon + 180.0) % 360.0 - 180.0
+        # Local geographic coordinates at 110 km: bands of constant north_km are bands of latitude.
+        self.north_km = (np.radians(lat - params.site_lat) * r_shell).astype(f32)
+        self.east_km = (np.radians(dlon) * r_shell * math.cos(math.radians(params.site_lat))).astype(f32)
+
+        # Cloud-deck coordinates per km of cloud height (capped near the horizon).
+        tan_z = np.tan(np.minimum(zen, np.radians(85.0)))
+        self.cloud_east = (tan_z * np.sin(az_r)).astype(f32)
+        self.cloud_north = (tan_z * np.cos(az_r)).astype(f32)
+
+        radius = (90.0 - elev) / 90.0 * self.horizon_radius
+        # Soft edge of the field of view (lens rim) over the last ~2 pixels.
+        taper = np.clip((self.horizon_radius - radius) / 2.0, 0.0, 1.0)
+        self.vignetting_fov = ((0.45 + 0.55 * np.cos(zen) ** 1.5) * taper).astype(f32)
+        self.pedestal_fov = (DARK_COUNTS + (PEDESTAL_COUNTS - DARK_COUNTS) * taper).astype(f32)
+        self.van_rhijn_airglow = _van_rhijn(zen, AIRGLOW_HEIGHT_KM, 6.0).astype(f32)
+        self.van_rhijn_aurora = _van_rhijn(zen, EMISSION_HEIGHT_KM, 4.0).astype(f32)
+        self.airmass_fov = np.minimum(1.0 / np.maximum(np.cos(zen), 0.1), 10.0).astype(f32)
+        # Horizon direction components, for smooth sky gradients.
+        self.grad_east = (np.sin(zen) * np.sin(az_r)).astype(f32)
+        self.grad_north = (np.sin(zen) * np.cos(az_r)).astype(f32)
+        dome_sep = np.radians(((az - LIGHT_DOME_AZIMUTH_DEG + 180.0) % 360.0) - 180.0)
+        self.light_dome_fov = (
+            900.0 * np.exp(-elev / 7.0) * np.exp(-0.5 * (dome_sep / np.radians(18.0)) ** 2)
+        ).astype(f32)
+
+    def corner_maps(self, params: DemoParams) -> tuple[np.ndarray, np.ndarray]:
+        """Latitude and longitude (degrees, longitude 0..360) of pixel corners at 90/110/150 km.
+
+        Shape (3, size + 1, size + 1), canonical orientation, NaN where a corner is below the
+        horizon.
+        """
+        edges = np.arange(self.size + 1) - 0.5
+        elev, az = fisheye_directions(edges[:, None], edges[None, :], self.size)
+        below = elev < 0.0
+        elev = np.where(below, 0.0, elev)
+        lats, lons = [], []
+        for height_m in CALIBRATION_HEIGHTS_M:
+            lat, lon = ground_point(
+                params.site_lat, params.site_lon, params.site_alt_km, elev, az, height_m / 1000.0
+            )
+            lats.append(np.where(below, np.nan, lat))
+            lons.append(np.where(below, np.nan, lon % 360.0))
+        return np.stack(lats), np.stack(lons)
+
+
+# --------------------------------------------------------------------------------------------
+# Random fields and the star sky
+# --------------------------------------------------------------------------------------------
+
+
+def _fractal_texture(rng: np.random.Generator, n: int, beta: float, min_wavelength: float) -> np.ndarray:
+    """Periodic (n, n) random field with power spectrum ~ k^-beta, zero mean, unit std, float32.
+
+    Wavelengths shorter than ``min_wavelength`` texels are suppressed.
+    """
+    k = np.hypot(np.fft.fftfreq(n)[:, None], np.fft.fftfreq(n)[None, :])
+    k[0, 0] = 1.0
+    amplitude = k ** (-beta / 2.0) * np.exp(-((k * min_wavelength) ** 2))
+    amplitude[0, 0] = 0.0
+    spectrum = amplitude * (rng.standard_normal((n, n)) + 1j * rng.standard_normal((n, n)))
+    texture = np.fft.ifft2(spectrum).real
+    texture -= texture.mean()
+    texture /= texture.std()
+    return texture.astype(np.float32)
+
+
+def _sample_periodic(texture: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Bilinear sample of a periodic texture at texel coordinates (u: column, v: row)."""
+    n = texture.shape[0]
+    fu = np.floor(u)
+    fv = np.floor(v)
+    au = (u - fu).astype(np.float32)
+    av = (v - fv).astype(np.float32)
+    iu = fu.astype(np.int64) % n
+    iv = fv.astype(np.int64) % n
+    iu1 = (iu + 1) % n
+    iv1 = (iv + 1) % n
+    top = texture[iv, iu] * (1 - au) + texture[iv, iu1] * au
+    bottom = texture[iv1, iu] * (1 - au) + texture[iv1, iu1] * au
+    return top * (1 - av) + bottom * av
+
+
+class StarSky:
+    """A fixed random star catalogue, rendered at the right altitude/azimuth for each instant.
+
+    Stars sit at fixed right ascension/declination and turn with sidereal time; brightness follows
+    magnitude (more faint stars than bright ones); point-spread over 3 x 3 pixels.
+    """
+
+    def __init__(self, rng: np.random.Generator, n_stars: int = 450):
+        self.ra = rng.uniform(0.0, 2 * np.pi, n_stars)
+        self.dec = np.arcsin(rng.uniform(math.sin(math.radians(-25.0)), 1.0, n_stars))
+        # Cumulative counts ~ 10^(0.45 m) between m = -0.5 and 5.5.
+        lo, hi = 10 ** (0.45 * -0.5), 10 ** (0.45 * 5.5)
+        magnitude = np.log10(lo + rng.uniform(0.0, 1.0, n_stars) * (hi - lo)) / 0.45
+        self.flux = 14000.0 * 10 ** (-0.4 * magnitude)  # counts summed over the PSF at zenith
+
+    def render(self, geom: SkyGeometry, when: np.datetime64, lat_deg: float, lon_deg: float) -> np.ndarray:
+        """Star light per field-of-view pixel, (n_fov,) float32 counts, before vignetting."""
+        jd = (when - np.datetime64("2000-01-01T12:00:00", "ms")) / np.timedelta64(86400000, "ms")
+        lst = np.radians((280.46061837 + 360.98564736629 * jd + lon_deg) % 360.0)
+        lat = math.radians(lat_deg)
+        hour_angle = lst - self.ra
+        sin_alt = np.sin(lat) * np.sin(self.dec) + np.cos(lat) * np.cos(self.dec) * np.cos(hour_angle)
+        alt = np.arcsin(sin_alt)
+        az = np.arctan2(
+            -np.cos(self.dec) * np.sin(hour_angle),
+            np.sin(self.dec) * np.cos(lat) - np.cos(self.dec) * np.sin(lat) * np.cos(hour_angle),
+        )
+        up = alt > np.radians(1.0)
+        alt, az, flux = alt[up], az[up], self.flux[up]
+        radius = (1.0 - alt / (np.pi / 2)) * geom.horizon_radius
+        row = geom.centre - radius * np.cos(az)
+        col = geom.centre - radius * np.sin(az)  # east is to the left
+        airmass = np.minimum(1.0 / np.maximum(np.sin(alt), 0.1), 10.0)
+        flux = flux * 10 ** (-0.4 * 0.25 * airmass)
+        size = geom.size
+        r0 = np.rint(row).astype(np.int64)
+        c0 = np.rint(col).astype(np.int64)
+        offsets = np.array([-1, 0, 1])
+        rr = r0[:, None, None] + offsets[None, :, None]
+        cc = c0[:, None, None] + offsets[None, None, :]
+        weights = np.exp(-((rr - row[:, None, None]) ** 2 + (cc - col[:, None, None]) ** 2) / (2 * 0.6**2))
+        weights *= (flux / weights.sum(axis=(1, 2)))[:, None, None]
+        ok = (rr >= 0) & (rr < size) & (cc >= 0) & (cc < size)
+        image = np.bincount((rr * size + cc)[ok], weights=weights[ok], minlength=size * size)
+        return image[geom.fov_index].astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Scenes: per-episode parameters and per-frame rendering
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Frame:
+    """What a class renderer returns, all on field-of-view pixels (n_fov,) or scalars.
+
+    ``aurora``: emission at 110 km (counts before vignetting and path-length enhancement);
+    ``extra``: other light (moon glare, cloud light), counts before vignetting; ``sky_t``: the
+    fraction of airglow and aurora that gets through; ``star_t``: the same for stars.
+    """
+
+    aurora: np.ndarray | float = 0.0
+    extra: np.ndarray | float = 0.0
+    sky_t: np.ndarray | float = 1.0
+    star_t: np.ndarray | float = 1.0
+
+
+def _draw_arc(rng: np.random.Generator, night: dict) -> dict:
+    n = int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.20]))
+    # Arc latitudes at least ~60 km apart, spread over the field of view.
+    base = rng.uniform(-320.0, 320.0 - 60.0 * (n - 1))
+    gaps = np.cumsum(np.r_[0.0, rng.uniform(60.0, 160.0, n - 1)])
+    arcs = []
+    for y0 in base + gaps:
+        end = None
+        if rng.random() < 0.3:
+            end = (rng.uniform(-300.0, 300.0), rng.choice([-1.0, 1.0]))
+        arcs.append(
+            {
+                "y0": float(y0),
+                "vy": rng.uniform(-3.0, 3.0),
+                "sigma": rng.uniform(10.0, 30.0) / 2.355,
+                "asym": rng.uniform(1.0, 1.6),
+                "peak": rng.uniform(1500.0, 5000.0),
+                "tilt": rng.uniform(-0.15, 0.15),
+                "curv": rng.uniform(-2e-4, 2e-4),
+                "mod_amp": rng.uniform(0.05, 0.3),
+                "mod_k": 2 * np.pi / rng.uniform(200.0, 700.0),
+                "mod_phase": rng.uniform(0.0, 2 * np.pi),
+                "mod_speed": rng.uniform(-0.2, 0.2),
+                "end": end,
+            }
+        )
+    return {"arcs": arcs}
+
+
+def _render_arc(geom: SkyGeometry, p: dict, t_min: float, t_night_min: float, rng: np.random.Generator, night: dict) -> Frame:
+    x, y = geom.east_km, geom.north_km
+    total = np.zeros_like(x)
+    for arc in p["arcs"]:
+        yc = arc["y0"] + arc["vy"] * t_min + rng.normal(0.0, 2.0)
+        centre = yc + arc["tilt"] * x + arc["curv"] * x * x
+        d = y - centre
+        sigma = np.where(d > 0, arc["sigma"] * arc["asym"], arc["sigma"]).astype(np.float32)
+        profile = np.exp(-0.5 * (d / sigma) ** 2)
+        phase = arc["mod_phase"] + arc["mod_speed"] * t_min
+        profile *= 1.0 + arc["mod_amp"] * np.sin(arc["mod_k"] * x + phase)
+        if arc["end"] is not None:
+            x_end, side = arc["end"]
+            profile /= 1.0 + np.exp(np.clip(side * (x_end - x) / 50.0, -30, 30))
+        total += (arc["peak"] * math.exp(rng.normal(0.0, 0.1))) * profile
+    return Frame(aurora=total)
+
+
+def _draw_discrete(rng: np.random.Generator, night: dict) -> dict:
+    n = int(rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2]))
+    bands = []
+    for _ in range(n):
+        bands.append(
+            {
+                "y0": rng.uniform(-250.0, 250.0),
+                "vy": rng.uniform(-8.0, 8.0),
+                "fold_amp": rng.uniform(40.0, 150.0),
+                "fold_k": 2 * np.pi / rng.uniform(150.0, 500.0),
+                "fold_phase": rng.uniform(0.0, 2 * np.pi),
+                "fold_speed": rng.uniform(-0.6, 0.6),
+                "curl_amp": rng.uniform(20.0, 90.0),
+                "curl_k": 2 * np.pi / rng.uniform(80.0, 250.0),
+                "curl_phase": rng.uniform(0.0, 2 * np.pi),
+                "curl_speed": rng.uniform(-0.4, 0.4),
+                "sigma": rng.uniform(5.0, 12.0),
+                "poleward": rng.uniform(2.0, 5.0),
+                "peak": rng.uniform(7000.0, 20000.0),
+                "ray_depth": rng.uniform(0.5, 0.9),
+                "ray_k": 2 * np.pi / rng.uniform(8.0, 40.0, 3),
+                "ray_phase": rng.uniform(0.0, 2 * np.pi, 3),
+            }
+        )
+    return {"bands": bands}
+
+
+def _render_discrete(
+    geom: SkyGeometry, p: dict, t_min: float, t_night_min: float, rng: np.random.Generator, night: dict
+) -> Frame:
+    x, y = geom.east_km, geom.north_km
+    total = np.zeros_like(x)
+    for band in p["bands"]:
+        # Folds and curls: warp the coordinates so the band bends back on itself; phases move
+        # steadily and jump a little between frames.
+        curl_phase = band["curl_phase"] + band["curl_speed"] * t_min + rng.normal(0.0, 0.2)
+        fold_phase = band["fold_phase"] + band["fold_speed"] * t_min + rng.normal(0.0, 0.25)
+        xw = x + band["curl_amp"] * np.sin(band["curl_k"] * y + curl_phase)
+        y0 = band["y0"] + band["vy"] * t_min + rng.normal(0.0, 5.0)
+        d = y - (y0 + band["fold_amp"] * np.sin(band["fold_k"] * xw + fold_phase))
+        sigma = np.where(d > 0, band["sigma"] * band["poleward"], band["sigma"]).astype(np.float32)
+        profile = np.exp(-0.5 * (d / sigma) ** 2)
+        # Rays: strong modulation along the band that flickers from frame to frame.
+        rays = np.zeros_like(x)
+        for k, phase in zip(band["ray_k"], band["ray_phase"], strict=True):
+            rays += np.cos(k * xw + (phase + rng.normal(0.0, 1.0)))
+        profile *= 1.0 + band["ray_depth"] * rays / 3.0
+        glow = 0.06 * np.exp(-0.5 * ((y - y0) / 150.0) ** 2)
+        total += (band["peak"] * math.exp(rng.normal(0.0, 0.2))) * (np.maximum(profile, 0.0) + glow)
+    return Frame(aurora=total)
+
+
+def _draw_diffuse(rng: np.random.Generator, night: dict) -> dict:
+    return {
+        "texture": _fractal_texture(rng, 128, 3.0, 6.0),
+        "pulse_texture": _fractal_texture(rng, 128, 3.0, 3.0),
+        "texel_km": 12.0,
+        "yc": rng.uniform(-300.0, 150.0),
+        "half_width": rng.uniform(200.0, 500.0),
+        "edge": rng.uniform(60.0, 150.0),
+        "level": rng.uniform(500.0, 1800.0),
+        "contrast": rng.uniform(0.4, 0.8),
+        "velocity": rng.uniform(-6.0, 6.0, 2),
+        "vy_band": rng.uniform(-2.0, 2.0),
+        "pulse_amp": rng.uniform(0.2, 0.5),
+    }
+
+
+def _render_diffuse(
+    geom: SkyGeometry, p: dict, t_min: float, t_night_min: float, rng: np.random.Generator, night: dict
+) -> Frame:
+    x, y = geom.east_km, geom.north_km
+    yc = p["yc"] + p["vy_band"] * t_min
+    hw, edge = p["half_width"], p["edge"]
+    envelope = 1.0 / (1.0 + np.exp(np.clip((yc - hw - y) / edge, -30, 30)))
+    envelope *= 1.0 / (1.0 + np.exp(np.clip((y - yc - hw) / edge, -30, 30)))
+    u = (x - p["velocity"][0] * t_min) / p["texel_km"]
+    v = (y - p["velocity"][1] * t_min) / p["texel_km"]
+    patches = np.exp(p["contrast"] * _sample_periodic(p["texture"], u, v))
+    # Pulsating patches switch on and off from frame to frame.
+    pulse = np.maximum(_sample_periodic(p["pulse_texture"], u, v), 0.0)
+    patches *= 1.0 + p["pulse_amp"] * rng.random() * pulse
+    level = p["level"] * math.exp(rng.normal(0.0, 0.08))
+    return Frame(aurora=level * envelope * patches)
+
+
+def _moon_position(night: dict, t_night_min: float) -> tuple[float, float]:
+    """Moon elevation and azimuth (degrees) along the night's track."""
+    el0, az0, el_rate = night["moon_track"]
+    elevation = float(np.clip(el0 + el_rate * t_night_min / 60.0, 10.0, 50.0))
+    azimuth = (az0 + 14.5 * t_night_min / 60.0) % 360.0
+    return elevation, azimuth
+
+
+def _draw_moon(rng: np.random.Generator, night: dict) -> dict:
+    return {
+        "phase": rng.uniform(0.5, 1.0),
+        "core_deg": rng.uniform(3.0, 6.0),
+        "halo_deg": rng.uniform(18.0, 35.0),
+        "halo": rng.uniform(3000.0, 6000.0),
+        "sky": rng.uniform(500.0, 1000.0),
+    }
+
+
+def _render_moon(geom: SkyGeometry, p: dict, t_min: float, t_night_min: float, rng: np.random.Generator, night: dict) -> Frame:
+    elevation, azimuth = _moon_position(night, t_night_min)
+    el, az = math.radians(elevation), math.radians(azimuth)
+    moon = np.array([math.cos(el) * math.sin(az), math.cos(el) * math.cos(az), math.sin(el)], np.float32)
+    cos_sep = np.clip(moon @ geom.los_fov, -1.0, 1.0)
+    sep_deg = np.degrees(np.arccos(cos_sep))
+    f = p["phase"] * math.exp(rng.normal(0.0, 0.05))
+    glare = 30000.0 * f * np.exp(-sep_deg / p["core_deg"])
+    glare += p["halo"] * f * np.exp(-sep_deg / p["halo_deg"])
+    glare += p["sky"] * f * (0.6 + 0.4 * cos_sep)
+    # The disk itself saturates the detector.
+    glare += np.where(sep_deg < 1.6, 80000.0, 0.0).astype(np.float32)
+    return Frame(extra=glare, star_t=0.25)
+
+
+def _draw_clear(rng: np.random.Generator, night: dict) -> dict:
+    return {"gradient": rng.uniform(-0.2, 0.2, 2)}
+
+
+def _render_clear(geom: SkyGeometry, p: dict, t_min: float, t_night_min: float, rng: np.random.Generator, night: dict) -> Frame:
+    # Large-scale airglow structure: a faint gradient across the sky.
+    g = p["gradient"]
+    level = night["airglow"] * 0.3 * math.exp(rng.normal(0.0, 0.05))
+    return Frame(extra=level * (g[0] * geom.grad_east + g[1] * geom.grad_north) * geom.van_rhijn_airglow)
+
+
+def _draw_cloudy(rng: np.random.Generator, night: dict) -> dict:
+    return {
+        "texture": _fractal_texture(rng, 256, 3.2, 2.0),
+        "texel_km": 0.12,
+        "cloud_km": rng.uniform(1.5, 4.0),
+        "level": rng.uniform(700.0, 2200.0),
+        "contrast": rng.uniform(0.15, 0.35),
+        "wind": rng.uniform(-0.8, 0.8, 2),
+        "town": rng.uniform(0.1, 0.4),
+    }
+
+
+def _render_cloudy(
+    geom: SkyGeometry, p: dict, t_min: float, t_night_min: float, rng: np.random.Generator, night: dict
+) -> Frame:
+    h = p["cloud_km"]
+    u = (geom.cloud_east * h - p["wind"][0] * t_min) / p["texel_km"]
+    v = (geom.cloud_north * h - p["wind"][1] * t_min) / p["texel_km"]
+    thickness = _sample_periodic(p["texture"], u, v)
+    # Near the horizon many clouds overlap in a pixel, so the contrast averages out.
+    contrast = p["contrast"] * np.sqrt(np.cos(geom.zenith_fov))
+    # Clouds scatter the town's light: brighter toward the light dome.
+    town = 1.0 + p["town"] * (
+        math.sin(math.radians(LIGHT_DOME_AZIMUTH_DEG)) * geom.grad_east
+        + math.cos(math.radians(LIGHT_DOME_AZIMUTH_DEG)) * geom.grad_north
+    )
+    level = p["level"] * math.exp(rng.normal(0.0, 0.05))
+    light = level * np.maximum(1.0 + contrast * thickness, 0.2) * town
+    sky_t = np.clip(0.25 - 0.1 * thickness, 0.02, 0.5)
+    return Frame(extra=light, sky_t=sky_t, star_t=0.02 * sky_t)
+
+
+_DRAW = {
+    "arc": _draw_arc,
+    "diffuse": _draw_diffuse,
+    "discrete": _draw_discrete,
+    "moon": _draw_moon,
+    "clear": _draw_clear,
+    "cloudy": _draw_cloudy,
+}
+_RENDER = {
+    "arc": _render_arc,
+    "diffuse": _render_diffuse,
+    "discrete": _render_discrete,
+    "moon": _render_moon,
+    "clear": _render_clear,
+    "cloudy": _render_cloudy,
+}
+
+
+@dataclass
+class Episode:
+    """One stretch of a night with one class: minutes [start, stop) from the night's first hour."""
+
+    cls: str
+    start: int
+    stop: int
+    params: dict
+
+
+def plan_nights(params: DemoParams) -> tuple[list[list[Episode]], list[dict], np.ndarray]:
+    """Draw the class sequence, per-episode scene parameters and per-minute sigma_phi of all nights.
+
+    Returns (episodes per night, night contexts, sigma_phi of shape (n_nights, n_minutes) in rad).
+    Episodes follow :data:`TRANSITIONS`, reweighted toward classes that are behind their share of
+    the total time so that every class gets about a sixth of the minutes.
+    """
+    n_minutes = (params.last_hour - params.first_hour + 1) * 60
+    n_classes = len(CLASSES)
+    target = len(params.nights) * n_minutes / n_classes
+    used = np.zeros(n_classes)
+    nights_episodes, contexts = [], []
+    sigma = np.zeros((len(params.nights), n_minutes))
+    for k in range(len(params.nights)):
+        rng = np.random.default_rng([params.seed, _STREAM_PLAN, k])
+        night = {
+            "airglow": rng.uniform(150.0, 350.0),
+            "airglow_gradient": rng.uniform(-0.15, 0.15, 2),
+            "moon_track": (rng.uniform(15.0, 45.0), rng.uniform(0.0, 360.0), rng.uniform(-6.0, 6.0)),
+        }
+        episodes: list[Episode] = []
+        minute, previous = 0, None
+        while minute < n_minutes:
+            deficit = (np.maximum(target - used, 1.0) / target) ** 2
+            base = np.full(n_classes, 1.0) if previous is None else TRANSITIONS[previous]
+            weights = base * deficit
+            cls_index = int(rng.choice(n_classes, p=weights / weights.sum()))
+            cls = CLASSES[cls_index]
+            low, high = DWELL_MINUTES[cls]
+            stop = min(minute + int(rng.integers(low, high + 1)), n_minutes)
+            if n_minutes - stop < 10:  # no stub episodes at the end of the night
+                stop = n_minutes
+            episodes.append(Episode(cls, minute, stop, _DRAW[cls](rng, night)))
+            mu, sd = SIGMA_PHI_LOGNORMAL[cls]
+            sigma[k, minute:stop] = np.exp(mu + sd * rng.standard_normal(stop - minute))
+            used[cls_index] += stop - minute
+            minute, previous = stop, cls_index
+        nights_episodes.append(episodes)
+        contexts.append(night)
+    return nights_episodes, contexts, sigma
+
+
+class Renderer:
+    """Turns scenes into uint16 frames; holds the geometry, stars and fixed-pattern buffers."""
+
+    def __init__(self, params: DemoParams):
+        self.params = params
+        self.geom = SkyGeometry(params)
+        static = np.random.default_rng([params.seed, _STREAM_STATIC])
+        self.stars = StarSky(static)
+        n_fov = self.geom.fov_index.size
+        size = params.image_size
+        # Fixed pattern: pixel-to-pixel gain differences and a few hot pixels.
+        self.flat_fov = (1.0 + 0.01 * static.standard_normal(n_fov)).astype(np.float32)
+        self.hot = static.choice(size * size, size=max(4, size * size // 3000), replace=False)
+        self.hot_counts = static.uniform(500.0, 4000.0, self.hot.size).astype(np.float32)
+        self.dome = self.geom.vignetting_fov * self.geom.light_dome_fov
+        self._image = np.empty(size * size, np.float32)
+
+    def render(
+        self,
+        episode: Episode,
+        night: dict,
+        when: np.datetime64,
+        t_episode_min: float,
+        frame_rng: np.random.Generator,
+        noise_rng: np.random.Generator,
+    ) -> np.ndarray:
+        """One frame, (size, size) uint16 counts in canonical orientation."""
+        g = self.geom
+        scene = _RENDER[episode.cls](g, episode.params, t_episode_min, frame_rng, night)
+        ge, gn = night["airglow_gradient"]
+        airglow = (night["airglow"] * math.exp(frame_rng.normal(0.0, 0.04))) * g.van_rhijn_airglow
+        airglow *= 1.0 + ge * g.grad_east + gn * g.grad_north
+        sky = airglow + scene.aurora * g.van_rhijn_aurora
+        stars = self.stars.render(g, when, self.params.site_lat, self.params.site_lon)
+        light = g.vignetting_fov * (scene.sky_t * sky + scene.extra + scene.star_t * stars) + self.dome
+        np.maximum(light, 0.0, out=light)
+        noise = noise_rng.standard_normal(self._image.size, dtype=np.float32)
+        image = self._image
+        np.multiply(noise, READ_NOISE_COUNTS, out=image)
+        image += DARK_COUNTS
+        sd = np.sqrt(GAIN_COUNTS_PER_PE * light + READ_NOISE_COUNTS**2)
+        image[g.fov_index] = g.pedestal_fov + light * self.flat_fov + sd * noise[g.fov_index]
+        image[self.hot] += self.hot_counts
+        np.clip(image, 0.0, 65535.0, out=image)
+        image += 0.5
+        return image.astype(np.uint16).reshape(g.size, g.size)
+
+
+# --------------------------------------------------------------------------------------------
+# Writers: Berkeley CDFs, CHAIN ISMR, labels, truth
+# --------------------------------------------------------------------------------------------
+
+_GLOBAL_ATTRS = {
+    "Project": "THEMIS",
+    "Source_name": "THG_L1>THEMIS Ground Based Observatory",
+    "Discipline": ["Space Physics>Magnetospheric Science", "Space Physics>Ionospheric Science"],
+    "Instrument_type": "Ground-Based VLF/ELF/ULF, Photometrics",
+    "Mission_group": "THEMIS",
+    "PI_name": "V. Angelopoulos, S. Mende & E. Donovan",
+    "PI_affiliation": "UCB & Univ of Calgary respectively, NASA NAS5-02099",
+    "Acknowledgement": "NASA Contract NAS5-02099",
+    "Rules_of_use": "Open Data for Scientific Use",
+    "Generated_by": "latentsky synthetic_aurora (SYNTHETIC DEMO DATA, not observations)",
+    "Generation_date": "synthetic",
+    "MODS": "synthetic demo data written by latentsky",
+    "ADID_ref": "NSSD0110",
+    "File_naming_convention": "source_datatype_descriptor",
+    "HTTP_LINK": ["http://sprg.ssl.berkeley.edu/themis", "http://aurora.phys.ucalgary.ca/themis"],
+    "LINK_TEXT": ["http://sprg.ssl.berkeley.edu/themis", "http://aurora.phys.ucalgary.ca/themis"],
+    "LINK_TITLE": ["THEMIS GBO portal", "THEMIS-Canada portal"],
+}
+_UINT2, _REAL4, _REAL8, _EPOCH = 12, 21, 22, 31
+
+
+def _global_attrs(extra: dict) -> dict:
+    merged = {**_GLOBAL_ATTRS, **extra}
+    return {
+        name: dict(enumerate(value if isinstance(value, list) else [value]))
+        for name, value in merged.items()
+    }
+
+
+def _zvar(name, data_type, dims, rec_vary=True, compress=0, block=1) -> dict:
+    return {
+        "Variable": name,
+        "Data_Type": data_type,
+        "Num_Elements": 1,
+        "Rec_Vary": rec_vary,
+        "Dim_Sizes": list(dims),
+        "Compress": compress,
+        "Block_Factor": block,
+    }
+
+
+def _unix_ms(times: np.ndarray) -> np.ndarray:
+    return (times.astype("datetime64[ms]") - np.datetime64(0, "ms")).astype(np.int64).astype(np.float64)
+
+
+def write_l1_cdf(path: Path, site: str, hour: dt.datetime, frames: np.ndarray, times: np.ndarray) -> None:
+    """Write one Berkeley level-1 ASI CDF.
+
+    ``frames``: (N, size, size) uint16 counts, already in Berkeley (180-degree rotated) orientation;
+    ``times``: (N,) ``datetime64[ms]`` exposure starts (UTC). Variables and attributes follow the
+    real files: ``thg_asf_<site>`` (gzip-compressed, record-varying), ``_epoch`` (CDF_EPOCH, ms since
+    0000-01-01), ``_time`` (whole UNIX seconds of the cadence step) and ``_tend``, ``_epoch0``,
+    ``_column``, ``_row`` and ``range_epoch``.
+    """
+    size = frames.shape[-1]
+    unix_ms = _unix_ms(times)
+    epoch = unix_ms + _MS_1970_IN_CDF_EPOCH
+    step_s = np.floor(unix_ms / 1000.0)
+    v = f"thg_asf_{site}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    logical = f"thg_l1_asf_{site}_{hour:%Y%m%d%H}_v01"
+    cdf = CDF(str(path), cdf_spec={"Majority": "row_major", "Encoding": 6}, delete=True)
+    try:
+        cdf.write_globalattrs(
+            _global_attrs(
+                {
+                    "Data_type": "ASF>All Sky Imager, Full resolution images, High resolution",
+                    "Descriptor": f"{site.upper()}>synthetic demo site",
+                    "Data_version": "1",
+                    "TEXT": "Synthetic stand-in for THEMIS Ground Based Observatory level-1 images",
+                    "Logical_source": f"thg_l1_asf_{site}",
+                    "Logical_file_id": logical,
+                    "Logical_source_description": "Ground-based All Sky Imager, 3sec Level-1, THEMIS GBO network",
+                    "Time_resolution": "3s",
+                }
+            )
+        )
+        epoch_range = [[63145526400000.0, "CDF_EPOCH"], [66301199999999.0, "CDF_EPOCH"]]
+        cdf.write_var(
+            _zvar(v, _UINT2, (size, size), compress=1, block=7),
+            var_attrs={
+                "CATDESC": f"Images of {size}x{size} pixels",
+                "DEPEND_0": f"{v}_epoch",
+                "DEPEND_1": f"{v}_column",
+                "DEPEND_2": f"{v}_row",
+                "DEPEND_EPOCH0": f"{v}_epoch0",
+                "DEPEND_TIME": f"{v}_time",
+                "DISPLAY_TYPE": "image",
+                "FIELDNAM": v,
+                "FILLVAL": [65535, "CDF_UINT2"],
+                "FORMAT": "I5",
+                "LABLAXIS": "Width",
+                "UNITS": "counts",
+                "VALIDMAX": [65535, "CDF_UINT2"],
+                "VALIDMIN": [0, "CDF_UINT2"],
+                "VAR_TYPE": "data",
+            },
+            var_data=np.ascontiguousarray(frames, dtype=np.uint16),
+        )
+        for axis, what, label in (("column", "column (x-dim, Width)", "wpix#"), ("row", "row (y-dim, Height)", "hpix#")):
+            cdf.write_var(
+                _zvar(f"{v}_{axis}", _UINT2, (size,), rec_vary=False),
+                var_attrs={
+                    "CATDESC": f"Number of {what} in image",
+                    "DICT_KEY": "number",
+                    "FIELDNAM": f"{v}_{axis}",
+                    "FILLVAL": [65535, "CDF_UINT2"],
+                    "FORMAT": "I5",
+                    "LABLAXIS": label,
+                    "UNITS": label,
+                    "VALIDMAX": [size - 1, "CDF_UINT2"],
+                    "VALIDMIN": [0, "CDF_UINT2"],
+                    "VAR_TYPE": "support_data",
+                },
+                var_data=np.arange(size, dtype=np.uint16),
+            )
+        for name, values, notes in (
+            ("time", step_s, "Unleaped seconds"),
+            ("tend", step_s + 0.9816, "Unleaped seconds, end time of integration"),
+        ):
+            cdf.write_var(
+                _zvar(f"{v}_{name}", _REAL8, ()),
+                var_attrs={
+                    "CATDESC": f"{v}_{name}, UTC, in seconds since 01-Jan-1970 00:00:00",
+                    "FIELDNAM": f"{v}_{name}",
+                    "FILLVAL": [np.nan, "CDF_REAL8"],
+                    "FORMAT": "E12.2",
+                    "LABLAXIS": "UT",
+                    "UNITS": "sec",
+                    "VALIDMAX": [5000000000.0, "CDF_REAL8"],
+                    "VALIDMIN": [0.0, "CDF_REAL8"],
+                    "VAR_NOTES": notes,
+                    "VAR_TYPE": "support_data",
+                },
+                var_data=values,
+            )
+        cdf.write_var(
+            _zvar(f"{v}_epoch", _EPOCH, ()),
+            var_attrs={
+                "CATDESC": "Epoch of start of image exposure",
+                "COMPONENT_0": f"{v}_epoch0",
+                "COMPONENT_1": f"{v}_time",
+                "FIELDNAM": f"{v}_epoch",
+                "FILLVAL": [-1e31, "CDF_EPOCH"],
+                "LABLAXIS": "UT",
+                "VALIDMAX": epoch_range[1],
+                "VALIDMIN": epoch_range[0],
+                "VAR_TYPE": "support_data",
+            },
+            var_data=epoch,
+        )
+        cdf.write_var(
+            _zvar(f"{v}_epoch0", _EPOCH, (), rec_vary=False),
+            var_attrs={
+                "CATDESC": "EPOCH0 of THEMIS TIME BASE",
+                "FIELDNAM": f"{v}_epoch0",
+                "FILLVAL": [-1e31, "CDF_EPOCH"],
+                "LABLAXIS": "timebase",
+                "UNITS": "msec",
+                "VAR_NOTES": "EPOCH of 01-Jan-1970 00:00:00",
+                "VAR_TYPE": "support_data",
+            },
+            var_data=np.array([_MS_1970_IN_CDF_EPOCH]),
+        )
+        cdf.write_var(
+            _zvar("range_epoch", _EPOCH, ()),
+            var_attrs={
+                "CATDESC": "Epochs of first and last image in file",
+                "FIELDNAM": "range_epoch",
+                "FILLVAL": [-1e31, "CDF_EPOCH"],
+                "LABLAXIS": "UT",
+                "UNITS": "msec",
+                "VALIDMAX": epoch_range[1],
+                "VALIDMIN": epoch_range[0],
+                "VAR_TYPE": "support_data",
+            },
+            var_data=epoch[[0, -1]],
+        )
+    finally:
+        cdf.close()
+
+
+def write_calibration_cdf(path: Path, params: DemoParams, geom: SkyGeometry) -> None:
+    """Write the Berkeley calibration CDF of the site (Berkeley, 180-degree rotated, orientation).
+
+    ``thg_asf_<site>_elev``/``_azim``: (size, size) float32 degrees, NaN outside the field of view;
+    ``thg_asc_<site>_glat``/``_glon`` (degrees, east -180..180) and ``_alti`` (m): the site;
+    ``thg_asf_<site>_glat``/``_glon``: (3, size + 1, size + 1) float32 pixel corners at the heights
+    in ``thg_asf_<site>_alti`` (m), longitudes 0..360, NaN below the horizon.
+    """
+    site = params.site
+    size = params.image_size
+
+    def berkeley(a):
+        return np.ascontiguousarray(np.asarray(a)[..., ::-1, ::-1], dtype=np.float32)
+
+    corner_lat, corner_lon = geom.corner_maps(params)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cdf = CDF(str(path), cdf_spec={"Majority": "row_major", "Encoding": 6}, delete=True)
+    try:
+        cdf.write_globalattrs(
+            _global_attrs(
+                {
+                    "Data_type": "ASC>All Sky Imager Calibration",
+                    "Descriptor": f"{site.upper()}>synthetic demo site",
+                    "Data_version": "1",
+                    "TEXT": "Synthetic calibration: equidistant fisheye, north up and east left "
+                    "before the 180-degree rotation of Berkeley arrays",
+                    "Logical_source": f"thg_l2_asc_{site}",
+                    "Logical_file_id": f"thg_l2_asc_{site}_19700101_v01",
+                    "Logical_source_description": "Ground-based All Sky Imager calibration",
+                    "Time_resolution": "none",
+                }
+            )
+        )
+
+        def put(name, data_type, data, catdesc, units):
+            data = np.asarray(data)
+            cdf.write_var(
+                _zvar(name, data_type, data.shape, rec_vary=False),
+                var_attrs={
+                    "CATDESC": catdesc,
+                    "FIELDNAM": name,
+                    "UNITS": units,
+                    "VAR_TYPE": "support_data",
+                },
+                var_data=data,
+            )
+
+        f = f"thg_asf_{site}"
+        c = f"thg_asc_{site}"
+        put(f"{f}_elev", _REAL4, berkeley(geom.elevation), "Pixel elevation", "degrees")
+        put(f"{f}_azim", _REAL4, berkeley(geom.azimuth), "Pixel azimuth from north through east", "degrees")
+        put(f"{c}_glat", _REAL4, np.float32(params.site_lat), "Site geographic latitude", "degrees")
+        put(f"{c}_glon", _REAL4, np.float32(params.site_lon), "Site geographic longitude", "degrees east")
+        put(f"{c}_alti", _REAL4, np.float32(params.site_alt_km * 1000.0), "Site altitude", "m")
+        put(f"{f}_alti", _REAL4, np.array(CALIBRATION_HEIGHTS_M, np.float32), "Mapping altitudes", "m")
+        put(f"{f}_glat", _REAL4, berkeley(corner_lat), "Geographic latitude of pixel corners", "degrees")
+        put(f"{f}_glon", _REAL4, berkeley(corner_lon), "Geographic longitude of pixel corners", "degrees east")
+        put(f"{f}_c256", _UINT2, np.arange(size, dtype=np.uint16), "Pixel index", "pixel")
+    finally:
+        cdf.close()
+
+
+#: ISMR column formats (1-based column k is _ISMR_FORMATS[k - 1]).
+_ISMR_FORMATS = (
+    ["{:.0f}"] * 6  # week, TOW, SVID, RxState, azimuth, elevation
+    + ["{:.2f}"]  # 7 C/N0
+    + ["{:.3f}"] * 17  # 8-24 S4, correction, Phi01..Phi60, CCD, TEC, dTEC
+    + ["{:.0f}", "{:.0f}", "{:.0f}", "{:.2f}", "{:.3f}", "{:.3f}", "{:.2f}"]  # 25-31
+    + ["{:.2f}"] + ["{:.3f}"] * 9 + ["{:.0f}"] + ["{:.3f}", "{:.3f}", "{:.2f}"]  # 32-45 second signal
+    + ["{:.2f}"] + ["{:.3f}"] * 9 + ["{:.0f}"] + ["{:.3f}", "{:.3f}", "{:.2f}"]  # 46-59 third signal
+    + ["{:.3e}"] * 3  # 60-62 spectral strength T
+)
+assert len(_ISMR_FORMATS) == 62
+
+_PHI_RATIOS = np.array([0.3, 0.5, 0.7, 0.9, 1.0])  # Phi01, Phi03, Phi10, Phi30, Phi60 over Phi60
+
+
+def ismr_hour(hour: np.datetime64, sigma_minutes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The rows of one hourly ISMR file as a (n_rows, 62) float array (NaN = not tracked).
+
+    ``sigma_minutes``: (60,) planted sigma_phi of each minute of the hour, rad. Satellites with
+    elevation >= 30 degrees and lock time >= 200 s carry Phi60 = sigma * exp(N(0, 0.02)); the others
+    (low elevation with long lock, or a fresh lock after a loss of lock) carry misleading large
+    values of 0.5-3 rad. At least three satellites pass the cuts every minute.
+    """
+    n_good = int(rng.integers(3, 6))
+    n_low = int(rng.integers(3, 6))
+    n_fresh = int(rng.integers(1, 3))
+    n_good += max(0, 8 - (n_good + n_low + n_fresh))
+    roles = ["good"] * n_good + ["low"] * n_low + ["fresh"] * n_fresh
+    n_sat = len(roles)
+    svid = rng.choice(np.arange(1, 33), size=n_sat, replace=False)
+    minutes = np.arange(60)
+    minute_end = hour.astype("datetime64[ms]") + (minutes + 1) * np.timedelta64(60000, "ms")
+    week, tow = utc_to_gps(minute_end)
+    rows = []
+    for s in range(n_sat):
+        role = roles[s]
+        el_range = (11.0, 27.0) if role == "low" else (33.0, 85.0)
+        el_start, el_end = rng.uniform(*el_range, 2)
+        elevation = np.rint(el_start + (el_end - el_start) * (minutes + 0.5) / 60.0)
+        azimuth = np.rint((rng.uniform(0, 360) + rng.uniform(-30, 30) * (minutes + 0.5) / 60.0) % 360.0)
+        lock = rng.integers(600, 20000) + 60 * minutes
+        if role == "fresh":
+            lock = np.empty(60, np.int64)
+            current = int(rng.integers(250, 3000))
+            next_loss = int(rng.integers(0, 6))
+            for m in minutes:
+                if m == next_loss:
+                    current = int(rng.integers(5, 56))
+                    next_loss = m + int(rng.integers(3, 9))
+                else:
+                    current += 60
+                lock[m] = current
+        good = (elevation >= 30) & (lock >= 200)
+        phi60 = np.where(
+            good,
+            sigma_minutes * np.exp(rng.normal(0.0, 0.02, 60)),
+            np.exp(rng.uniform(math.log(0.5), math.log(3.0), 60)),
+        )
+        cn0 = 36.0 + 12.0 * np.sin(np.radians(elevation)) + rng.normal(0.0, 0.7, 60)
+        s4 = np.where(good, 0.02 + 0.3 * phi60, rng.uniform(0.15, 0.6, 60)) + rng.uniform(0, 0.02, 60)
+        tec0 = rng.uniform(8.0, 30.0)
+        table = np.full((60, 62), np.nan)
+        table[:, 0] = week
+        table[:, 1] = np.rint(tow)
+        table[:, 2] = svid[s]
+        table[:, 3] = 1
+        table[:, 4] = azimuth
+        table[:, 5] = elevation
+        table[:, 6] = cn0
+        table[:, 7] = s4
+        table[:, 8] = rng.uniform(0.005, 0.02, 60)
+        table[:, 9:14] = phi60[:, None] * _PHI_RATIOS[None, :] * np.exp(rng.normal(0.0, 0.03, (60, 5)))
+        table[:, 13] = phi60
+        table[:, 14] = rng.normal(0.0, 0.05, 60)  # average code-carrier divergence, m
+        table[:, 15] = np.where(good, rng.uniform(0.01, 0.05, 60), rng.uniform(0.05, 0.3, 60))
+        drift = tec0 + np.cumsum(rng.normal(0.0, 0.05, 60))
+        for j in range(4):  # TEC at TOW-45, -30, -15, 0 s and its change over the previous 15 s
+            table[:, 16 + 2 * j] = drift + 0.01 * j
+            table[:, 17 + 2 * j] = rng.normal(0.0, 0.02, 60)
+        table[:, 24] = lock
+        table[:, 25] = 0  # SBF2ISMR version and flags
+        table[:, 26] = np.maximum(lock - rng.integers(0, 30), 0)
+        table[:, 27] = cn0 - 4.0 + rng.normal(0.0, 0.5, 60)
+        table[:, 28] = rng.uniform(0.01, 0.05, 60)  # SI index
+        table[:, 29] = rng.uniform(0.002, 0.01, 60)  # SI numerator
+        table[:, 30] = rng.uniform(1.5, 3.0, 60)  # spectral slope p
+        table[:, 59] = rng.uniform(1e-5, 1e-3, 60)  # spectral strength T on L1
+        for block, fraction, scale in ((31, 0.7, 1.28), (45, 0.35, 1.34)):
+            if rng.random() < fraction:  # the satellite transmits this signal
+                table[:, block] = cn0 - 5.0 + rng.normal(0.0, 0.7, 60)
+                table[:, block + 1] = s4 * 1.3
+                table[:, block + 2] = rng.uniform(0.005, 0.02, 60)
+                table[:, block + 3 : block + 8] = table[:, 9:14] * scale
+                table[:, block + 8] = rng.normal(0.0, 0.05, 60)
+                table[:, block + 9] = table[:, 15] * 1.2
+                table[:, block + 10] = table[:, 26]
+                table[:, block + 11] = rng.uniform(0.01, 0.05, 60)
+                table[:, block + 12] = rng.uniform(0.002, 0.01, 60)
+                table[:, block + 13] = rng.uniform(1.5, 3.0, 60)
+                table[:, 60 if block == 31 else 61] = rng.uniform(1e-5, 1e-3, 60)
+        rows.append(table)
+    table = np.concatenate(rows)
+    order = np.lexsort((table[:, 2], table[:, 1]))  # by time, then SVID, as the receiver writes
+    return table[order]
+
+
+def format_ismr(table: np.ndarray) -> str:
+    """Septentrio ISMR text for a (n_rows, 62) table: comma-separated, no header, ``nan`` gaps."""
+    lines = []
+    for row in table:
+        lines.append(
+            ",".join("nan" if math.isnan(x) else fmt.format(x) for fmt, x in zip(_ISMR_FORMATS, row, strict=True))
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _write_gzip(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+        gz.write(text.encode("ascii"))
+
+
+def _iso(t: np.datetime64) -> str:
+    return str(t.astype("datetime64[ms]")) + "Z"
+
+
+def frame_times(hour: dt.datetime, cadence_s: float, rng: np.random.Generator) -> np.ndarray:
+    """Exposure starts in one UT hour, ``datetime64[ms]``: ~3 s after each cadence step.
+
+    Each frame starts ``FRAME_DELAY_S`` plus 10-89 ms after its step (like hh:mm:03.05), and all
+    fall inside the hour.
+    """
+    start = np.datetime64(hour, "ms")
+    step_ms = int(round(cadence_s * 1000))
+    n = (3600_000 - int(FRAME_DELAY_S * 1000) - 90 - 1) // step_ms + 1
+    jitter = rng.integers(10, 90, n)
+    offsets = np.arange(n) * step_ms + int(FRAME_DELAY_S * 1000) + jitter
+    return start + offsets.astype("timedelta64[ms]")
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+
+def generate_demo_mirror(mirror_dir: Path, labels_path: Path, truth_dir: Path, params: DemoParams) -> dict:
+    """Write the demo mirror, the label CSV and the truth files; return a summary.
+
+    ``mirror_dir`` gets ``themis_l1/`` (level-1 CDFs), ``themis_cal/`` (calibration CDF) and
+    ``chain_ismr/`` (ISMR files), each in the remote archive's own layout. ``labels_path`` gets
+    ``time,site,label`` rows for a random ``labelled_fraction`` of the frames of every class.
+    ``truth_dir`` gets ``truth.csv`` (``time,class,sigma_phi`` for every frame, sigma_phi in rad)
+    and ``planted.json`` (the classes, their (mu, sigma) of ln sigma_phi and the parameters).
+
+    The summary holds the written paths and the number of frames per class. The same parameters
+    (seed included) give byte-identical files.
+    """
+    params.validate()
+    mirror_dir, labels_path, truth_dir = Path(mirror_dir), Path(labels_path), Path(truth_dir)
+    renderer = Renderer(params)
+    episodes_by_night, contexts, sigma = plan_nights(params)
+
+    cal_path = mirror_dir / "themis_cal" / layouts.berkeley_calibration_cdf(params.site)
+    write_calibration_cdf(cal_path, params, renderer.geom)
+
+    cdf_paths, ismr_paths = [], []
+    truth_rows: list[tuple[str, str, float]] = []
+    for k, night_date in enumerate(params.nights):
+        episodes, night = episodes_by_night[k], contexts[k]
+        minute_class = np.empty(sigma.shape[1], dtype=np.int64)
+        for ep in episodes:
+            minute_class[ep.start : ep.stop] = CLASSES.index(ep.cls)
+        night_start = np.datetime64(dt.datetime.combine(night_date, dt.time(params.first_hour)), "ms")
+        for h, hour in enumerate(layouts.hours_of_night(night_date, params.first_hour, params.last_hour)):
+            frame_rng = np.random.default_rng([params.seed, _STREAM_FRAMES, k, h])
+            noise_rng = np.random.default_rng([params.seed, _STREAM_NOISE, k, h])
+            times = frame_times(hour, params.cadence_s, frame_rng)
+            frames = np.empty((times.size, params.image_size, params.image_size), np.uint16)
+            for i, when in enumerate(times):
+                t_night_min = (when - night_start) / np.timedelta64(60000, "ms")
+                minute = int(t_night_min)
+                ep = next(e for e in episodes if e.start <= minute < e.stop)
+                night["t_night_min"] = t_night_min
+                image = renderer.render(ep, night, when, t_night_min - ep.start, frame_rng, noise_rng)
+                frames[i] = image[::-1, ::-1]  # Berkeley orientation
+                truth_rows.append((_iso(when), ep.cls, float(sigma[k, minute])))
+            cdf_path = mirror_dir / "themis_l1" / layouts.berkeley_l1_cdf(params.site, hour)
+            write_l1_cdf(cdf_path, params.site, hour, frames, times)
+            cdf_paths.append(cdf_path)
+
+            ismr_rng = np.random.default_rng([params.seed, _STREAM_ISMR, k, h])
+            table = ismr_hour(np.datetime64(hour, "ms"), sigma[k, h * 60 : (h + 1) * 60], ismr_rng)
+            ismr_path = mirror_dir / "chain_ismr" / layouts.chain_ismr(params.station, hour)
+            _write_gzip(ismr_path, format_ismr(table))
+            ismr_paths.append(ismr_path)
+
+    # Labels: the same fraction of every class, drawn at random (at least one frame per class).
+    label_rng = np.random.default_rng([params.seed, _STREAM_LABELS])
+    classes_of_frames = np.array([row[1] for row in truth_rows])
+    chosen = []
+    for cls in CLASSES:
+        members = np.flatnonzero(classes_of_frames == cls)
+        n = int(round(params.labelled_fraction * members.size))
+        if params.labelled_fraction > 0 and members.size:
+            n = max(n, 1)
+        chosen.extend(label_rng.choice(members, size=n, replace=False).tolist())
+    labels_path.parent.mkdir(parents=True, exist_ok=True)
+    with labels_path.open("w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["time", "site", "label"])
+        for i in sorted(chosen):
+            writer.writerow([truth_rows[i][0], params.site, truth_rows[i][1]])
+
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    with (truth_dir / "truth.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["time", "class", "sigma_phi"])
+        for time, cls, s in truth_rows:
+            writer.writerow([time, cls, f"{s:.6g}"])
+    counts = {cls: int((classes_of_frames == cls).sum()) for cls in CLASSES}
+    planted = {
+        "classes": list(CLASSES),
+        "sigma_phi_lognormal": {c: {"mu": m, "sigma": s} for c, (m, s) in SIGMA_PHI_LOGNORMAL.items()},
+        "frames_per_class": counts,
+        "params": {**asdict(params), "nights": [d.isoformat() for d in params.nights]},
+    }
+    (truth_dir / "planted.json").write_text(json.dumps(planted, indent=2) + "\n")
+
+    return {
+        "l1_cdfs": cdf_paths,
+        "calibration_cdf": cal_path,
+        "ismr_files": ismr_paths,
+        "labels": labels_path,
+        "truth_csv": truth_dir / "truth.csv",
+        "planted_json": truth_dir / "planted.json",
+        "n_frames": len(truth_rows),
+        "n_labelled": len(chosen),
+        "frames_per_class": counts,
+    }
