@@ -43,8 +43,9 @@ def bad_run(tmp_path, edit):
     config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     edit(config)
     (work / "config" / "bad.yaml").write_text(yaml.safe_dump(config))
-    result = run_snakemake(work, "--cores", "1", "--configfile", "config/bad.yaml", check=False,
-                           timeout=120)
+    result = run_snakemake(
+        work, "--cores", "1", "--configfile", "config/bad.yaml", check=False, timeout=120
+    )
     assert result.returncode != 0
     assert not (work / "results").exists() and not (work / "resources").exists()
     return result.stdout

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import warnings
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -309,23 +310,43 @@ def test_truncated_gzip_keeps_the_rows_before_the_cut(tmp_path):
     assert "after line" in str(caught.value)
 
 
+def stored_block(data: bytes, final: bool) -> bytes:
+    """A deflate "stored" block (RFC 1951, 3.2.4): header byte, LEN, NLEN = ~LEN, raw data."""
+    size = len(data).to_bytes(2, "little")
+    return bytes([1 if final else 0]) + size + bytes(b ^ 0xFF for b in size) + data
+
+
 def test_corrupt_gzip_block_keeps_the_rows_before_it(tmp_path):
-    # compresslevel=0 writes "stored" deflate blocks: 1 header byte, LEN, NLEN (= ~LEN), then LEN
-    # bytes of text. Breaking the second block's NLEN is a corruption zlib must report there.
-    rows = many_rows(30)
+    # A gzip stream built by hand (RFC 1952): 10-byte header, two stored blocks, CRC32 and size.
+    # The second block's NLEN is broken, a corruption zlib must report at that point, about 5 kB
+    # into the file (inside the first piece any reader would decompress at once).
+    rows = many_rows(3)
     text = "".join(row + "\n" for row in rows).encode()
-    assert len(text) > 70_000  # at least two stored blocks
-    raw = bytearray(gzip.compress(text, compresslevel=0))
-    first_len = int.from_bytes(raw[11:13], "little")
-    second = 10 + 5 + first_len  # 10-byte gzip header, then block 1
-    raw[second + 3 : second + 5] = b"\x00\x00"
+    split = 5000
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
+    block2 = bytearray(stored_block(text[split:], final=True))
+    block2[3:5] = b"\x00\x00"
+    trailer = zlib.crc32(text).to_bytes(4, "little") + len(text).to_bytes(4, "little")
     path = tmp_path / "bad.ismr.gz"
-    path.write_bytes(bytes(raw))
+    path.write_bytes(header + stored_block(text[:split], final=False) + bytes(block2) + trailer)
     frame, counts = read_ismr(path)
     assert counts.corrupt_files == 1
-    assert len(frame) == text[:first_len].count(b"\n")  # complete lines of block 1
+    complete_lines = text[:split].count(b"\n")
+    assert complete_lines >= 10
+    assert len(frame) == complete_lines
     with pytest.raises(BadInputError, match="corrupt gzip stream"):
         read_ismr(path, on_bad_input="fail")
+    # The same stream with NLEN intact is read whole: the construction itself is sound.
+    good = tmp_path / "good.ismr.gz"
+    good.write_bytes(
+        header
+        + stored_block(text[:split], final=False)
+        + stored_block(text[split:], final=True)
+        + trailer
+    )
+    assert gzip.decompress(good.read_bytes()) == text
+    frame, counts = read_ismr(good, on_bad_input="fail")
+    assert len(frame) == len(rows)
 
 
 def test_not_gzip_and_trailing_garbage(tmp_path):
@@ -439,6 +460,18 @@ def test_per_minute_statistic(tmp_path, statistic, expected):
 def test_per_minute_rejects_unknown_statistic():
     with pytest.raises(ValueError, match="statistic"):
         sigma_phi_per_minute(pd.DataFrame(columns=list(ISMR_FRAME_COLUMNS)), "mode")
+
+
+def test_per_minute_counts_distinct_satellites():
+    # Two rows of one satellite in one minute (a frame not from read_ismr) are one satellite.
+    frame = pd.DataFrame(
+        {
+            "time_utc": np.array(["2017-06-01T02:02:42"] * 3, dtype="datetime64[ns]"),
+            "svid": [4, 4, 9],
+            "sigma_phi": [0.1, 0.2, 0.3],
+        }
+    )
+    assert sigma_phi_per_minute(frame)["n_satellites"].tolist() == [2]
 
 
 def per_minute_table(ends, sigma, n):

@@ -16,9 +16,17 @@ from workflow_helpers import ROOT, copy_workflow, run_snakemake, scheduled_rules
 pytestmark = pytest.mark.slow
 
 UPSTREAM_OF_CLUSTERING = {
-    "generate_demo_mirror", "download_images", "download_skymaps", "download_scintillation",
-    "build_projection_operator", "project_images", "stack_images", "extract_sigma_phi",
-    "train_autoencoder", "encode_latents", "embed_latents",
+    "generate_demo_mirror",
+    "download_images",
+    "download_skymaps",
+    "download_scintillation",
+    "build_projection_operator",
+    "project_images",
+    "stack_images",
+    "extract_sigma_phi",
+    "train_autoencoder",
+    "encode_latents",
+    "embed_latents",
 }
 
 
@@ -87,25 +95,45 @@ def test_embedding_table_and_fits(tiny_run):
 
 def test_summary_and_figures(tiny_run):
     summary = json.loads((tiny_run / "results/tiny/summary.json").read_text())
-    for key in ("knn_accuracy", "adjusted_rand_index", "sigma_phi_fits", "highest_sigma_phi_cluster",
-                "gaps", "bad_input"):
+    for key in (
+        "knn_accuracy",
+        "adjusted_rand_index",
+        "sigma_phi_fits",
+        "highest_sigma_phi_cluster",
+        "gaps",
+        "bad_input",
+    ):
         assert key in summary
     assert 0 <= summary["knn_accuracy"] <= 1
-    for name in ("reconstructions", "embeddings_by_label", "clusters", "sigma_phi_distributions",
-                 "cluster_label_table", "training_curves"):
+    for name in (
+        "reconstructions",
+        "embeddings_by_label",
+        "clusters",
+        "sigma_phi_distributions",
+        "cluster_label_table",
+        "training_curves",
+    ):
         assert (tiny_run / f"results/tiny/figures/{name}.png").stat().st_size > 5000
 
 
 def test_report_builds(tiny_run):
-    run_snakemake(tiny_run, "--cores", "1", "--configfile", "config/tiny.yaml",
-                  "--report", "results/tiny/report.html")
+    run_snakemake(
+        tiny_run,
+        "--cores",
+        "1",
+        "--configfile",
+        "config/tiny.yaml",
+        "--report",
+        "results/tiny/report.html",
+    )
     html = (tiny_run / "results/tiny/report.html").read_text(errors="replace")
     assert "sigma_phi_distributions.png" in html
 
 
 def test_changing_n_clusters_reruns_only_clustering_and_after(tiny_run):
-    config = edited_config(tiny_run, "clusters.yaml",
-                           lambda c: c["clustering"].update(n_clusters=4))
+    config = edited_config(
+        tiny_run, "clusters.yaml", lambda c: c["clustering"].update(n_clusters=4)
+    )
     out = run_snakemake(tiny_run, "-n", "--cores", "2", "--configfile", config).stdout
     rules = set(scheduled_rules(out))
     assert "cluster_embedding" in rules
@@ -113,10 +141,15 @@ def test_changing_n_clusters_reruns_only_clustering_and_after(tiny_run):
 
 
 def test_changing_grid_reruns_projection_but_no_download(tiny_run):
-    config = edited_config(tiny_run, "grid.yaml",
-                           lambda c: c["projection"]["grid"].update(n_lat=32, n_lon=32))
+    config = edited_config(
+        tiny_run, "grid.yaml", lambda c: c["projection"]["grid"].update(n_lat=32, n_lon=32)
+    )
     out = run_snakemake(tiny_run, "-n", "--cores", "2", "--configfile", config).stdout
     rules = set(scheduled_rules(out))
     assert {"build_projection_operator", "project_images", "train_autoencoder"} <= rules
-    assert not rules & {"generate_demo_mirror", "download_images", "download_skymaps",
-                        "download_scintillation"}, rules
+    assert not rules & {
+        "generate_demo_mirror",
+        "download_images",
+        "download_skymaps",
+        "download_scintillation",
+    }, rules

@@ -20,8 +20,9 @@ def copy_workflow(destination: Path) -> Path:
     for part in WORKFLOW_PARTS:
         source = ROOT / part
         if source.is_dir():
-            shutil.copytree(source, destination / part,
-                            ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(
+                source, destination / part, ignore=shutil.ignore_patterns("__pycache__")
+            )
         else:
             shutil.copy2(source, destination / part)
     return destination
@@ -31,8 +32,13 @@ def run_snakemake(workdir: Path, *args: str, timeout: float = 900, check: bool =
     """Run snakemake in ``workdir``; returns the CompletedProcess (stdout+stderr merged)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(
-        [*SNAKEMAKE, *args], cwd=workdir, env=env, timeout=timeout, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        [*SNAKEMAKE, *args],
+        cwd=workdir,
+        env=env,
+        timeout=timeout,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-6000:]}")

@@ -2,9 +2,9 @@
 
 from pathlib import Path
 
-from latentsky.download import read_manifest
 from latentsky.geometry import build_projection_operator, grid_covering, save_operator
 from latentsky.logs import log_to_file
+from latentsky.manifest import read_manifest
 from latentsky.readers import read_berkeley_calibration, read_ucalgary_skymap
 
 log = log_to_file(snakemake.log[0])

@@ -4,8 +4,9 @@ import datetime as dt
 from pathlib import Path
 
 from latentsky import archive, layouts
-from latentsky.download import DownloadSettings, Fetcher, fetch_all, write_manifest
+from latentsky.download import DownloadSettings, Fetcher, fetch_all
 from latentsky.logs import log_to_file
+from latentsky.manifest import write_manifest
 
 log = log_to_file(snakemake.log[0])
 images = snakemake.params.images

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from latentsky.download import read_manifest
 from latentsky.logs import log_to_file
+from latentsky.manifest import read_manifest
 from latentsky.scintillation import (
     IsmrColumns,
     apply_quality_cuts,

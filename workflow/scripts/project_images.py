@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from latentsky.archive import skymap_for_date
-from latentsky.download import read_manifest
 from latentsky.errors import BadInputError
 from latentsky.geometry import load_operator, project_frames
+from latentsky.layouts import skymap_for_date
 from latentsky.logs import log_to_file
+from latentsky.manifest import read_manifest
 from latentsky.readers import read_themis_l1_cdf, read_themis_pgm_frames
 from latentsky.stores import ZarrAppender
 

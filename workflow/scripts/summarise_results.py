@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pandas as pd
 
-from latentsky.download import read_manifest
 from latentsky.embedding import adjusted_rand, cluster_label_table, knn_accuracy
 from latentsky.logs import log_to_file
+from latentsky.manifest import read_manifest
 from latentsky.stores import open_zarr
 
 log = log_to_file(snakemake.log[0])

@@ -15,13 +15,13 @@ from pathlib import Path
 from . import layouts
 from .download import (
     Fetcher,
-    ManifestRow,
     check_cdf,
     check_gzip,
     check_ismr_gz,
     check_pgm_gz,
     is_safe_name,
 )
+from .manifest import ManifestRow
 
 Job = tuple[str, Path, Callable[[Path], None] | None]
 
@@ -124,7 +124,7 @@ def skymap_jobs(
         for name in fetcher.list_folder(site_url)
         if (match := layouts.SKYMAP_FOLDER.match(name)) and match["site"] == site
     )
-    needed = sorted({newest_on_or_before(valid_from, day) for day in dates} - {None})
+    needed = sorted({layouts.newest_on_or_before(valid_from, day) for day in dates} - {None})
     if not needed:
         raise ValueError(f"{site_url}: no skymap dated on or before {min(dates)}")
     jobs: list[Job] = []
@@ -140,30 +140,6 @@ def skymap_jobs(
         relative = folder + sorted(names)[-1]  # the highest version
         jobs.append((layouts.join_url(base_url, relative), inside(root, relative), None))
     return jobs, []
-
-
-def newest_on_or_before(candidates: list[dt.date], day: dt.date) -> dt.date | None:
-    """The latest of ``candidates`` that is on or before ``day`` (None if none is)."""
-    earlier = [c for c in candidates if c <= day]
-    return max(earlier) if earlier else None
-
-
-def skymap_date(path: str | Path) -> dt.date | None:
-    """Validity date of a UCalgary skymap file (None for files without one, e.g. Berkeley CDF)."""
-    match = layouts.SKYMAP_FILE.match(Path(path).name)
-    return dt.datetime.strptime(match["date"], "%Y%m%d").date() if match else None
-
-
-def skymap_for_date(paths: list[str], day: dt.date) -> str:
-    """The skymap (path) to use for images of ``day``: the newest dated on or before it."""
-    dated = {p: skymap_date(p) for p in paths}
-    undated = [p for p, d in dated.items() if d is None]
-    if undated:
-        return undated[0]
-    best = newest_on_or_before([d for d in dated.values() if d], day)
-    if best is None:
-        raise ValueError(f"no skymap valid on {day} among {sorted(paths)}")
-    return next(p for p, d in dated.items() if d == best)
 
 
 def ismr_jobs(

@@ -11,7 +11,6 @@ never leaves a partial file under the final name, and a rerun skips files that a
 
 from __future__ import annotations
 
-import csv
 import gzip
 import hashlib
 import logging
@@ -22,9 +21,9 @@ import threading
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
@@ -33,6 +32,7 @@ from requests.adapters import HTTPAdapter
 
 from . import __version__
 from .layouts import local_path_of_file_url
+from .manifest import ManifestRow
 
 log = logging.getLogger(__name__)
 
@@ -57,43 +57,6 @@ class DownloadSettings:
     read_timeout_s: float = 60.0
     max_connections_per_host: int = 4
     user_agent: str = USER_AGENT
-
-
-@dataclass
-class ManifestRow:
-    """One line of a dataset's download manifest."""
-
-    url: str
-    path: str
-    bytes: int = 0
-    sha256: str = ""
-    status: str = ""  # downloaded | present | missing (404, a gap) | failed
-    detail: str = ""
-
-
-MANIFEST_FIELDS = [f for f in ManifestRow.__dataclass_fields__]
-
-
-def write_manifest(rows: Iterable[ManifestRow], path: str | Path) -> None:
-    """Write manifest rows as a tab-separated file (atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    with open(tmp, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=MANIFEST_FIELDS, delimiter="\t")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(asdict(row))
-    os.replace(tmp, path)
-
-
-def read_manifest(path: str | Path) -> list[ManifestRow]:
-    """Read a manifest written by :func:`write_manifest`."""
-    with open(path, newline="") as handle:
-        return [
-            ManifestRow(**{**row, "bytes": int(row["bytes"] or 0)})
-            for row in csv.DictReader(handle, delimiter="\t")
-        ]
 
 
 def sha256_of(path: str | Path) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 from urllib.parse import urlsplit
 
 #: Real hosts, used by the real-data configs (never by tests or the demo).
@@ -114,3 +115,27 @@ def hours_of_night(date: dt.date, first_hour: int, last_hour: int) -> list[dt.da
         raise ValueError(f"need 0 <= first_hour <= last_hour <= 23, got {first_hour}, {last_hour}")
     start = dt.datetime.combine(date, dt.time())
     return [start + dt.timedelta(hours=h) for h in range(first_hour, last_hour + 1)]
+
+
+def newest_on_or_before(candidates: list[dt.date], day: dt.date) -> dt.date | None:
+    """The latest of ``candidates`` that is on or before ``day`` (None if none is)."""
+    earlier = [c for c in candidates if c <= day]
+    return max(earlier) if earlier else None
+
+
+def skymap_date(path: str | Path) -> dt.date | None:
+    """Validity date of a UCalgary skymap file (None for files without one, e.g. Berkeley CDF)."""
+    match = SKYMAP_FILE.match(Path(path).name)
+    return dt.datetime.strptime(match["date"], "%Y%m%d").date() if match else None
+
+
+def skymap_for_date(paths: list[str], day: dt.date) -> str:
+    """The skymap (path) to use for images of ``day``: the newest dated on or before it."""
+    dated = {p: skymap_date(p) for p in paths}
+    undated = [p for p, d in dated.items() if d is None]
+    if undated:
+        return undated[0]
+    best = newest_on_or_before([d for d in dated.values() if d], day)
+    if best is None:
+        raise ValueError(f"no skymap valid on {day} among {sorted(paths)}")
+    return next(p for p, d in dated.items() if d == best)

@@ -146,11 +146,17 @@ class DemoParams:
         if len(set(self.nights)) != len(self.nights):
             raise ValueError("nights: dates must be distinct")
         if not 0 <= self.first_hour <= self.last_hour <= 23:
-            raise ValueError(f"need 0 <= first_hour <= last_hour <= 23, got {self.first_hour}, {self.last_hour}")
+            raise ValueError(
+                f"need 0 <= first_hour <= last_hour <= 23, got {self.first_hour}, {self.last_hour}"
+            )
         if not 0 < self.cadence_s <= 3600 - FRAME_DELAY_S - 1:
-            raise ValueError(f"cadence_s must be in (0, {3600 - FRAME_DELAY_S - 1}], got {self.cadence_s}")
+            raise ValueError(
+                f"cadence_s must be in (0, {3600 - FRAME_DELAY_S - 1}], got {self.cadence_s}"
+            )
         if round(self.cadence_s * 1000) != self.cadence_s * 1000:
-            raise ValueError(f"cadence_s must be a whole number of milliseconds, got {self.cadence_s}")
+            raise ValueError(
+                f"cadence_s must be a whole number of milliseconds, got {self.cadence_s}"
+            )
         if not 0.0 <= self.labelled_fraction <= 1.0:
             raise ValueError(f"labelled_fraction must be in [0, 1], got {self.labelled_fraction}")
         if not 32 <= self.image_size <= 1024:
@@ -199,7 +205,9 @@ def ground_point(lat_deg, lon_deg, alt_km, elevation_deg, azimuth_deg, height_km
     psi = np.arccos(np.clip(r_obs * np.cos(elev) / r_shell, -1.0, 1.0)) - elev
     sin_lat2 = np.sin(lat1) * np.cos(psi) + np.cos(lat1) * np.sin(psi) * np.cos(az)
     lat2 = np.arcsin(np.clip(sin_lat2, -1.0, 1.0))
-    dlon = np.arctan2(np.sin(az) * np.sin(psi) * np.cos(lat1), np.cos(psi) - np.sin(lat1) * sin_lat2)
+    dlon = np.arctan2(
+        np.sin(az) * np.sin(psi) * np.cos(lat1), np.cos(psi) - np.sin(lat1) * sin_lat2
+    )
     lon2 = (lon_deg + np.degrees(dlon) + 180.0) % 360.0 - 180.0
     return np.degrees(lat2), lon2
 
@@ -248,7 +256,9 @@ class SkyGeometry:
         dlon = (lon - params.site_lon + 180.0) % 360.0 - 180.0
         # Local geographic coordinates at 110 km: bands of constant north_km are bands of latitude.
         self.north_km = (np.radians(lat - params.site_lat) * r_shell).astype(f32)
-        self.east_km = (np.radians(dlon) * r_shell * math.cos(math.radians(params.site_lat))).astype(f32)
+        self.east_km = (
+            np.radians(dlon) * r_shell * math.cos(math.radians(params.site_lat))
+        ).astype(f32)
 
         # Cloud-deck coordinates per km of cloud height (capped near the horizon).
         tan_z = np.tan(np.minimum(zen, np.radians(85.0)))
@@ -296,7 +306,9 @@ class SkyGeometry:
 # --------------------------------------------------------------------------------------------
 
 
-def _fractal_texture(rng: np.random.Generator, n: int, beta: float, min_wavelength: float) -> np.ndarray:
+def _fractal_texture(
+    rng: np.random.Generator, n: int, beta: float, min_wavelength: float
+) -> np.ndarray:
     """Periodic (n, n) random field with power spectrum ~ k^-beta, zero mean, unit std, float32.
 
     Wavelengths shorter than ``min_wavelength`` texels are suppressed.
@@ -313,19 +325,27 @@ def _fractal_texture(rng: np.random.Generator, n: int, beta: float, min_waveleng
 
 
 def _sample_periodic(texture: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Bilinear sample of a periodic texture at texel coordinates (u: column, v: row)."""
+    """Bilinear sample of a periodic (n, n) texture (n a power of two) at texel coordinates.
+
+    ``u`` runs along columns and ``v`` along rows; both (n_points,) float32; returns float32.
+    """
     n = texture.shape[0]
+    mask = n - 1  # periodic wrap by bit masking (n is a power of two)
     fu = np.floor(u)
     fv = np.floor(v)
-    au = (u - fu).astype(np.float32)
-    av = (v - fv).astype(np.float32)
-    iu = fu.astype(np.int64) % n
-    iv = fv.astype(np.int64) % n
-    iu1 = (iu + 1) % n
-    iv1 = (iv + 1) % n
-    top = texture[iv, iu] * (1 - au) + texture[iv, iu1] * au
-    bottom = texture[iv1, iu] * (1 - au) + texture[iv1, iu1] * au
-    return top * (1 - av) + bottom * av
+    au = u - fu
+    av = v - fv
+    iu = fu.astype(np.int32) & mask
+    iv = (fv.astype(np.int32) & mask) * n
+    iu1 = (iu + 1) & mask
+    iv1 = ((iv // n + 1) & mask) * n
+    flat = texture.ravel()
+    top = flat[iv + iu]
+    top += au * (flat[iv + iu1] - top)
+    bottom = flat[iv1 + iu]
+    bottom += au * (flat[iv1 + iu1] - bottom)
+    top += av * (bottom - top)
+    return top
 
 
 class StarSky:
@@ -343,13 +363,17 @@ class StarSky:
         magnitude = np.log10(lo + rng.uniform(0.0, 1.0, n_stars) * (hi - lo)) / 0.45
         self.flux = 14000.0 * 10 ** (-0.4 * magnitude)  # counts summed over the PSF at zenith
 
-    def render(self, geom: SkyGeometry, when: np.datetime64, lat_deg: float, lon_deg: float) -> np.ndarray:
+    def render(
+        self, geom: SkyGeometry, when: np.datetime64, lat_deg: float, lon_deg: float
+    ) -> np.ndarray:
         """Star light per field-of-view pixel, (n_fov,) float32 counts, before vignetting."""
         jd = (when - np.datetime64("2000-01-01T12:00:00", "ms")) / np.timedelta64(86400000, "ms")
         lst = np.radians((280.46061837 + 360.98564736629 * jd + lon_deg) % 360.0)
         lat = math.radians(lat_deg)
         hour_angle = lst - self.ra
-        sin_alt = np.sin(lat) * np.sin(self.dec) + np.cos(lat) * np.cos(self.dec) * np.cos(hour_angle)
+        sin_alt = np.sin(lat) * np.sin(self.dec) + np.cos(lat) * np.cos(self.dec) * np.cos(
+            hour_angle
+        )
         alt = np.arcsin(sin_alt)
         az = np.arctan2(
             -np.cos(self.dec) * np.sin(hour_angle),
@@ -368,7 +392,9 @@ class StarSky:
         offsets = np.array([-1, 0, 1])
         rr = r0[:, None, None] + offsets[None, :, None]
         cc = c0[:, None, None] + offsets[None, None, :]
-        weights = np.exp(-((rr - row[:, None, None]) ** 2 + (cc - col[:, None, None]) ** 2) / (2 * 0.6**2))
+        weights = np.exp(
+            -((rr - row[:, None, None]) ** 2 + (cc - col[:, None, None]) ** 2) / (2 * 0.6**2)
+        )
         weights *= (flux / weights.sum(axis=(1, 2)))[:, None, None]
         ok = (rr >= 0) & (rr < size) & (cc >= 0) & (cc < size)
         image = np.bincount((rr * size + cc)[ok], weights=weights[ok], minlength=size * size)
@@ -424,7 +450,14 @@ def _draw_arc(rng: np.random.Generator, night: dict) -> dict:
     return {"arcs": arcs}
 
 
-def _render_arc(geom: SkyGeometry, p: dict, t_min: float, t_night_min: float, rng: np.random.Generator, night: dict) -> Frame:
+def _render_arc(
+    geom: SkyGeometry,
+    p: dict,
+    t_min: float,
+    t_night_min: float,
+    rng: np.random.Generator,
+    night: dict,
+) -> Frame:
     x, y = geom.east_km, geom.north_km
     total = np.zeros_like(x)
     for arc in p["arcs"]:
@@ -470,7 +503,12 @@ def _draw_discrete(rng: np.random.Generator, night: dict) -> dict:
 
 
 def _render_discrete(
-    geom: SkyGeometry, p: dict, t_min: float, t_night_min: float, rng: np.random.Generator, night: dict
+    geom: SkyGeometry,
+    p: dict,
+    t_min: float,
+    t_night_min: float,
+    rng: np.random.Generator,
+    night: dict,
 ) -> Frame:
     x, y = geom.east_km, geom.north_km
     total = np.zeros_like(x)
@@ -511,7 +549,12 @@ def _draw_diffuse(rng: np.random.Generator, night: dict) -> dict:
 
 
 def _render_diffuse(
-    geom: SkyGeometry, p: dict, t_min: float, t_night_min: float, rng: np.random.Generator, night: dict
+    geom: SkyGeometry,
+    p: dict,
+    t_min: float,
+    t_night_min: float,
+    rng: np.random.Generator,
+    night: dict,
 ) -> Frame:
     x, y = geom.east_km, geom.north_km
     yc = p["yc"] + p["vy_band"] * t_min
@@ -546,10 +589,19 @@ def _draw_moon(rng: np.random.Generator, night: dict) -> dict:
     }
 
 
-def _render_moon(geom: SkyGeometry, p: dict, t_min: float, t_night_min: float, rng: np.random.Generator, night: dict) -> Frame:
+def _render_moon(
+    geom: SkyGeometry,
+    p: dict,
+    t_min: float,
+    t_night_min: float,
+    rng: np.random.Generator,
+    night: dict,
+) -> Frame:
     elevation, azimuth = _moon_position(night, t_night_min)
     el, az = math.radians(elevation), math.radians(azimuth)
-    moon = np.array([math.cos(el) * math.sin(az), math.cos(el) * math.cos(az), math.sin(el)], np.float32)
+    moon = np.array(
+        [math.cos(el) * math.sin(az), math.cos(el) * math.cos(az), math.sin(el)], np.float32
+    )
     cos_sep = np.clip(moon @ geom.los_fov, -1.0, 1.0)
     sep_deg = np.degrees(np.arccos(cos_sep))
     f = p["phase"] * math.exp(rng.normal(0.0, 0.05))
@@ -565,11 +617,20 @@ def _draw_clear(rng: np.random.Generator, night: dict) -> dict:
     return {"gradient": rng.uniform(-0.2, 0.2, 2)}
 
 
-def _render_clear(geom: SkyGeometry, p: dict, t_min: float, t_night_min: float, rng: np.random.Generator, night: dict) -> Frame:
+def _render_clear(
+    geom: SkyGeometry,
+    p: dict,
+    t_min: float,
+    t_night_min: float,
+    rng: np.random.Generator,
+    night: dict,
+) -> Frame:
     # Large-scale airglow structure: a faint gradient across the sky.
     g = p["gradient"]
     level = night["airglow"] * 0.3 * math.exp(rng.normal(0.0, 0.05))
-    return Frame(extra=level * (g[0] * geom.grad_east + g[1] * geom.grad_north) * geom.van_rhijn_airglow)
+    return Frame(
+        extra=level * (g[0] * geom.grad_east + g[1] * geom.grad_north) * geom.van_rhijn_airglow
+    )
 
 
 def _draw_cloudy(rng: np.random.Generator, night: dict) -> dict:
@@ -585,7 +646,12 @@ def _draw_cloudy(rng: np.random.Generator, night: dict) -> dict:
 
 
 def _render_cloudy(
-    geom: SkyGeometry, p: dict, t_min: float, t_night_min: float, rng: np.random.Generator, night: dict
+    geom: SkyGeometry,
+    p: dict,
+    t_min: float,
+    t_night_min: float,
+    rng: np.random.Generator,
+    night: dict,
 ) -> Frame:
     h = p["cloud_km"]
     u = (geom.cloud_east * h - p["wind"][0] * t_min) / p["texel_km"]
@@ -650,7 +716,11 @@ def plan_nights(params: DemoParams) -> tuple[list[list[Episode]], list[dict], np
         night = {
             "airglow": rng.uniform(150.0, 350.0),
             "airglow_gradient": rng.uniform(-0.15, 0.15, 2),
-            "moon_track": (rng.uniform(15.0, 45.0), rng.uniform(0.0, 360.0), rng.uniform(-6.0, 6.0)),
+            "moon_track": (
+                rng.uniform(15.0, 45.0),
+                rng.uniform(0.0, 360.0),
+                rng.uniform(-6.0, 6.0),
+            ),
         }
         episodes: list[Episode] = []
         minute, previous = 0, None
@@ -696,19 +766,25 @@ class Renderer:
         episode: Episode,
         night: dict,
         when: np.datetime64,
-        t_episode_min: float,
+        t_night_min: float,
         frame_rng: np.random.Generator,
         noise_rng: np.random.Generator,
     ) -> np.ndarray:
-        """One frame, (size, size) uint16 counts in canonical orientation."""
+        """One frame, (size, size) uint16 counts in canonical orientation.
+
+        ``t_night_min``: minutes since the night's first hour (the episode clock is derived from it).
+        """
         g = self.geom
-        scene = _RENDER[episode.cls](g, episode.params, t_episode_min, frame_rng, night)
+        t_episode = t_night_min - episode.start
+        scene = _RENDER[episode.cls](g, episode.params, t_episode, t_night_min, frame_rng, night)
         ge, gn = night["airglow_gradient"]
         airglow = (night["airglow"] * math.exp(frame_rng.normal(0.0, 0.04))) * g.van_rhijn_airglow
         airglow *= 1.0 + ge * g.grad_east + gn * g.grad_north
         sky = airglow + scene.aurora * g.van_rhijn_aurora
         stars = self.stars.render(g, when, self.params.site_lat, self.params.site_lon)
-        light = g.vignetting_fov * (scene.sky_t * sky + scene.extra + scene.star_t * stars) + self.dome
+        light = (
+            g.vignetting_fov * (scene.sky_t * sky + scene.extra + scene.star_t * stars) + self.dome
+        )
         np.maximum(light, 0.0, out=light)
         noise = noise_rng.standard_normal(self._image.size, dtype=np.float32)
         image = self._image
@@ -769,10 +845,16 @@ def _zvar(name, data_type, dims, rec_vary=True, compress=0, block=1) -> dict:
 
 
 def _unix_ms(times: np.ndarray) -> np.ndarray:
-    return (times.astype("datetime64[ms]") - np.datetime64(0, "ms")).astype(np.int64).astype(np.float64)
+    return (
+        (times.astype("datetime64[ms]") - np.datetime64(0, "ms"))
+        .astype(np.int64)
+        .astype(np.float64)
+    )
 
 
-def write_l1_cdf(path: Path, site: str, hour: dt.datetime, frames: np.ndarray, times: np.ndarray) -> None:
+def write_l1_cdf(
+    path: Path, site: str, hour: dt.datetime, frames: np.ndarray, times: np.ndarray
+) -> None:
     """Write one Berkeley level-1 ASI CDF.
 
     ``frames``: (N, size, size) uint16 counts, already in Berkeley (180-degree rotated) orientation;
@@ -826,7 +908,10 @@ def write_l1_cdf(path: Path, site: str, hour: dt.datetime, frames: np.ndarray, t
             },
             var_data=np.ascontiguousarray(frames, dtype=np.uint16),
         )
-        for axis, what, label in (("column", "column (x-dim, Width)", "wpix#"), ("row", "row (y-dim, Height)", "hpix#")):
+        for axis, what, label in (
+            ("column", "column (x-dim, Width)", "wpix#"),
+            ("row", "row (y-dim, Height)", "hpix#"),
+        ):
             cdf.write_var(
                 _zvar(f"{v}_{axis}", _UINT2, (size,), rec_vary=False),
                 var_attrs={
@@ -959,34 +1044,67 @@ def write_calibration_cdf(path: Path, params: DemoParams, geom: SkyGeometry) -> 
         f = f"thg_asf_{site}"
         c = f"thg_asc_{site}"
         put(f"{f}_elev", _REAL4, berkeley(geom.elevation), "Pixel elevation", "degrees")
-        put(f"{f}_azim", _REAL4, berkeley(geom.azimuth), "Pixel azimuth from north through east", "degrees")
+        put(
+            f"{f}_azim",
+            _REAL4,
+            berkeley(geom.azimuth),
+            "Pixel azimuth from north through east",
+            "degrees",
+        )
         put(f"{c}_glat", _REAL4, np.float32(params.site_lat), "Site geographic latitude", "degrees")
-        put(f"{c}_glon", _REAL4, np.float32(params.site_lon), "Site geographic longitude", "degrees east")
+        put(
+            f"{c}_glon",
+            _REAL4,
+            np.float32(params.site_lon),
+            "Site geographic longitude",
+            "degrees east",
+        )
         put(f"{c}_alti", _REAL4, np.float32(params.site_alt_km * 1000.0), "Site altitude", "m")
-        put(f"{f}_alti", _REAL4, np.array(CALIBRATION_HEIGHTS_M, np.float32), "Mapping altitudes", "m")
-        put(f"{f}_glat", _REAL4, berkeley(corner_lat), "Geographic latitude of pixel corners", "degrees")
-        put(f"{f}_glon", _REAL4, berkeley(corner_lon), "Geographic longitude of pixel corners", "degrees east")
+        put(
+            f"{f}_alti",
+            _REAL4,
+            np.array(CALIBRATION_HEIGHTS_M, np.float32),
+            "Mapping altitudes",
+            "m",
+        )
+        put(
+            f"{f}_glat",
+            _REAL4,
+            berkeley(corner_lat),
+            "Geographic latitude of pixel corners",
+            "degrees",
+        )
+        put(
+            f"{f}_glon",
+            _REAL4,
+            berkeley(corner_lon),
+            "Geographic longitude of pixel corners",
+            "degrees east",
+        )
         put(f"{f}_c256", _UINT2, np.arange(size, dtype=np.uint16), "Pixel index", "pixel")
     finally:
         cdf.close()
 
 
 #: ISMR column formats (1-based column k is _ISMR_FORMATS[k - 1]).
+_ISMR_SECOND_SIGNAL = ["%.2f"] + ["%.3f"] * 9 + ["%.0f", "%.3f", "%.3f", "%.2f"]
 _ISMR_FORMATS = (
-    ["{:.0f}"] * 6  # week, TOW, SVID, RxState, azimuth, elevation
-    + ["{:.2f}"]  # 7 C/N0
-    + ["{:.3f}"] * 17  # 8-24 S4, correction, Phi01..Phi60, CCD, TEC, dTEC
-    + ["{:.0f}", "{:.0f}", "{:.0f}", "{:.2f}", "{:.3f}", "{:.3f}", "{:.2f}"]  # 25-31
-    + ["{:.2f}"] + ["{:.3f}"] * 9 + ["{:.0f}"] + ["{:.3f}", "{:.3f}", "{:.2f}"]  # 32-45 second signal
-    + ["{:.2f}"] + ["{:.3f}"] * 9 + ["{:.0f}"] + ["{:.3f}", "{:.3f}", "{:.2f}"]  # 46-59 third signal
-    + ["{:.3e}"] * 3  # 60-62 spectral strength T
+    ["%.0f"] * 6  # 1-6 week, TOW, SVID, RxState, azimuth, elevation
+    + ["%.2f"]  # 7 C/N0
+    + ["%.3f"] * 17  # 8-24 S4, S4 correction, Phi01..Phi60, code-carrier divergence, TEC, dTEC
+    + ["%.0f", "%.0f", "%.0f", "%.2f", "%.3f", "%.3f", "%.2f"]  # 25-31 lock times, C/N0, SI, p
+    + _ISMR_SECOND_SIGNAL  # 32-45 second signal (L2C)
+    + _ISMR_SECOND_SIGNAL  # 46-59 third signal (L5)
+    + ["%.3e"] * 3  # 60-62 spectral strength T on the three signals
 )
 assert len(_ISMR_FORMATS) == 62
 
 _PHI_RATIOS = np.array([0.3, 0.5, 0.7, 0.9, 1.0])  # Phi01, Phi03, Phi10, Phi30, Phi60 over Phi60
 
 
-def ismr_hour(hour: np.datetime64, sigma_minutes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def ismr_hour(
+    hour: np.datetime64, sigma_minutes: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
     """The rows of one hourly ISMR file as a (n_rows, 62) float array (NaN = not tracked).
 
     ``sigma_minutes``: (60,) planted sigma_phi of each minute of the hour, rad. Satellites with
@@ -1010,7 +1128,9 @@ def ismr_hour(hour: np.datetime64, sigma_minutes: np.ndarray, rng: np.random.Gen
         el_range = (11.0, 27.0) if role == "low" else (33.0, 85.0)
         el_start, el_end = rng.uniform(*el_range, 2)
         elevation = np.rint(el_start + (el_end - el_start) * (minutes + 0.5) / 60.0)
-        azimuth = np.rint((rng.uniform(0, 360) + rng.uniform(-30, 30) * (minutes + 0.5) / 60.0) % 360.0)
+        azimuth = np.rint(
+            (rng.uniform(0, 360) + rng.uniform(-30, 30) * (minutes + 0.5) / 60.0) % 360.0
+        )
         lock = rng.integers(600, 20000) + 60 * minutes
         if role == "fresh":
             lock = np.empty(60, np.int64)
@@ -1030,7 +1150,9 @@ def ismr_hour(hour: np.datetime64, sigma_minutes: np.ndarray, rng: np.random.Gen
             np.exp(rng.uniform(math.log(0.5), math.log(3.0), 60)),
         )
         cn0 = 36.0 + 12.0 * np.sin(np.radians(elevation)) + rng.normal(0.0, 0.7, 60)
-        s4 = np.where(good, 0.02 + 0.3 * phi60, rng.uniform(0.15, 0.6, 60)) + rng.uniform(0, 0.02, 60)
+        s4 = np.where(good, 0.02 + 0.3 * phi60, rng.uniform(0.15, 0.6, 60)) + rng.uniform(
+            0, 0.02, 60
+        )
         tec0 = rng.uniform(8.0, 30.0)
         table = np.full((60, 62), np.nan)
         table[:, 0] = week
@@ -1042,7 +1164,9 @@ def ismr_hour(hour: np.datetime64, sigma_minutes: np.ndarray, rng: np.random.Gen
         table[:, 6] = cn0
         table[:, 7] = s4
         table[:, 8] = rng.uniform(0.005, 0.02, 60)
-        table[:, 9:14] = phi60[:, None] * _PHI_RATIOS[None, :] * np.exp(rng.normal(0.0, 0.03, (60, 5)))
+        table[:, 9:14] = (
+            phi60[:, None] * _PHI_RATIOS[None, :] * np.exp(rng.normal(0.0, 0.03, (60, 5)))
+        )
         table[:, 13] = phi60
         table[:, 14] = rng.normal(0.0, 0.05, 60)  # average code-carrier divergence, m
         table[:, 15] = np.where(good, rng.uniform(0.01, 0.05, 60), rng.uniform(0.05, 0.3, 60))
@@ -1079,17 +1203,17 @@ def ismr_hour(hour: np.datetime64, sigma_minutes: np.ndarray, rng: np.random.Gen
 
 def format_ismr(table: np.ndarray) -> str:
     """Septentrio ISMR text for a (n_rows, 62) table: comma-separated, no header, ``nan`` gaps."""
-    lines = []
-    for row in table:
-        lines.append(
-            ",".join("nan" if math.isnan(x) else fmt.format(x) for fmt, x in zip(_ISMR_FORMATS, row, strict=True))
-        )
-    return "\n".join(lines) + "\n"
+    # One %-format per row (printf writes NaN as "nan", as the receiver software does).
+    row_format = ",".join(_ISMR_FORMATS)
+    return "".join(row_format % tuple(row) + "\n" for row in table.tolist())
 
 
 def _write_gzip(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("wb") as raw, gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+    with (
+        path.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as gz,
+    ):
         gz.write(text.encode("ascii"))
 
 
@@ -1116,7 +1240,9 @@ def frame_times(hour: dt.datetime, cadence_s: float, rng: np.random.Generator) -
 # --------------------------------------------------------------------------------------------
 
 
-def generate_demo_mirror(mirror_dir: Path, labels_path: Path, truth_dir: Path, params: DemoParams) -> dict:
+def generate_demo_mirror(
+    mirror_dir: Path, labels_path: Path, truth_dir: Path, params: DemoParams
+) -> dict:
     """Write the demo mirror, the label CSV and the truth files; return a summary.
 
     ``mirror_dir`` gets ``themis_l1/`` (level-1 CDFs), ``themis_cal/`` (calibration CDF) and
@@ -1143,8 +1269,12 @@ def generate_demo_mirror(mirror_dir: Path, labels_path: Path, truth_dir: Path, p
         minute_class = np.empty(sigma.shape[1], dtype=np.int64)
         for ep in episodes:
             minute_class[ep.start : ep.stop] = CLASSES.index(ep.cls)
-        night_start = np.datetime64(dt.datetime.combine(night_date, dt.time(params.first_hour)), "ms")
-        for h, hour in enumerate(layouts.hours_of_night(night_date, params.first_hour, params.last_hour)):
+        night_start = np.datetime64(
+            dt.datetime.combine(night_date, dt.time(params.first_hour)), "ms"
+        )
+        for h, hour in enumerate(
+            layouts.hours_of_night(night_date, params.first_hour, params.last_hour)
+        ):
             frame_rng = np.random.default_rng([params.seed, _STREAM_FRAMES, k, h])
             noise_rng = np.random.default_rng([params.seed, _STREAM_NOISE, k, h])
             times = frame_times(hour, params.cadence_s, frame_rng)
@@ -1153,8 +1283,7 @@ def generate_demo_mirror(mirror_dir: Path, labels_path: Path, truth_dir: Path, p
                 t_night_min = (when - night_start) / np.timedelta64(60000, "ms")
                 minute = int(t_night_min)
                 ep = next(e for e in episodes if e.start <= minute < e.stop)
-                night["t_night_min"] = t_night_min
-                image = renderer.render(ep, night, when, t_night_min - ep.start, frame_rng, noise_rng)
+                image = renderer.render(ep, night, when, t_night_min, frame_rng, noise_rng)
                 frames[i] = image[::-1, ::-1]  # Berkeley orientation
                 truth_rows.append((_iso(when), ep.cls, float(sigma[k, minute])))
             cdf_path = mirror_dir / "themis_l1" / layouts.berkeley_l1_cdf(params.site, hour)
@@ -1193,7 +1322,9 @@ def generate_demo_mirror(mirror_dir: Path, labels_path: Path, truth_dir: Path, p
     counts = {cls: int((classes_of_frames == cls).sum()) for cls in CLASSES}
     planted = {
         "classes": list(CLASSES),
-        "sigma_phi_lognormal": {c: {"mu": m, "sigma": s} for c, (m, s) in SIGMA_PHI_LOGNORMAL.items()},
+        "sigma_phi_lognormal": {
+            c: {"mu": m, "sigma": s} for c, (m, s) in SIGMA_PHI_LOGNORMAL.items()
+        },
         "frames_per_class": counts,
         "params": {**asdict(params), "nights": [d.isoformat() for d in params.nights]},
     }
