@@ -50,8 +50,7 @@ def test_images_store_has_the_documented_layout(tiny_run):
     assert images["image"].dims == ("time", "band", "lat", "lon")
     assert images["image"].dtype == np.float32
     assert images.sizes["lat"] == 16 and images.sizes["lon"] == 16
-    # 3 dates x 2 hours at 180 s cadence
-    assert images.sizes["time"] == 3 * 2 * 20
+    assert images.sizes["time"] == 5 * 1 * 24  # 5 dates x 1 hour at 150 s cadence
     assert np.all(np.diff(images["time"].to_numpy()) > np.timedelta64(0))
     assert np.all(np.diff(images["lat"].to_numpy()) > 0)
     for key in ("site", "altitude_km", "min_elevation_deg", "skymaps", "normalisation"):

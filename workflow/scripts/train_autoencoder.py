@@ -17,7 +17,7 @@ data = ds["image"]
 samples = data.to_numpy() if data.nbytes < 2e9 else data.data
 log.info("training %s on %s samples shaped %s", params.kind, data.shape[0], data.shape[1:])
 model = build_model(params.kind, params.model, tuple(data.shape[1:]), seed=params.training["seed"])
-config = TrainConfig(**params.training, threads=snakemake.threads)
+config = TrainConfig(**params.training, num_threads=snakemake.threads)
 resume_dir = Path(params.resume_dir)
 resume_dir.mkdir(parents=True, exist_ok=True)
 train(

@@ -286,11 +286,13 @@ def plot_sigma_phi_distributions(values: Mapping, fits: pd.DataFrame, path) -> P
             text = f"cluster {c}"
             if c in fits.index:
                 row = fits.loc[c]
-                curve = _lognormal_log_density(grid, row["mu"], row["sigma"])
-                for target in (ax, overlay):
-                    target.plot(grid, curve, color=colour, linewidth=2)
-                text += f"\nn = {int(row['n'])}\nmedian = {row['median']:.3g} rad"
-                overlay.plot([], [], color=colour, linewidth=2, label=f"{c}: n={int(row['n'])}")
+                n_fit = f"{row['n']:.0f}"
+                # A fit of < 2 distinct values has sigma 0 or NaN: report it, draw no curve.
+                if np.isfinite(row["mu"]) and np.isfinite(row["sigma"]) and row["sigma"] > 0:
+                    curve = _lognormal_log_density(grid, row["mu"], row["sigma"])
+                    ax.plot(grid, curve, color=colour, linewidth=2)
+                    overlay.plot(grid, curve, color=colour, linewidth=2, label=f"{c}: n={n_fit}")
+                text += f"\nn = {n_fit}\nmedian = {row['median']:.3g} rad"
             ax.text(
                 0.97, 0.95, text, transform=ax.transAxes, ha="right", va="top", fontsize="small"
             )

@@ -2,7 +2,8 @@
 
 Every reader returns arrays in one **canonical orientation**: that of the UCalgary skymap ``.sav``
 arrays as :func:`scipy.io.readsav` returns them (``FULL_ELEVATION[row, col]``). In that orientation
-the GAKO skymap has north towards row 0 and east towards column 0 (the sky seen from below).
+the GAKO skymap has north roughly towards row 0 and east roughly towards column 0 (the sky seen
+from below; the imager is turned by ~23 degrees).
 
 * Berkeley files (level-1 CDF frames and the calibration CDF arrays) are stored rotated by 180
   degrees relative to canonical; :func:`read_themis_l1_cdf` and :func:`read_berkeley_calibration`
@@ -10,8 +11,11 @@ the GAKO skymap has north towards row 0 and east towards column 0 (the sky seen 
   ``../shared/data/README.md`` and ``tests/test_geometry.py``).
 * UCalgary stream0 PGM frames are returned with rows in file order, unflipped. The public UCalgary
   readers flip the image rows *and* the skymap rows alike before display, so raw PGM rows line up
-  with raw ``.sav`` rows, which are canonical. (No skymap for the GILL sample exists here, so this
-  is inferred from those readers, not star-checked.)
+  with raw ``.sav`` rows, which are canonical. No skymap for the GILL sample exists here, so this
+  cannot be star-checked; but the Moon's motion across the two GILL sample files turns the way
+  azimuth turns in canonical skymap arrays, which rules out the four mirrored orientations (see
+  ``tests/test_readers.py``). A rotation by 90/180/270 degrees would not show in that check; the
+  Moon's position puts the GILL imager's turn within ~20 degrees of GAKO's, which favours none.
 
 Every reader raises :class:`~latentsky.errors.BadInputError` naming the file (and the frame or
 variable) for truncated or corrupt files, missing variables and wrong shapes. Times are
@@ -269,7 +273,8 @@ def _open_cdf(path: Path):
 def _cdf_var(cdf, path: Path, name: str, *, required: bool = True) -> np.ndarray | None:
     """A CDF variable as a numpy array; BadInputError naming it when absent or unreadable."""
     try:
-        names = set(cdf.cdf_info().zVariables) | set(cdf.cdf_info().rVariables)
+        info = cdf.cdf_info()
+        names = set(info.zVariables) | set(info.rVariables)
     except Exception as exc:
         raise BadInputError(path, f"cannot list CDF variables ({exc})") from exc
     if name not in names:
@@ -392,6 +397,15 @@ def _wrap_lon(lon):
     return (np.asarray(lon, dtype=np.float64) + 180.0) % 360.0 - 180.0
 
 
+def _nan_outside(arr: np.ndarray, low: float, high: float) -> np.ndarray:
+    """NaN for values outside [low, high]: CDF fill values (e.g. -1e31) become NaN like the
+    .sav files' out-of-view pixels."""
+    arr = np.array(arr, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        arr[~((arr >= low) & (arr <= high))] = np.nan
+    return arr
+
+
 def _as_text(value) -> str:
     if isinstance(value, bytes):
         return value.decode("ascii", "replace").strip()
@@ -512,10 +526,10 @@ def read_berkeley_calibration(path, site: str) -> Skymap:
     site = site.lower()
     cdf = _open_cdf(path)
 
-    def image_var(name: str) -> np.ndarray:
+    def image_var(name: str, low: float, high: float) -> np.ndarray:
         arr = _squeeze_leading(_cdf_var(cdf, path, name).astype(np.float64), 2)
         _check_shape(path, arr, IMAGE_SHAPE, name)
-        return np.ascontiguousarray(arr[::-1, ::-1])  # Berkeley -> canonical
+        return np.ascontiguousarray(_nan_outside(arr, low, high)[::-1, ::-1])  # -> canonical
 
     def scalar_var(name: str) -> float:
         arr = np.asarray(_cdf_var(cdf, path, name), np.float64).ravel()
@@ -523,8 +537,8 @@ def read_berkeley_calibration(path, site: str) -> Skymap:
             raise BadInputError(path, "empty", where=name)
         return float(arr[-1])
 
-    elevation = image_var(f"thg_asf_{site}_elev")
-    azimuth = image_var(f"thg_asf_{site}_azim")
+    elevation = image_var(f"thg_asf_{site}_elev", -90.0, 90.0)
+    azimuth = image_var(f"thg_asf_{site}_azim", -360.0, 360.0)
     site_lat = scalar_var(f"thg_asc_{site}_glat")
     site_lon = float(_wrap_lon(scalar_var(f"thg_asc_{site}_glon")))
     site_alt_km = scalar_var(f"thg_asc_{site}_alti") / 1000.0
@@ -543,6 +557,8 @@ def read_berkeley_calibration(path, site: str) -> Skymap:
         glon = _check_shape(
             path, _squeeze_leading(glon.astype(np.float64), 3), shape, f"thg_asf_{site}_glon"
         )
+        glat = _nan_outside(glat, -90.0, 90.0)
+        glon = _nan_outside(glon, -360.0, 360.0)
         for i, alt in enumerate(alti):
             key = float(alt) / 1000.0
             corner_lat[key] = np.ascontiguousarray(glat[i, ::-1, ::-1])

@@ -156,10 +156,10 @@ def _gunzip_prefix(raw: bytes) -> tuple[bytes, str | None]:
             try:
                 out.append(decomp.decompress(chunk))
             except zlib.error as exc:
-                # Replay the failing chunk in small pieces to keep the text decoded before the damage.
-                for start in range(0, len(chunk), 256):
+                # Replay the failing chunk byte by byte to keep the text decoded before the damage.
+                for start in range(len(chunk)):
                     try:
-                        out.append(before.decompress(chunk[start : start + 256]))
+                        out.append(before.decompress(chunk[start : start + 1]))
                     except zlib.error:
                         break
                 return b"".join(out), f"corrupt gzip stream ({exc})"
@@ -206,7 +206,7 @@ def _empty_frame() -> pd.DataFrame:
 
 def read_ismr(
     path,
-    columns: IsmrColumns = IsmrColumns(),  # noqa: B008 (frozen dataclass: an immutable default)
+    columns: IsmrColumns = IsmrColumns(),
     on_bad_input: str = "skip",
     sigma_phi_sentinel_rad: float = DEFAULT_SIGMA_PHI_SENTINEL_RAD,
 ) -> tuple[pd.DataFrame, BadInputCounts]:
@@ -295,9 +295,7 @@ def read_ismr(
             )
             continue
         phi = values["phi60"]
-        if math.isnan(phi):
-            counts.missing_sigma_phi += 1
-        elif not 0.0 < phi < sigma_phi_sentinel_rad:
+        if not (math.isnan(phi) or 0.0 < phi < sigma_phi_sentinel_rad):
             bad(
                 "invalid_sigma_phi",
                 lineno,
@@ -324,11 +322,13 @@ def read_ismr(
             )
         latest = max(latest, gps_seconds)
         seen[key] = lineno
+        counts.missing_sigma_phi += math.isnan(phi)
         records.append((week, tow, svid, *(values[name] for name in measurement_names)))
 
     if gzip_error is not None:
         if on_bad_input == "fail":
-            raise BadInputError(path, gzip_error, where=f"after line {len(lines)}")
+            complete = len(lines) - (lines[-1] == "")  # split() leaves "" after a final newline
+            raise BadInputError(path, gzip_error, where=f"after line {complete}")
         counts.corrupt_files += 1
 
     if not records:
@@ -361,7 +361,7 @@ def _is_float(text: str) -> bool:
 
 def read_ismr_files(
     paths: Iterable,
-    columns: IsmrColumns = IsmrColumns(),  # noqa: B008 (frozen dataclass: an immutable default)
+    columns: IsmrColumns = IsmrColumns(),
     on_bad_input: str = "skip",
     sigma_phi_sentinel_rad: float = DEFAULT_SIGMA_PHI_SENTINEL_RAD,
 ) -> tuple[pd.DataFrame, BadInputCounts]:

@@ -271,7 +271,7 @@ class SkyGeometry:
         self.vignetting_fov = ((0.45 + 0.55 * np.cos(zen) ** 1.5) * taper).astype(f32)
         self.pedestal_fov = (DARK_COUNTS + (PEDESTAL_COUNTS - DARK_COUNTS) * taper).astype(f32)
         self.van_rhijn_airglow = _van_rhijn(zen, AIRGLOW_HEIGHT_KM, 6.0).astype(f32)
-        self.van_rhijn_aurora = _van_rhijn(zen, EMISSION_HEIGHT_KM, 4.0).astype(f32)
+        self.van_rhijn_aurora = _van_rhijn(zen, EMISSION_HEIGHT_KM, 3.0).astype(f32)
         self.airmass_fov = np.minimum(1.0 / np.maximum(np.cos(zen), 0.1), 10.0).astype(f32)
         # Horizon direction components, for smooth sky gradients.
         self.grad_east = (np.sin(zen) * np.sin(az_r)).astype(f32)
@@ -421,33 +421,35 @@ class Frame:
     star_t: np.ndarray | float = 1.0
 
 
+# Each class has episode-level parameters (drawn once, drifting slowly) and large frame-to-frame
+# variation around them, so that no class is a handful of templates: frames of one class from
+# different episodes and nights resemble each other as much as frames of the same episode do.
+
+
 def _draw_arc(rng: np.random.Generator, night: dict) -> dict:
     n = int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.20]))
-    # Arc latitudes at least ~60 km apart, spread over the field of view.
-    base = rng.uniform(-320.0, 320.0 - 60.0 * (n - 1))
+    # Arc latitudes 60-160 km apart around a centre within the field of view.
     gaps = np.cumsum(np.r_[0.0, rng.uniform(60.0, 160.0, n - 1)])
+    y_mid = rng.uniform(-150.0, 150.0)
     arcs = []
-    for y0 in base + gaps:
+    for y0 in y_mid + gaps - gaps.mean():
         end = None
         if rng.random() < 0.3:
             end = (rng.uniform(-300.0, 300.0), rng.choice([-1.0, 1.0]))
         arcs.append(
             {
                 "y0": float(y0),
-                "vy": rng.uniform(-3.0, 3.0),
-                "sigma": rng.uniform(10.0, 30.0) / 2.355,
+                "sigma": rng.uniform(10.0, 30.0) / 2.355,  # FWHM 10-30 km
                 "asym": rng.uniform(1.0, 1.6),
-                "peak": rng.uniform(1500.0, 5000.0),
+                "peak": rng.uniform(2000.0, 6000.0),
                 "tilt": rng.uniform(-0.15, 0.15),
                 "curv": rng.uniform(-2e-4, 2e-4),
                 "mod_amp": rng.uniform(0.05, 0.3),
                 "mod_k": 2 * np.pi / rng.uniform(200.0, 700.0),
-                "mod_phase": rng.uniform(0.0, 2 * np.pi),
-                "mod_speed": rng.uniform(-0.2, 0.2),
                 "end": end,
             }
         )
-    return {"arcs": arcs}
+    return {"arcs": arcs, "vy": rng.uniform(-4.0, 4.0)}
 
 
 def _render_arc(
@@ -460,43 +462,43 @@ def _render_arc(
 ) -> Frame:
     x, y = geom.east_km, geom.north_km
     total = np.zeros_like(x)
+    # The arc system drifts slowly and oscillates north-south between frames.
+    shift = p["vy"] * t_min + rng.normal(0.0, 30.0)
     for arc in p["arcs"]:
-        yc = arc["y0"] + arc["vy"] * t_min + rng.normal(0.0, 2.0)
-        centre = yc + arc["tilt"] * x + arc["curv"] * x * x
-        d = y - centre
+        yc = float(np.clip(arc["y0"] + shift + rng.normal(0.0, 8.0), -320.0, 320.0))
+        tilt = arc["tilt"] + rng.normal(0.0, 0.04)
+        d = y - (yc + tilt * x + arc["curv"] * x * x)
         sigma = np.where(d > 0, arc["sigma"] * arc["asym"], arc["sigma"]).astype(np.float32)
         profile = np.exp(-0.5 * (d / sigma) ** 2)
-        phase = arc["mod_phase"] + arc["mod_speed"] * t_min
-        profile *= 1.0 + arc["mod_amp"] * np.sin(arc["mod_k"] * x + phase)
+        profile *= 1.0 + arc["mod_amp"] * np.sin(arc["mod_k"] * x + rng.uniform(0.0, 2 * np.pi))
         if arc["end"] is not None:
             x_end, side = arc["end"]
             profile /= 1.0 + np.exp(np.clip(side * (x_end - x) / 50.0, -30, 30))
-        total += (arc["peak"] * math.exp(rng.normal(0.0, 0.1))) * profile
+        total += (arc["peak"] * math.exp(rng.normal(0.0, 0.25))) * profile
     return Frame(aurora=total)
 
 
 def _draw_discrete(rng: np.random.Generator, night: dict) -> dict:
-    n = int(rng.choice([1, 2, 3], p=[0.4, 0.4, 0.2]))
+    n = int(rng.choice([1, 2], p=[0.55, 0.45]))
     bands = []
     for _ in range(n):
+        n_folds = int(rng.integers(1, 3))
         bands.append(
             {
-                "y0": rng.uniform(-250.0, 250.0),
-                "vy": rng.uniform(-8.0, 8.0),
-                "fold_amp": rng.uniform(40.0, 150.0),
-                "fold_k": 2 * np.pi / rng.uniform(150.0, 500.0),
-                "fold_phase": rng.uniform(0.0, 2 * np.pi),
-                "fold_speed": rng.uniform(-0.6, 0.6),
-                "curl_amp": rng.uniform(20.0, 90.0),
-                "curl_k": 2 * np.pi / rng.uniform(80.0, 250.0),
-                "curl_phase": rng.uniform(0.0, 2 * np.pi),
-                "curl_speed": rng.uniform(-0.4, 0.4),
+                "y0": rng.uniform(-200.0, 200.0),
+                "vy": rng.uniform(-6.0, 6.0),
+                "wave_amp": rng.uniform(10.0, 50.0),
+                "wave_k": 2 * np.pi / rng.uniform(400.0, 1000.0),
+                # Folds/curls: local swirls of the band around points that travel along it.
+                "fold_x": rng.uniform(-250.0, 250.0, n_folds),
+                "fold_vx": rng.uniform(-10.0, 10.0, n_folds),
+                "fold_angle": rng.choice([-1.0, 1.0], n_folds) * rng.uniform(1.5, 4.0, n_folds),
+                "fold_width": rng.uniform(40.0, 120.0, n_folds),
                 "sigma": rng.uniform(5.0, 12.0),
                 "poleward": rng.uniform(2.0, 5.0),
                 "peak": rng.uniform(7000.0, 20000.0),
                 "ray_depth": rng.uniform(0.5, 0.9),
                 "ray_k": 2 * np.pi / rng.uniform(8.0, 40.0, 3),
-                "ray_phase": rng.uniform(0.0, 2 * np.pi, 3),
             }
         )
     return {"bands": bands}
@@ -513,22 +515,31 @@ def _render_discrete(
     x, y = geom.east_km, geom.north_km
     total = np.zeros_like(x)
     for band in p["bands"]:
-        # Folds and curls: warp the coordinates so the band bends back on itself; phases move
-        # steadily and jump a little between frames.
-        curl_phase = band["curl_phase"] + band["curl_speed"] * t_min + rng.normal(0.0, 0.2)
-        fold_phase = band["fold_phase"] + band["fold_speed"] * t_min + rng.normal(0.0, 0.25)
-        xw = x + band["curl_amp"] * np.sin(band["curl_k"] * y + curl_phase)
-        y0 = band["y0"] + band["vy"] * t_min + rng.normal(0.0, 5.0)
-        d = y - (y0 + band["fold_amp"] * np.sin(band["fold_k"] * xw + fold_phase))
+        y0 = float(np.clip(band["y0"] + band["vy"] * t_min + rng.normal(0.0, 30.0), -300, 300))
+        xw, yw = x, y
+        for xf, vx, angle, width in zip(
+            band["fold_x"], band["fold_vx"], band["fold_angle"], band["fold_width"], strict=True
+        ):
+            # Rotate the plane around the fold centre by an angle that fades with distance: a
+            # straight band becomes an S-shaped fold or a curl, which travels and winds up.
+            dx = xw - (xf + vx * t_min + rng.normal(0.0, 60.0))
+            dy = yw - y0
+            theta = (angle * rng.uniform(0.6, 1.4)) * np.exp(
+                -(dx * dx + dy * dy) / (2.0 * width * width)
+            )
+            cos_t, sin_t = np.cos(theta), np.sin(theta)
+            xw, yw = xw - dx + dx * cos_t - dy * sin_t, y0 + dx * sin_t + dy * cos_t
+        wave = band["wave_amp"] * np.sin(band["wave_k"] * xw + rng.uniform(0.0, 2 * np.pi))
+        d = yw - y0 - wave
         sigma = np.where(d > 0, band["sigma"] * band["poleward"], band["sigma"]).astype(np.float32)
         profile = np.exp(-0.5 * (d / sigma) ** 2)
-        # Rays: strong modulation along the band that flickers from frame to frame.
+        # Rays: strong modulation along the band that changes completely between frames.
         rays = np.zeros_like(x)
-        for k, phase in zip(band["ray_k"], band["ray_phase"], strict=True):
-            rays += np.cos(k * xw + (phase + rng.normal(0.0, 1.0)))
+        for k in band["ray_k"]:
+            rays += np.cos(k * xw + rng.uniform(0.0, 2 * np.pi))
         profile *= 1.0 + band["ray_depth"] * rays / 3.0
         glow = 0.06 * np.exp(-0.5 * ((y - y0) / 150.0) ** 2)
-        total += (band["peak"] * math.exp(rng.normal(0.0, 0.2))) * (np.maximum(profile, 0.0) + glow)
+        total += (band["peak"] * math.exp(rng.normal(0.0, 0.3))) * (np.maximum(profile, 0.0) + glow)
     return Frame(aurora=total)
 
 
@@ -537,12 +548,11 @@ def _draw_diffuse(rng: np.random.Generator, night: dict) -> dict:
         "texture": _fractal_texture(rng, 128, 3.0, 6.0),
         "pulse_texture": _fractal_texture(rng, 128, 3.0, 3.0),
         "texel_km": 12.0,
-        "yc": rng.uniform(-300.0, 150.0),
-        "half_width": rng.uniform(200.0, 500.0),
+        "yc": rng.uniform(-250.0, 100.0),
+        "half_width": rng.uniform(200.0, 450.0),
         "edge": rng.uniform(60.0, 150.0),
-        "level": rng.uniform(500.0, 1800.0),
+        "level": rng.uniform(500.0, 1500.0),
         "contrast": rng.uniform(0.4, 0.8),
-        "velocity": rng.uniform(-6.0, 6.0, 2),
         "vy_band": rng.uniform(-2.0, 2.0),
         "pulse_amp": rng.uniform(0.2, 0.5),
     }
@@ -557,17 +567,19 @@ def _render_diffuse(
     night: dict,
 ) -> Frame:
     x, y = geom.east_km, geom.north_km
-    yc = p["yc"] + p["vy_band"] * t_min
+    yc = p["yc"] + p["vy_band"] * t_min + rng.normal(0.0, 40.0)
     hw, edge = p["half_width"], p["edge"]
     envelope = 1.0 / (1.0 + np.exp(np.clip((yc - hw - y) / edge, -30, 30)))
     envelope *= 1.0 / (1.0 + np.exp(np.clip((y - yc - hw) / edge, -30, 30)))
-    u = (x - p["velocity"][0] * t_min) / p["texel_km"]
-    v = (y - p["velocity"][1] * t_min) / p["texel_km"]
+    # Patches evolve within minutes: each frame sees a new part of the pattern.
+    n = p["texture"].shape[0]
+    u = x / p["texel_km"] + rng.uniform(0.0, n)
+    v = y / p["texel_km"] + rng.uniform(0.0, n)
     patches = np.exp(p["contrast"] * _sample_periodic(p["texture"], u, v))
     # Pulsating patches switch on and off from frame to frame.
     pulse = np.maximum(_sample_periodic(p["pulse_texture"], u, v), 0.0)
     patches *= 1.0 + p["pulse_amp"] * rng.random() * pulse
-    level = p["level"] * math.exp(rng.normal(0.0, 0.08))
+    level = p["level"] * math.exp(rng.normal(0.0, 0.25))
     return Frame(aurora=level * envelope * patches)
 
 
@@ -582,8 +594,8 @@ def _moon_position(night: dict, t_night_min: float) -> tuple[float, float]:
 def _draw_moon(rng: np.random.Generator, night: dict) -> dict:
     return {
         "phase": rng.uniform(0.5, 1.0),
-        "core_deg": rng.uniform(3.0, 6.0),
-        "halo_deg": rng.uniform(18.0, 35.0),
+        "core_deg": rng.uniform(8.0, 14.0),
+        "halo_deg": rng.uniform(25.0, 45.0),
         "halo": rng.uniform(3000.0, 6000.0),
         "sky": rng.uniform(500.0, 1000.0),
     }
@@ -604,9 +616,11 @@ def _render_moon(
     )
     cos_sep = np.clip(moon @ geom.los_fov, -1.0, 1.0)
     sep_deg = np.degrees(np.arccos(cos_sep))
-    f = p["phase"] * math.exp(rng.normal(0.0, 0.05))
-    glare = 30000.0 * f * np.exp(-sep_deg / p["core_deg"])
-    glare += p["halo"] * f * np.exp(-sep_deg / p["halo_deg"])
+    # Thin haze changes the glare from frame to frame.
+    f = p["phase"] * math.exp(rng.normal(0.0, 0.15))
+    halo_deg = p["halo_deg"] * math.exp(rng.normal(0.0, 0.1))
+    glare = 15000.0 * f * np.exp(-sep_deg / p["core_deg"])
+    glare += p["halo"] * f * np.exp(-sep_deg / halo_deg)
     glare += p["sky"] * f * (0.6 + 0.4 * cos_sep)
     # The disk itself saturates the detector.
     glare += np.where(sep_deg < 1.6, 80000.0, 0.0).astype(np.float32)
@@ -614,7 +628,7 @@ def _render_moon(
 
 
 def _draw_clear(rng: np.random.Generator, night: dict) -> dict:
-    return {"gradient": rng.uniform(-0.2, 0.2, 2)}
+    return {}
 
 
 def _render_clear(
@@ -625,9 +639,9 @@ def _render_clear(
     rng: np.random.Generator,
     night: dict,
 ) -> Frame:
-    # Large-scale airglow structure: a faint gradient across the sky.
-    g = p["gradient"]
-    level = night["airglow"] * 0.3 * math.exp(rng.normal(0.0, 0.05))
+    # Large-scale airglow structure (gravity waves): a faint gradient that changes between frames.
+    g = rng.uniform(-0.2, 0.2, 2)
+    level = night["airglow"] * 0.3
     return Frame(
         extra=level * (g[0] * geom.grad_east + g[1] * geom.grad_north) * geom.van_rhijn_airglow
     )
@@ -638,9 +652,8 @@ def _draw_cloudy(rng: np.random.Generator, night: dict) -> dict:
         "texture": _fractal_texture(rng, 256, 3.2, 2.0),
         "texel_km": 0.12,
         "cloud_km": rng.uniform(1.5, 4.0),
-        "level": rng.uniform(700.0, 2200.0),
+        "level": rng.uniform(700.0, 2000.0),
         "contrast": rng.uniform(0.15, 0.35),
-        "wind": rng.uniform(-0.8, 0.8, 2),
         "town": rng.uniform(0.1, 0.4),
     }
 
@@ -654,17 +667,19 @@ def _render_cloudy(
     night: dict,
 ) -> Frame:
     h = p["cloud_km"]
-    u = (geom.cloud_east * h - p["wind"][0] * t_min) / p["texel_km"]
-    v = (geom.cloud_north * h - p["wind"][1] * t_min) / p["texel_km"]
+    # Low clouds cross the field of view within minutes: each frame sees new ones.
+    n = p["texture"].shape[0]
+    u = geom.cloud_east * (h / p["texel_km"]) + rng.uniform(0.0, n)
+    v = geom.cloud_north * (h / p["texel_km"]) + rng.uniform(0.0, n)
     thickness = _sample_periodic(p["texture"], u, v)
     # Near the horizon many clouds overlap in a pixel, so the contrast averages out.
-    contrast = p["contrast"] * np.sqrt(np.cos(geom.zenith_fov))
+    contrast = (p["contrast"] * rng.uniform(0.7, 1.3)) * np.sqrt(np.cos(geom.zenith_fov))
     # Clouds scatter the town's light: brighter toward the light dome.
     town = 1.0 + p["town"] * (
         math.sin(math.radians(LIGHT_DOME_AZIMUTH_DEG)) * geom.grad_east
         + math.cos(math.radians(LIGHT_DOME_AZIMUTH_DEG)) * geom.grad_north
     )
-    level = p["level"] * math.exp(rng.normal(0.0, 0.05))
+    level = p["level"] * math.exp(rng.normal(0.0, 0.2))
     light = level * np.maximum(1.0 + contrast * thickness, 0.2) * town
     sky_t = np.clip(0.25 - 0.1 * thickness, 0.02, 0.5)
     return Frame(extra=light, sky_t=sky_t, star_t=0.02 * sky_t)
@@ -711,15 +726,23 @@ def plan_nights(params: DemoParams) -> tuple[list[list[Episode]], list[dict], np
     used = np.zeros(n_classes)
     nights_episodes, contexts = [], []
     sigma = np.zeros((len(params.nights), n_minutes))
+    # The moon rises ~50 minutes later each night: at a given UT it stands ~12 degrees further
+    # east; its track through the night is otherwise much the same from night to night.
+    run = np.random.default_rng([params.seed, _STREAM_PLAN])
+    moon_el, moon_az, moon_rate = (
+        run.uniform(20.0, 40.0),
+        run.uniform(60.0, 180.0),
+        run.uniform(-4, 4),
+    )
     for k in range(len(params.nights)):
         rng = np.random.default_rng([params.seed, _STREAM_PLAN, k])
         night = {
-            "airglow": rng.uniform(150.0, 350.0),
-            "airglow_gradient": rng.uniform(-0.15, 0.15, 2),
+            "airglow": rng.uniform(200.0, 300.0),
+            "airglow_gradient": rng.uniform(-0.1, 0.1, 2),
             "moon_track": (
-                rng.uniform(15.0, 45.0),
-                rng.uniform(0.0, 360.0),
-                rng.uniform(-6.0, 6.0),
+                moon_el + rng.normal(0.0, 3.0),
+                (moon_az - 12.2 * k + rng.normal(0.0, 3.0)) % 360.0,
+                moon_rate,
             ),
         }
         episodes: list[Episode] = []
@@ -778,7 +801,7 @@ class Renderer:
         t_episode = t_night_min - episode.start
         scene = _RENDER[episode.cls](g, episode.params, t_episode, t_night_min, frame_rng, night)
         ge, gn = night["airglow_gradient"]
-        airglow = (night["airglow"] * math.exp(frame_rng.normal(0.0, 0.04))) * g.van_rhijn_airglow
+        airglow = (night["airglow"] * math.exp(frame_rng.normal(0.0, 0.12))) * g.van_rhijn_airglow
         airglow *= 1.0 + ge * g.grad_east + gn * g.grad_north
         sky = airglow + scene.aurora * g.van_rhijn_aurora
         stars = self.stars.render(g, when, self.params.site_lat, self.params.site_lon)

@@ -1,0 +1,674 @@
+"""Training, checkpointing and encoding for every model in :mod:`latentsky.models`.
+
+The loop is generic: it only calls ``model.loss(batch)``, so the image Res-AE and the photometer
+Beta VAE share it. Data is any array-like of samples ``(N, *sample_shape)`` (a NumPy array, a Zarr
+array or an xarray/dask-backed ``DataArray`` bigger than memory): batches are read by sorted index
+arrays, so only one batch (per worker) is in memory at a time.
+
+Reproducibility. Everything random derives from ``TrainConfig.seed``: the train/validation split,
+the batch order of epoch ``e`` (a NumPy generator seeded with ``(seed, e)``) and torch's RNG, which
+is re-seeded at the start of every epoch (VAE sampling). Because no RNG state carries over from one
+epoch to the next, a run resumed from a checkpoint repeats exactly what the uninterrupted run would
+have done, and on CPU (deterministic algorithms on) the weights are bitwise identical. On CUDA,
+convolution backward passes use atomic additions and mixed precision rounds differently, so GPU
+runs agree only to within floating-point noise; we let cuDNN pick its fastest kernels there.
+
+Checkpoints are plain ``torch.save`` dicts of tensors, numbers, strings, lists and dicts, loadable
+with ``torch.load(path, weights_only=True)``, and are written atomically (temporary file, then
+``os.replace``) so that a kill never leaves a truncated checkpoint behind.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from latentsky.models import LatentModel, model_from_config
+
+#: Bumped when the checkpoint layout changes incompatibly.
+CHECKPOINT_FORMAT = 1
+
+Transform = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings (the defaults match ``config/schema.yaml``).
+
+    Attributes:
+        epochs: passes over the training split.
+        batch_size: samples per optimiser step.
+        learning_rate: peak AdamW learning rate.
+        weight_decay: AdamW (decoupled) weight decay.
+        validation_fraction: share of samples held out, in [0, 1); 0 disables validation,
+            early stopping and best-epoch selection (the last epoch is then the best).
+        seed: seed of the split, the batch order and torch's RNG.
+        num_workers: DataLoader worker processes reading batches (0 = read in the main process,
+            reusing one buffer for in-memory arrays).
+        device: ``"auto"`` (CUDA if available, else CPU), or a torch device string.
+        mixed_precision: on CUDA, autocast to bfloat16 where supported (else float16 with a
+            GradScaler). Ignored on CPU, where it would be slower and not reproducible.
+        checkpoint_every: write a checkpoint every this many epochs (and always after the last).
+        resume: continue from ``checkpoint_path`` if it exists, else start from scratch.
+        patience: stop when the validation loss has not improved for this many epochs
+            (``None``: never stop early).
+        lr_schedule: ``"cosine"`` (decay to 5% of the peak over ``epochs``) or ``"constant"``.
+            The rate of each epoch is a function of the epoch number alone, so resuming does not
+            need scheduler state; resuming with a different ``epochs`` changes the cosine curve.
+        grad_clip_norm: clip the global gradient norm to this value (``None``: no clipping).
+        num_threads: ``torch.set_num_threads`` for the run (``None``: leave torch's setting).
+        restore_best: after training, load the weights of the epoch with the lowest validation
+            loss into ``model`` (the checkpoint keeps both the last and the best weights).
+    """
+
+    epochs: int = 30
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    weight_decay: float = 0.0
+    validation_fraction: float = 0.1
+    seed: int = 0
+    num_workers: int = 0
+    device: str = "auto"
+    mixed_precision: bool = True
+    checkpoint_every: int = 1
+    resume: bool = False
+    patience: int | None = None
+    lr_schedule: str = "cosine"
+    grad_clip_norm: float | None = 1.0
+    num_threads: int | None = None
+    restore_best: bool = True
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise ValueError("epochs, batch_size and checkpoint_every must be >= 1")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError(
+                f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
+            )
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(
+                f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}"
+            )
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+
+    @classmethod
+    def from_dict(cls, values: dict) -> TrainConfig:
+        """Build from a config mapping, ignoring keys that are not fields (e.g. workflow-only keys)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+# --------------------------------------------------------------------------------------------
+# Devices and precision
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` -> CUDA if available, else CPU; anything else is passed to ``torch.device``."""
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _autocast_dtype(device: torch.device, mixed_precision: bool) -> torch.dtype | None:
+    """The autocast dtype, or None for full float32 (always on CPU)."""
+    if not mixed_precision or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading batches from array-likes
+
+
+def take(data: Any, index: np.ndarray) -> np.ndarray:
+    """Samples ``data[index]`` as a NumPy array, for NumPy, Zarr, dask and xarray array-likes.
+
+    ``index`` is a sorted 1-D integer array; a contiguous run is read as a slice, which Zarr and
+    dask serve chunk by chunk without fancy-indexing overhead.
+    """
+    index = np.asarray(index, dtype=np.int64)
+    if len(index) and index[-1] - index[0] == len(index) - 1:
+        selection: Any = slice(int(index[0]), int(index[-1]) + 1)
+    else:
+        selection = index
+    if hasattr(data, "isel") and hasattr(data, "dims"):  # xarray.DataArray
+        return np.asarray(data.isel({data.dims[0]: selection}).values)
+    if hasattr(data, "oindex") and not isinstance(selection, slice):  # zarr: orthogonal selection
+        return np.asarray(data.oindex[selection])
+    out = data[selection]
+    if hasattr(out, "compute"):  # dask
+        out = out.compute()
+    return np.asarray(out)
+
+
+class _BatchDataset(Dataset):
+    """Map-style dataset whose items are whole batches: ``dataset[index_array] -> (B, ...)``.
+
+    Used with ``DataLoader(batch_size=None, sampler=list_of_index_arrays)`` so that worker processes
+    read whole sorted batches (one read per chunk for Zarr instead of one per sample).
+    """
+
+    def __init__(self, data: Any, transform: Transform | None):
+        self.data = data
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return int(self.data.shape[0])
+
+    def __getitem__(self, index: np.ndarray) -> torch.Tensor:
+        batch = take(self.data, index)
+        if self.transform is not None:
+            batch = self.transform(batch)
+        return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+
+
+class _BufferedReader:
+    """Reads batches of an in-memory float32 NumPy array into one reused buffer (no allocation).
+
+    Only for ``num_workers=0``: the batch is consumed (copied to the device or used by a
+    synchronous CPU step) before the buffer is overwritten by the next read.
+    """
+
+    def __init__(self, data: np.ndarray, batch_size: int):
+        self.data = data
+        self.buffer = np.empty((batch_size, *data.shape[1:]), dtype=np.float32)
+
+    def __call__(self, index: np.ndarray) -> torch.Tensor:
+        out = self.buffer[: len(index)]
+        np.take(self.data, index, axis=0, out=out)
+        return torch.from_numpy(out)
+
+
+def _batches(
+    data: Any,
+    batches: list[np.ndarray],
+    config: TrainConfig,
+    device: torch.device,
+    transform: Transform | None,
+) -> Iterator[torch.Tensor]:
+    """Yield the batches ``data[idx]`` for ``idx`` in ``batches`` as float32 tensors on ``device``."""
+    if (
+        config.num_workers == 0
+        and transform is None
+        and isinstance(data, np.ndarray)
+        and data.dtype == np.float32
+    ):
+        reader = _BufferedReader(data, max(len(b) for b in batches))
+        for index in batches:
+            yield reader(index).to(device)
+        return
+    loader = DataLoader(
+        _BatchDataset(data, transform),
+        batch_size=None,
+        sampler=batches,
+        num_workers=config.num_workers,
+        pin_memory=device.type == "cuda",
+    )
+    for batch in loader:
+        yield batch.to(device, non_blocking=True)
+
+
+def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Deterministic split of ``range(n)`` into sorted (train, validation) index arrays."""
+    n_val = int(round(n * validation_fraction))
+    if validation_fraction > 0:
+        n_val = min(max(n_val, 1), n - 1)
+    permutation = np.random.default_rng(seed).permutation(n)
+    return np.sort(permutation[n_val:]), np.sort(permutation[:n_val])
+
+
+def _epoch_batches(train_index: np.ndarray, batch_size: int, seed: int, epoch: int) -> list:
+    """Shuffled batches of epoch ``epoch``, each sorted (for chunked reads); depends on (seed, epoch)."""
+    order = np.random.default_rng([seed, epoch]).permutation(train_index)
+    return [np.sort(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
+
+
+def _learning_rate(config: TrainConfig, epoch: int) -> float:
+    """Learning rate of 0-based ``epoch``."""
+    if config.lr_schedule == "constant" or config.epochs == 1:
+        return config.learning_rate
+    floor = 0.05
+    cosine = 0.5 * (1.0 + math.cos(math.pi * epoch / (config.epochs - 1)))
+    return config.learning_rate * (floor + (1.0 - floor) * cosine)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    # A fixed, well-mixed 63-bit seed per (seed, epoch).
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, np.uint64)[0]) >> 1
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _plain(value: Any, where: str = "normalisation") -> Any:
+    """Convert NumPy values to Python numbers/lists so that ``weights_only`` loading accepts them."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v, where) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, bool | int | float | str | torch.Tensor):
+        return value
+    raise TypeError(f"{where}: cannot store a {type(value).__name__} in a checkpoint")
+
+
+def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then move it into place atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            torch.save(checkpoint, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _cpu_state(module_or_optimizer) -> dict:
+    """A state dict with every tensor copied to CPU (a snapshot, not a view of live weights)."""
+    state = module_or_optimizer.state_dict()
+    return _to_cpu(state)
+
+
+def _to_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_to_cpu(v) for v in value]
+    return copy.deepcopy(value)
+
+
+def load_checkpoint(
+    path: str | Path, map_location: str | torch.device = "cpu", weights: str = "best"
+) -> tuple[LatentModel, dict]:
+    """Rebuild the model stored in a checkpoint written by :func:`train`.
+
+    Args:
+        path: the checkpoint file.
+        map_location: where the tensors go (``"cpu"``, ``"cuda"``).
+        weights: ``"best"`` (lowest validation loss) or ``"last"`` (last completed epoch).
+
+    Returns:
+        ``(model, checkpoint)``: the model in eval mode on ``map_location``, and the raw dict.
+        Only ``weights_only=True`` loading is used, so a checkpoint cannot run code.
+    """
+    checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    if checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: not a latentsky checkpoint of format {CHECKPOINT_FORMAT}")
+    key = {"best": "best_model_state", "last": "model_state"}[weights]
+    model = model_from_config(checkpoint["model_config"])
+    model.load_state_dict(checkpoint[key])
+    return model.to(map_location).eval(), checkpoint
+
+
+# --------------------------------------------------------------------------------------------
+# Training
+
+
+def _write_metrics(rows: list[dict], path: Path) -> pd.DataFrame:
+    """Write all epoch rows so far to ``path`` (replaced atomically) and return them."""
+    frame = pd.DataFrame(rows)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+    return frame
+
+
+def _run_epoch(
+    model: LatentModel,
+    batches: Iterator[torch.Tensor],
+    optimizer: torch.optim.Optimizer | None,
+    scaler: torch.amp.GradScaler | None,
+    config: TrainConfig,
+    device: torch.device,
+    dtype: torch.dtype | None,
+    epoch: int,
+) -> dict[str, float]:
+    """One pass; trains if ``optimizer`` is given, else evaluates. Returns sample-weighted means."""
+    training = optimizer is not None
+    model.train(training)
+    totals: dict[str, float] = {}
+    count = 0
+    grad_context = nullcontext() if training else torch.no_grad()
+    with grad_context:
+        for batch in batches:
+            if batch.ndim == 4 and device.type == "cuda":
+                batch = batch.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, dtype):
+                loss, metrics = model.loss(batch)
+            value = loss.item()
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"non-finite loss {value} in epoch {epoch + 1} "
+                    f"({'training' if training else 'validation'}); lower the learning rate?"
+                )
+            if training:
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if config.grad_clip_norm is not None:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip_norm)
+                scaler.step(optimizer)
+                scaler.update()
+            n = batch.shape[0]
+            count += n
+            for name, metric in {"loss": value, **metrics}.items():
+                totals[name] = totals.get(name, 0.0) + metric * n
+    return {name: total / max(count, 1) for name, total in totals.items()}
+
+
+def train(
+    model: LatentModel,
+    data: Any,
+    config: TrainConfig,
+    checkpoint_path: str | Path,
+    metrics_path: str | Path,
+    log: logging.Logger | None = None,
+    normalisation: dict | None = None,
+    transform: Transform | None = None,
+    on_epoch_end: Callable[[int, dict], None] | None = None,
+) -> pd.DataFrame:
+    """Train ``model`` on ``data`` and return the per-epoch metrics.
+
+    Args:
+        model: a :class:`~latentsky.models.LatentModel` (its weights are replaced by the
+            checkpoint's when resuming).
+        data: samples ``(N, *sample_shape)``: a NumPy array or a lazily read Zarr / dask / xarray
+            array; read one sorted batch at a time.
+        config: optimisation settings.
+        checkpoint_path: checkpoint file, rewritten every ``config.checkpoint_every`` epochs.
+        metrics_path: CSV rewritten after every epoch, one row per epoch: ``epoch`` (1-based),
+            ``train_loss``, ``val_loss``, ``seconds``, ``learning_rate``, then ``train_<m>`` and
+            ``val_<m>`` for each metric ``m`` of ``model.loss``.
+        log: logger for progress (default: this module's).
+        normalisation: how ``data`` was scaled (e.g. ``{"low": 12.0, "high": 3400.0}``); stored in
+            the checkpoint so that encoding new data can repeat it. NumPy values become lists.
+        transform: optional function applied to every NumPy batch after reading (e.g. scaling).
+        on_epoch_end: called as ``on_epoch_end(epoch, row)`` after each epoch's checkpoint is
+            written (epoch 1-based); raising from it interrupts training (used by tests).
+
+    Returns:
+        The metrics of all epochs so far (including those before a resume) as a DataFrame.
+    """
+    log = log or logging.getLogger(__name__)
+    checkpoint_path, metrics_path = Path(checkpoint_path), Path(metrics_path)
+    device = resolve_device(config.device)
+    dtype = _autocast_dtype(device, config.mixed_precision)
+    normalisation = _plain(normalisation or {})
+    n = int(data.shape[0])  # zarr arrays have no len()
+    if n < 2:
+        raise ValueError(f"need at least 2 samples to train, got {n}")
+    sample_shape = tuple(data.shape[1:])
+    if sample_shape != tuple(model.sample_shape):
+        raise ValueError(
+            f"data samples are shaped {sample_shape}, the model expects {tuple(model.sample_shape)}"
+        )
+
+    previous_threads = torch.get_num_threads()
+    previous_deterministic = torch.are_deterministic_algorithms_enabled()
+    previous_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    previous_benchmark = torch.backends.cudnn.benchmark
+    try:
+        if config.num_threads is not None:
+            torch.set_num_threads(config.num_threads)
+        random.seed(config.seed)
+        # Our own code uses seeded Generators; this covers third-party code using the global RNG.
+        np.random.seed(config.seed % 2**32)  # noqa: NPY002
+        torch.manual_seed(config.seed)
+        if device.type == "cpu":
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        else:
+            torch.backends.cudnn.benchmark = True  # fastest kernels; GPU runs are not bitwise
+
+        model.to(device)
+        if device.type == "cuda":
+            model.to(memory_format=torch.channels_last)  # tensor-core friendly layout for conv2d
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        # A GradScaler only matters for float16; with bfloat16 or float32 it is a no-op.
+        scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+        train_index, val_index = split_indices(n, config.validation_fraction, config.seed)
+        rows: list[dict] = []
+        start_epoch = 0
+        best = {"loss": math.inf, "epoch": 0, "state": None, "stale": 0}
+
+        if config.resume and checkpoint_path.exists():
+            _, checkpoint = load_checkpoint(checkpoint_path, map_location=device, weights="last")
+            if checkpoint["model_config"] != model.model_config:
+                raise ValueError(
+                    f"{checkpoint_path}: checkpoint model {checkpoint['model_config']} differs "
+                    f"from the model to train {model.model_config}; delete it or set resume=False"
+                )
+            if checkpoint["n_samples"] != n or checkpoint["seed"] != config.seed:
+                log.warning(
+                    "resuming with different data size or seed (checkpoint: n=%d seed=%d)",
+                    checkpoint["n_samples"],
+                    checkpoint["seed"],
+                )
+            model.load_state_dict(checkpoint["model_state"])
+            optimizer.load_state_dict(checkpoint["optimizer_state"])
+            scaler.load_state_dict(checkpoint["scaler_state"])
+            start_epoch = int(checkpoint["epoch"])
+            rows = [dict(row) for row in checkpoint["metrics"]]
+            best = {
+                "loss": float(checkpoint["best_val_loss"]),
+                "epoch": int(checkpoint["best_epoch"]),
+                "state": _to_cpu(checkpoint["best_model_state"]),
+                "stale": int(checkpoint["epochs_without_improvement"]),
+            }
+            log.info(
+                "resuming from epoch %d of %d (%s)", start_epoch, config.epochs, checkpoint_path
+            )
+        else:
+            if config.resume:
+                log.info("no checkpoint at %s: starting from scratch", checkpoint_path)
+            else:
+                log.info("starting from scratch")
+        log.info(
+            "training %s on %d samples (%d train, %d validation) on %s%s, %d threads",
+            model.kind,
+            n,
+            len(train_index),
+            len(val_index),
+            device,
+            f" with {dtype} autocast" if dtype else "",
+            torch.get_num_threads(),
+        )
+        frame = _write_metrics(rows, metrics_path) if rows else pd.DataFrame()
+
+        def checkpoint_dict(epoch: int) -> dict:
+            return {
+                "format": CHECKPOINT_FORMAT,
+                "model_config": model.model_config,
+                "model_state": _cpu_state(model),
+                "best_model_state": best["state"] if best["state"] is not None else {},
+                "optimizer_state": _cpu_state(optimizer),
+                "scaler_state": scaler.state_dict(),
+                "epoch": epoch,
+                "best_epoch": best["epoch"],
+                "best_val_loss": best["loss"],
+                "epochs_without_improvement": best["stale"],
+                "train_config": dataclasses.asdict(config),
+                "normalisation": normalisation,
+                "metrics": rows,
+                "n_samples": n,
+                "seed": config.seed,
+                "torch_version": str(torch.__version__),  # a str subclass, not loadable
+            }
+
+        stop_early = False
+        for epoch in range(start_epoch, config.epochs):
+            started = time.perf_counter()
+            lr = _learning_rate(config, epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            torch.manual_seed(_epoch_seed(config.seed, epoch))
+            batches = _epoch_batches(train_index, config.batch_size, config.seed, epoch)
+            train_metrics = _run_epoch(
+                model,
+                _batches(data, batches, config, device, transform),
+                optimizer,
+                scaler,
+                config,
+                device,
+                dtype,
+                epoch,
+            )
+            if len(val_index):
+                val_batches = [
+                    val_index[i : i + config.batch_size]
+                    for i in range(0, len(val_index), config.batch_size)
+                ]
+                val_metrics = _run_epoch(
+                    model,
+                    _batches(data, val_batches, config, device, transform),
+                    None,
+                    None,
+                    config,
+                    device,
+                    dtype,
+                    epoch,
+                )
+            else:
+                val_metrics = {name: math.nan for name in train_metrics}
+            row = {
+                "epoch": epoch + 1,
+                "train_loss": train_metrics.pop("loss"),
+                "val_loss": val_metrics.pop("loss"),
+                "seconds": time.perf_counter() - started,
+                "learning_rate": lr,
+            }
+            row.update({f"train_{k}": v for k, v in train_metrics.items()})
+            row.update({f"val_{k}": v for k, v in val_metrics.items()})
+            rows.append(row)
+
+            # Without validation the latest epoch counts as the best.
+            if not len(val_index) or row["val_loss"] < best["loss"]:
+                state = _cpu_state(model)
+                best = {"loss": row["val_loss"], "epoch": epoch + 1, "state": state, "stale": 0}
+            else:
+                best["stale"] += 1
+            stop_early = (
+                config.patience is not None
+                and len(val_index) > 0
+                and best["stale"] >= config.patience
+            )
+            log.info(
+                "epoch %d/%d: train_loss=%.5g val_loss=%.5g lr=%.3g (%.1f s)",
+                epoch + 1,
+                config.epochs,
+                row["train_loss"],
+                row["val_loss"],
+                lr,
+                row["seconds"],
+            )
+            frame = _write_metrics(rows, metrics_path)
+            last = epoch + 1 == config.epochs or stop_early
+            if (epoch + 1) % config.checkpoint_every == 0 or last:
+                save_checkpoint(checkpoint_dict(epoch + 1), checkpoint_path)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, row)
+            if stop_early:
+                log.info(
+                    "early stop: no improvement for %d epochs (best epoch %d, val_loss=%.5g)",
+                    best["stale"],
+                    best["epoch"],
+                    best["loss"],
+                )
+                break
+
+        if start_epoch >= config.epochs:
+            log.info("checkpoint already has all %d epochs; nothing to train", config.epochs)
+        if config.restore_best and best["state"] is not None:
+            model.load_state_dict(best["state"])
+            log.info("model holds the weights of epoch %d (lowest validation loss)", best["epoch"])
+        return frame
+    finally:
+        torch.set_num_threads(previous_threads)
+        torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
+        torch.backends.cudnn.benchmark = previous_benchmark
+
+
+# --------------------------------------------------------------------------------------------
+# Using a trained model
+
+
+@torch.no_grad()
+def encode(
+    model: LatentModel,
+    data: Any,
+    batch_size: int = 256,
+    device: str | torch.device = "auto",
+    transform: Transform | None = None,
+) -> np.ndarray:
+    """Latent vectors of all samples, in order: ``(N, *sample_shape)`` -> float32 ``(N, latent_dim)``.
+
+    For a VAE this is the posterior mean. Reads ``data`` in contiguous batches, so a Zarr array
+    larger than memory is fine; the output (``N * latent_dim`` floats) is held in memory.
+    """
+    device = resolve_device(device)
+    model.to(device).eval()
+    n = int(data.shape[0])
+    out = np.empty((n, model.latent_dim), dtype=np.float32)
+    for start in range(0, n, batch_size):
+        index = np.arange(start, min(start + batch_size, n))
+        batch = _BatchDataset(data, transform)[index].to(device)
+        out[index] = model.encode(batch).float().cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def reconstruct(
+    model: LatentModel,
+    samples: Any,
+    device: str | torch.device = "auto",
+    batch_size: int = 256,
+) -> np.ndarray:
+    """Reconstructions of a few samples ``(B, *sample_shape)`` (e.g. ``data[idx]``) for figures.
+
+    Returns float32 of the same shape, NaN where the input is NaN (outside the field of view). For
+    the Beta VAE this is the mean of the Beta likelihood at the posterior mean.
+    """
+    device = resolve_device(device)
+    model.to(device).eval()
+    samples = np.asarray(samples, dtype=np.float32)
+    parts = [
+        model.reconstruct(torch.from_numpy(samples[i : i + batch_size]).to(device)).float().cpu()
+        for i in range(0, len(samples), batch_size)
+    ]
+    return torch.cat(parts).numpy() if parts else samples.copy()
