@@ -93,6 +93,21 @@ if snakemake.input.fits:
             "bright_aurora_fraction": None if pd.isna(bright) else float(bright),
         }
 
-log.info("summary: %s", json.dumps(summary, indent=2, default=str))
+
+def strict_json(value):
+    """NaN and infinities become null: summary.json must parse with any strict JSON reader."""
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(item) for item in value]
+    if isinstance(value, float | np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+summary = strict_json(summary)
+log.info("summary: %s", json.dumps(summary, indent=2))
 with open(snakemake.output.summary, "w") as handle:
-    json.dump(summary, handle, indent=2, default=str)
+    json.dump(summary, handle, indent=2, allow_nan=False)
