@@ -269,3 +269,11 @@ def test_beta_vae_trains_on_the_same_loop(tmp_path):
     assert latents.shape == (96, 4)
     rebuilt, _ = load_checkpoint(tmp_path / "vae.pt")
     np.testing.assert_array_equal(encode(rebuilt, windows, device="cpu"), latents)
+
+
+def test_config_from_a_workflow_mapping():
+    values = {"epochs": 3, "learning_rate": 0.01, "resume": True, "not_a_field": 1}
+    cfg = TrainConfig.from_dict(values)
+    assert (cfg.epochs, cfg.learning_rate, cfg.resume, cfg.batch_size) == (3, 0.01, True, 64)
+    with pytest.raises(ValueError, match="validation_fraction"):
+        TrainConfig(validation_fraction=1.0)

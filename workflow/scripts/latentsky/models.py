@@ -232,9 +232,9 @@ class _SpaceToDepthConv(nn.Module):
 class _ConvDepthToSpace(nn.Module):
     """Double the grid: convolve to ``c_out * 2**dims`` channels, then move them into space.
 
-    ``(B, c_in, *grid)`` -> ``(B, c_out, *grid * 2)``. With kernel 1 this is a transposed conv
-    with kernel 2 and stride 2, but several times faster on CPU (and free of checkerboard
-    overlap); used with kernel 3 for the output layer.
+    ``(B, c_in, *grid)`` -> ``(B, c_out, *grid * 2)``. With kernel 1 this equals a transposed
+    conv with kernel 2 and stride 2. With kernel 3 it is the output layer: about ten times
+    cheaper on CPU than upsampling first and convolving at full resolution to 1-3 channels.
     """
 
     def __init__(self, c_in: int, c_out: int, dims: int, kernel_size: int):
@@ -395,8 +395,9 @@ def _channels(base_channels: int, depth: int, max_channels: int | None = None) -
 class ResidualAutoencoder(LatentModel):
     """U-Net-like residual autoencoder ("Res-AE") for images ``(B, band, lat, lon)``.
 
-    Encoder: ``depth`` scales; scale ``s`` halves the grid with a strided conv, then applies
-    ``blocks_per_scale`` residual blocks (GroupNorm, SiLU) with ``base_channels * 2**s`` channels.
+    Encoder: ``depth`` scales; scale ``s`` halves the grid (space-to-depth and a conv for the
+    first, a strided conv after), then applies ``blocks_per_scale`` residual blocks (GroupNorm,
+    SiLU) with ``base_channels * 2**s`` channels, so a 64x64 image with depth 3 ends at 8x8.
     The latent (``latent_dim``) is a linear map of the flattened coarsest map plus the global
     average of every scale. Decoder: the mirror image, with a projection of the latent added at
     every scale. The latent is the only path between the two halves.

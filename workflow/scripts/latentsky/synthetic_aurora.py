@@ -584,16 +584,17 @@ def _render_diffuse(
 
 
 def _moon_position(night: dict, t_night_min: float) -> tuple[float, float]:
-    """Moon elevation and azimuth (degrees) along the night's track."""
+    """Moon elevation and azimuth (degrees) along the night's track, from its rise time."""
     el0, az0, el_rate = night["moon_track"]
-    elevation = float(np.clip(el0 + el_rate * t_night_min / 60.0, 10.0, 50.0))
-    azimuth = (az0 + 14.5 * t_night_min / 60.0) % 360.0
+    hours_up = (t_night_min - night["moon_window"][0]) / 60.0
+    elevation = float(np.clip(el0 + el_rate * hours_up, 10.0, 50.0))
+    azimuth = (az0 + 14.5 * hours_up) % 360.0
     return elevation, azimuth
 
 
 def _draw_moon(rng: np.random.Generator, night: dict) -> dict:
     return {
-        "phase": rng.uniform(0.5, 1.0),
+        "phase": rng.uniform(0.6, 1.0),
         "core_deg": rng.uniform(8.0, 14.0),
         "halo_deg": rng.uniform(25.0, 45.0),
         "halo": rng.uniform(3000.0, 6000.0),
@@ -617,7 +618,7 @@ def _render_moon(
     cos_sep = np.clip(moon @ geom.los_fov, -1.0, 1.0)
     sep_deg = np.degrees(np.arccos(cos_sep))
     # Thin haze changes the glare from frame to frame.
-    f = p["phase"] * math.exp(rng.normal(0.0, 0.15))
+    f = p["phase"] * math.exp(rng.normal(0.0, 0.25))
     halo_deg = p["halo_deg"] * math.exp(rng.normal(0.0, 0.1))
     glare = 15000.0 * f * np.exp(-sep_deg / p["core_deg"])
     glare += p["halo"] * f * np.exp(-sep_deg / halo_deg)
@@ -718,30 +719,35 @@ def plan_nights(params: DemoParams) -> tuple[list[list[Episode]], list[dict], np
 
     Returns (episodes per night, night contexts, sigma_phi of shape (n_nights, n_minutes) in rad).
     Episodes follow :data:`TRANSITIONS`, reweighted toward classes that are behind their share of
-    the total time so that every class gets about a sixth of the minutes.
+    the total time so that every class gets about a sixth of the minutes. Moon episodes happen only
+    while the moon is up: a window of the night that starts ~50 minutes later each night (the moon
+    rises later every day), along much the same track across the sky.
     """
     n_minutes = (params.last_hour - params.first_hour + 1) * 60
     n_classes = len(CLASSES)
+    moon_index = CLASSES.index("moon")
     target = len(params.nights) * n_minutes / n_classes
     used = np.zeros(n_classes)
     nights_episodes, contexts = [], []
     sigma = np.zeros((len(params.nights), n_minutes))
-    # The moon rises ~50 minutes later each night: at a given UT it stands ~12 degrees further
-    # east; its track through the night is otherwise much the same from night to night.
     run = np.random.default_rng([params.seed, _STREAM_PLAN])
+    window = min(int(run.integers(200, 241)), n_minutes)
+    first_rise = int(run.integers(0, n_minutes - window + 1))
     moon_el, moon_az, moon_rate = (
-        run.uniform(20.0, 40.0),
-        run.uniform(60.0, 180.0),
+        run.uniform(25.0, 40.0),
+        run.uniform(90.0, 200.0),
         run.uniform(-4, 4),
     )
     for k in range(len(params.nights)):
         rng = np.random.default_rng([params.seed, _STREAM_PLAN, k])
+        rise = (first_rise + 50 * k) % (n_minutes - window + 1)
         night = {
             "airglow": rng.uniform(200.0, 300.0),
             "airglow_gradient": rng.uniform(-0.1, 0.1, 2),
+            "moon_window": (rise, rise + window),
             "moon_track": (
-                moon_el + rng.normal(0.0, 3.0),
-                (moon_az - 12.2 * k + rng.normal(0.0, 3.0)) % 360.0,
+                moon_el + rng.normal(0.0, 2.0),
+                moon_az + rng.normal(0.0, 2.0),
                 moon_rate,
             ),
         }
@@ -751,10 +757,16 @@ def plan_nights(params: DemoParams) -> tuple[list[list[Episode]], list[dict], np
             deficit = (np.maximum(target - used, 1.0) / target) ** 2
             base = np.full(n_classes, 1.0) if previous is None else TRANSITIONS[previous]
             weights = base * deficit
+            if rise <= minute <= rise + window - DWELL_MINUTES["moon"][0]:
+                weights[moon_index] *= 3.0  # a bright moon, when up, dominates many images
+            else:
+                weights[moon_index] = 0.0
             cls_index = int(rng.choice(n_classes, p=weights / weights.sum()))
             cls = CLASSES[cls_index]
             low, high = DWELL_MINUTES[cls]
             stop = min(minute + int(rng.integers(low, high + 1)), n_minutes)
+            if cls_index == moon_index:
+                stop = min(stop, rise + window)
             if n_minutes - stop < 10:  # no stub episodes at the end of the night
                 stop = n_minutes
             episodes.append(Episode(cls, minute, stop, _DRAW[cls](rng, night)))

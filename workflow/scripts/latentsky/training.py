@@ -499,6 +499,7 @@ def train(
                 log.info("no checkpoint at %s: starting from scratch", checkpoint_path)
             else:
                 log.info("starting from scratch")
+            metrics_path.unlink(missing_ok=True)  # no stale rows of an earlier run
         log.info(
             "training %s on %d samples (%d train, %d validation) on %s%s, %d threads",
             model.kind,
