@@ -36,7 +36,9 @@ umap_xy = umap_embed(
     min_dist=settings["umap_min_dist"],
     seed=settings["seed"],
 )
-tsne_xy = tsne_embed(vectors, perplexity=settings["tsne_perplexity"], seed=settings["seed"])
+tsne_xy = tsne_embed(
+    vectors, perplexity=settings["tsne_perplexity"], seed=settings["seed"], n_jobs=snakemake.threads
+)
 table[["umap_x", "umap_y"]] = umap_xy
 table[["tsne_x", "tsne_y"]] = tsne_xy
 table.to_csv(snakemake.output.coordinates, index=False)

@@ -431,6 +431,7 @@ def _draw_arc(rng: np.random.Generator, night: dict) -> dict:
     # Arc latitudes 60-160 km apart around a centre within the field of view.
     gaps = np.cumsum(np.r_[0.0, rng.uniform(60.0, 160.0, n - 1)])
     y_mid = rng.uniform(-150.0, 150.0)
+    tilt = rng.uniform(-0.15, 0.15)
     arcs = []
     for y0 in y_mid + gaps - gaps.mean():
         end = None
@@ -442,7 +443,7 @@ def _draw_arc(rng: np.random.Generator, night: dict) -> dict:
                 "sigma": rng.uniform(10.0, 30.0) / 2.355,  # FWHM 10-30 km
                 "asym": rng.uniform(1.0, 1.6),
                 "peak": rng.uniform(2000.0, 6000.0),
-                "tilt": rng.uniform(-0.15, 0.15),
+                "tilt": tilt + rng.uniform(-0.02, 0.02),  # arcs of a system are near parallel
                 "curv": rng.uniform(-2e-4, 2e-4),
                 "mod_amp": rng.uniform(0.05, 0.3),
                 "mod_k": 2 * np.pi / rng.uniform(200.0, 700.0),
@@ -496,7 +497,7 @@ def _draw_discrete(rng: np.random.Generator, night: dict) -> dict:
                 "fold_width": rng.uniform(40.0, 120.0, n_folds),
                 "sigma": rng.uniform(5.0, 12.0),
                 "poleward": rng.uniform(2.0, 5.0),
-                "peak": rng.uniform(7000.0, 20000.0),
+                "peak": rng.uniform(9000.0, 24000.0),
                 "ray_depth": rng.uniform(0.5, 0.9),
                 "ray_k": 2 * np.pi / rng.uniform(8.0, 40.0, 3),
             }
@@ -539,7 +540,9 @@ def _render_discrete(
             rays += np.cos(k * xw + rng.uniform(0.0, 2 * np.pi))
         profile *= 1.0 + band["ray_depth"] * rays / 3.0
         glow = 0.06 * np.exp(-0.5 * ((y - y0) / 150.0) ** 2)
-        total += (band["peak"] * math.exp(rng.normal(0.0, 0.3))) * (np.maximum(profile, 0.0) + glow)
+        total += (band["peak"] * math.exp(rng.normal(0.0, 0.25))) * (
+            np.maximum(profile, 0.0) + glow
+        )
     return Frame(aurora=total)
 
 
@@ -991,10 +994,12 @@ def write_l1_cdf(
                 "COMPONENT_1": f"{v}_time",
                 "FIELDNAM": f"{v}_epoch",
                 "FILLVAL": [-1e31, "CDF_EPOCH"],
+                "FUNCT": "comp_themis_epoch",
                 "LABLAXIS": "UT",
                 "VALIDMAX": epoch_range[1],
                 "VALIDMIN": epoch_range[0],
                 "VAR_TYPE": "support_data",
+                "VIRTUAL": "TRUE",
             },
             var_data=epoch,
         )
@@ -1006,10 +1011,12 @@ def write_l1_cdf(
                 "FILLVAL": [-1e31, "CDF_EPOCH"],
                 "LABLAXIS": "timebase",
                 "UNITS": "msec",
+                "VALIDMAX": [64060675199999.0, "CDF_EPOCH"],
+                "VALIDMIN": [59958230400000.0, "CDF_EPOCH"],
                 "VAR_NOTES": "EPOCH of 01-Jan-1970 00:00:00",
                 "VAR_TYPE": "support_data",
             },
-            var_data=np.array([_MS_1970_IN_CDF_EPOCH]),
+            var_data=_MS_1970_IN_CDF_EPOCH,
         )
         cdf.write_var(
             _zvar("range_epoch", _EPOCH, ()),
