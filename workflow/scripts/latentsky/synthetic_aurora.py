@@ -123,7 +123,8 @@ class DemoParams:
     (degrees, east positive, -180..180) and ``site_alt_km`` place the imager. Each night covers the
     UT hours ``first_hour..last_hour`` (inclusive) of its UT date, one frame every ``cadence_s``
     seconds. ``labelled_fraction`` of the frames get a label; ``image_size`` is the side of the
-    square frames in pixels.
+    square frames in pixels. At least five nights are needed: with fewer, some class may get too
+    few episodes (five 8-hour nights give every class about 400 one-minute frames).
     """
 
     site: str = "fsim"
