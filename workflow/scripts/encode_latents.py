@@ -19,7 +19,7 @@ out = xr.Dataset(
     coords={sample_dim: ds[sample_dim].to_numpy(), "latent_dim": np.arange(latents.shape[1])},
     attrs={
         "checkpoint": str(snakemake.input.checkpoint),
-        "epoch": int(checkpoint["epoch"]),
+        "epoch": int(checkpoint.get("best_epoch", checkpoint["epoch"])),
         "model": str(checkpoint["model_config"]),
     },
 )
