@@ -25,7 +25,15 @@ skymap = skymap_for_date(skymaps, dt.date.fromisoformat(snakemake.wildcards.date
 operator, fov_mask, grid, meta = load_operator(
     Path(snakemake.input.operators) / f"{Path(skymap).name}.npz"
 )
-counts = {"files_read": 0, "files_unreadable": 0, "frames_skipped": 0}
+counts = {
+    "files_read": 0,
+    "files_unreadable": 0,
+    "frames_skipped": 0,
+    "duplicate_times": 0,
+    "times_out_of_order": 0,
+}
+seen_times: set[int] = set()
+latest_time = [np.iinfo(np.int64).min]
 
 
 def read_frames(path):
@@ -37,6 +45,36 @@ def read_frames(path):
             log.warning("skipped: %s", problem)
         return read.frames, read.times
     return read_themis_l1_cdf(path, params.site)
+
+
+def checked_times(path, frames, times):
+    """Drop (and count) frames whose time repeats an earlier frame's; count, and keep, frames whose
+    time goes backwards (stack_images sorts them into place). Fail mode stops at either."""
+    keep = np.ones(len(times), dtype=bool)
+    for index, stamp in enumerate(times.astype("datetime64[ns]").astype(np.int64).tolist()):
+        if stamp in seen_times:
+            problem = BadInputError(
+                path, f"time {times[index]} repeats an earlier frame's", where=f"frame {index}"
+            )
+            if not skip:
+                raise problem
+            log.warning("skipped: %s", problem)
+            counts["duplicate_times"] += 1
+            keep[index] = False
+            continue
+        if stamp < latest_time[0]:
+            problem = BadInputError(
+                path,
+                f"time {times[index]} is earlier than a previous frame's",
+                where=f"frame {index}",
+            )
+            if not skip:
+                raise problem
+            log.warning("kept, sorted into place: %s", problem)
+            counts["times_out_of_order"] += 1
+        seen_times.add(stamp)
+        latest_time[0] = max(latest_time[0], stamp)
+    return frames[keep], times[keep]
 
 
 def as_dataset(projected, times):
@@ -61,6 +99,7 @@ try:
             log.warning("skipped unreadable file: %s", error)
             continue
         counts["files_read"] += 1
+        frames, times = checked_times(path, frames, times)
         if len(frames):
             store.append(as_dataset(project_frames(operator, fov_mask, frames), times))
     empty = as_dataset(

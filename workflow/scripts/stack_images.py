@@ -31,7 +31,8 @@ bad_input = {}
 for store in stores:
     for key, value in json.loads(store.attrs.get("bad_input", "{}")).items():
         bad_input[key] = bad_input.get(key, 0) + value
-bad_input["duplicate_times"] = int(duplicates)
+# Within a date, project_images has dropped repeated times already; these repeat across dates.
+bad_input["duplicate_times"] = bad_input.get("duplicate_times", 0) + int(duplicates)
 first_attrs = stores[0].attrs
 ds = xr.Dataset(
     {

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from latentsky.embedding import adjusted_rand, cluster_label_table, knn_accuracy
+from latentsky.gaps import gap_summary
 from latentsky.logs import log_to_file
 from latentsky.manifest import read_manifest
 from latentsky.stores import open_zarr
@@ -48,11 +49,13 @@ if len(labelled) >= analysis["knn_folds"] * 2 and labelled["label"].nunique() > 
         for cluster, row in crosstab.iterrows()
     }
 
+# What the archives lacked (404 or not listed), from the download manifests: files, UT hours without
+# any data, minutes without data (a stream0 minute holds 20 frames).
 image_rows = [row for path in snakemake.input.image_manifests for row in read_manifest(path)]
-summary["gaps"] = {
-    "image_files_missing": sum(r.status == "missing" for r in image_rows),
-    "image_files_present": sum(r.status in ("downloaded", "present") for r in image_rows),
-}
+summary["gaps"] = {"images": gap_summary(image_rows)}
+if snakemake.input.ismr_manifests:
+    ismr_rows = [row for path in snakemake.input.ismr_manifests for row in read_manifest(path)]
+    summary["gaps"]["ismr"] = gap_summary(ismr_rows)
 summary["bad_input"] = {"images": json.loads(images.attrs.get("bad_input", "{}"))}
 
 if snakemake.input.fits:
@@ -62,7 +65,6 @@ if snakemake.input.fits:
         if isinstance(snakemake.input.sigma_phi, list)
         else snakemake.input.sigma_phi
     )
-    summary["gaps"]["ismr_hours_missing"] = int(sigma.attrs.get("ismr_hours_missing", 0))
     summary["bad_input"]["ismr"] = sigma.attrs.get("bad_input", {})
     summary["scintillation_cuts_removed"] = sigma.attrs.get("removed_by_cuts", {})
     summary["sigma_phi_fits"] = {

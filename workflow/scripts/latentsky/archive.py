@@ -16,7 +16,7 @@ from . import layouts
 from .download import (
     Fetcher,
     check_cdf,
-    check_gzip,
+    check_idl_save,
     check_ismr_gz,
     check_pgm_gz,
     is_safe_name,
@@ -26,17 +26,22 @@ from .manifest import ManifestRow
 Job = tuple[str, Path, Callable[[Path], None] | None]
 
 STREAM0_MINUTE = re.compile(
-    r"^\d{8}_\d{4}_(?P<site>[a-z]{4})_(?P<imager>themis\d{2})_full\.pgm\.gz$"
+    r"^(?P<stamp>\d{8}_\d{2})(?P<minute>\d{2})_(?P<site>[a-z]{4})_(?P<imager>themis\d{2})"
+    r"_full\.pgm\.gz$"
 )
 
 
 def inside(root: Path, relative: str) -> Path:
-    """``root / relative``, refusing any path that would leave ``root`` (defence in depth)."""
-    root = root.resolve()
-    path = (root / relative).resolve()
-    if path != root and root not in path.parents:
+    """``root / relative``, refusing any path that would leave ``root`` (defence in depth).
+
+    The path is returned as given (relative paths stay relative, so manifests do not depend on
+    where the workflow folder lives); the check is made on the resolved paths.
+    """
+    resolved_root = Path(root).resolve()
+    resolved = (resolved_root / relative).resolve()
+    if resolved != resolved_root and resolved_root not in resolved.parents:
         raise ValueError(f"refusing to write outside {root}: {relative}")
-    return path
+    return Path(root) / relative
 
 
 def image_jobs(
@@ -57,54 +62,66 @@ def image_jobs(
 
 
 def _stream0_jobs(fetcher, base_url, site, hours, root):
-    """UCalgary stream0: the imager folder (<site>_themisNN) is discovered from the day listing."""
+    """UCalgary stream0: the imager folder (<site>_themisNN) is discovered from the day listing.
+
+    A gap row is written for every minute of the requested hours that the archive lacks: one per
+    minute file missing from an hour's listing, and one for a whole hour (its folder URL; with
+    ``themisNN`` literally when the day lists no imager folder of the site).
+    """
     jobs: list[Job] = []
     gaps: list[ManifestRow] = []
-    days = sorted({hour.date() for hour in hours})
     imagers = {}
-    for day in days:
-        day_url = layouts.join_url(base_url, layouts.ucalgary_stream0_day(day))
-        found = []
-        for name in fetcher.list_folder(day_url):
-            match = layouts.IMAGER_FOLDER.match(name)
-            if match and match["site"] == site:
-                found.append(match["imager"])
-        imagers[day] = sorted(found)
+    for day in sorted({hour.date() for hour in hours}):
+        listing = fetcher.list_folder(layouts.join_url(base_url, layouts.ucalgary_stream0_day(day)))
+        imagers[day] = sorted(
+            match["imager"]
+            for name in listing
+            if (match := layouts.IMAGER_FOLDER.match(name)) and match["site"] == site
+        )
     for hour in hours:
-        if not imagers[hour.date()]:
+        found = imagers[hour.date()]
+        if not found:
+            folder = _stream0_hour_folder(site, "themisNN", hour)
             gaps.append(
                 _gap(
-                    layouts.join_url(base_url, layouts.ucalgary_stream0_day(hour.date())),
-                    f"no {site}_themisNN folder for {hour.date()}",
+                    layouts.join_url(base_url, folder),
+                    f"no {site}_themisNN folder listed for {hour:%Y-%m-%d}",
                 )
             )
             continue
-        listed_any = False
-        for imager in imagers[hour.date()]:
-            folder = layouts.ucalgary_stream0_minute(site, imager, hour).rsplit("/", 1)[0] + "/"
-            folder_url = layouts.join_url(base_url, folder)
-            for name in fetcher.list_folder(folder_url):
-                if not (is_safe_name(name) and STREAM0_MINUTE.match(name)):
+        covered: dict[int, str] = {}  # minute -> imager that has it
+        for imager in found:
+            folder = _stream0_hour_folder(site, imager, hour)
+            for name in fetcher.list_folder(layouts.join_url(base_url, folder)):
+                match = STREAM0_MINUTE.match(name)
+                if not (
+                    is_safe_name(name)
+                    and match
+                    and (match["site"], match["imager"]) == (site, imager)
+                    and match["stamp"] == f"{hour:%Y%m%d_%H}"
+                    and int(match["minute"]) < 60
+                ):
                     continue
-                listed_any = True
+                covered.setdefault(int(match["minute"]), imager)
                 relative = folder + name
                 jobs.append(
                     (layouts.join_url(base_url, relative), inside(root, relative), check_pgm_gz())
                 )
-        if not listed_any:
+        if not covered:
+            folder = _stream0_hour_folder(site, found[0], hour)
             gaps.append(
-                _gap(
-                    layouts.join_url(
-                        base_url,
-                        layouts.ucalgary_stream0_minute(site, imagers[hour.date()][0], hour).rsplit(
-                            "/", 1
-                        )[0]
-                        + "/",
-                    ),
-                    f"no minute files for {hour:%Y-%m-%d %H} UT",
-                )
+                _gap(layouts.join_url(base_url, folder), "hour folder missing or without files")
             )
+            continue
+        imager = max(set(covered.values()), key=list(covered.values()).count)
+        for minute in sorted(set(range(60)) - set(covered)):
+            relative = layouts.ucalgary_stream0_minute(site, imager, hour.replace(minute=minute))
+            gaps.append(_gap(layouts.join_url(base_url, relative), "minute not in the listing"))
     return jobs, gaps
+
+
+def _stream0_hour_folder(site: str, imager: str, hour: dt.datetime) -> str:
+    return layouts.ucalgary_stream0_minute(site, imager, hour).rsplit("/", 1)[0] + "/"
 
 
 def skymap_jobs(
@@ -124,21 +141,28 @@ def skymap_jobs(
         for name in fetcher.list_folder(site_url)
         if (match := layouts.SKYMAP_FOLDER.match(name)) and match["site"] == site
     )
-    needed = sorted({layouts.newest_on_or_before(valid_from, day) for day in dates} - {None})
-    if not needed:
-        raise ValueError(f"{site_url}: no skymap dated on or before {min(dates)}")
+    chosen = {day: layouts.newest_on_or_before(valid_from, day) for day in dates}
+    uncovered = sorted(day for day, skymap in chosen.items() if skymap is None)
+    if uncovered:
+        raise ValueError(
+            f"{site_url}: no skymap dated on or before {uncovered[0]} "
+            f"({len(uncovered)} dates uncovered; skymaps listed: {valid_from})"
+        )
     jobs: list[Job] = []
-    for day in needed:
+    for day in sorted(set(chosen.values())):
         folder = f"{site}/{site}_{day:%Y%m%d}/"
         names = [
             name
             for name in fetcher.list_folder(layouts.join_url(base_url, folder))
-            if (m := layouts.SKYMAP_FILE.match(name)) and m["site"] == site
+            if (m := layouts.SKYMAP_FILE.match(name))
+            and (m["site"], m["date"]) == (site, f"{day:%Y%m%d}")
         ]
         if not names:
             raise ValueError(f"{layouts.join_url(base_url, folder)}: no skymap file listed")
         relative = folder + sorted(names)[-1]  # the highest version
-        jobs.append((layouts.join_url(base_url, relative), inside(root, relative), None))
+        jobs.append(
+            (layouts.join_url(base_url, relative), inside(root, relative), check_idl_save("SKYMAP"))
+        )
     return jobs, []
 
 
@@ -151,7 +175,7 @@ def ismr_jobs(
 ) -> list[Job]:
     """Download jobs for CHAIN hourly ISMR files."""
     root = Path(raw_dir) / "chain_ismr"
-    check = check_ismr_gz(expected_columns) if expected_columns else check_gzip
+    check = check_ismr_gz(expected_columns)
     return [
         (layouts.join_url(base_url, rel), inside(root, rel), check)
         for rel in (layouts.chain_ismr(station, hour) for hour in hours)

@@ -1,0 +1,52 @@
+"""Read a folder of MMIA FITS files and cut their observations into (window, band, sample) windows."""
+
+import json
+
+from latentsky.logs import log_to_file
+from latentsky.photometer import (
+    Scaling,
+    WindowSettings,
+    empty_windows,
+    find_fits_files,
+    store_attrs,
+    window_pieces,
+)
+from latentsky.stores import ZarrAppender
+
+log = log_to_file(snakemake.log[0])
+params = snakemake.params
+photometer = params.photometer
+window = photometer["window"]
+settings = WindowSettings(
+    length=window["length"],
+    stride=window["stride"],
+    centre=window["centre"],
+    join_tolerance_s=photometer["join_tolerance_us"] * 1e-6,
+)
+scaling = Scaling(**photometer["scaling"])
+skip = params.on_bad_input == "skip"
+files = find_fits_files(snakemake.input.fits, photometer["pattern"])
+log.info("%d FITS files under %s; windows %s; scaling %s", len(files), snakemake.input.fits, settings, scaling)
+
+counts: dict = {}
+store = ZarrAppender(
+    snakemake.output.windows,
+    dim="window",
+    encoding={"waveform": {"chunks": (256, 3, settings.length)}},
+)
+try:
+    for piece in window_pieces(
+        files, settings, scaling, counts, level=photometer["level"], skip_bad_input=skip, log=log
+    ):
+        store.append(piece)
+    units = counts.pop("units", "")
+    level = counts.pop("level", None)
+    attrs = store_attrs(units, scaling, settings, counts)
+    attrs.update({"level": -1 if level is None else level, "n_files": len(files)})
+    store.commit(empty_windows(settings.length), attrs)
+except BaseException:
+    store.abort()
+    raise
+log.info("%d windows; counts %s", counts["windows"], json.dumps(counts))
+if not counts["windows"]:
+    log.warning("no window: the store is empty (check the folder, the level and window length)")

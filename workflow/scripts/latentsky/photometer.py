@@ -1,0 +1,833 @@
+"""ASIM MMIA photometer data: FITS reader, observation joining, windows for the Beta VAE.
+
+The Modular Multispectral Imaging Array (MMIA) on the ISS samples three photometers at 100 kHz:
+
+* PHOT1, 337 nm (N2 second positive band, "blue");
+* PHOT2, 180-230 nm (UV, N2 Lyman-Birge-Hopfield);
+* PHOT3, 777.4 nm (atomic oxygen, the lightning line).
+
+The ASIM Science Data Centre distributes them as FITS files, one binary table in HDU 1 with **one
+row per frame** (8,320 samples, 83.2 ms, in the files we know of): each band is a vector column,
+``PHOTn_photon_flux`` in uW/m^2 at level 1 or ``PHOTnData`` in counts at level 0, beside scalar
+columns ``frame_time_phot`` (ISO time string of the frame's *centre*, the ASDC convention),
+``observation_id``, ``latitude`` and ``longitude`` (ISS position, degrees) and optional trigger flags
+``PHOTnDataTrigger``. An observation (one triggered record) may be spread over several files and its
+rows need not be in time order.
+
+The pipeline here:
+
+1. :func:`read_mmia_fits` reads one file into :class:`MmiaFrames`, checking every frame (bands of
+   equal length, samples present, a parseable time); bad frames are skipped and counted or raise
+   :class:`~latentsky.errors.BadInputError` naming the file, row and column.
+2. :func:`join_observation` puts the frames of one observation in time order and joins them into
+   :class:`Segment` s sampled without a break at 100 kHz: consecutive frames must abut within a
+   tolerance; a gap starts a new segment, an overlap is bad input.
+3. :func:`window_starts` / :func:`cut_windows` cut each segment into windows that never cross a
+   segment (hence never an observation) boundary and are never reversed in time.
+4. :class:`Scaling` maps fluxes into [0, 1] for the Beta likelihood (the study clipped to
+   0..210 uW/m^2); :func:`windows_dataset` stacks the three bands as channels into an
+   ``xarray.Dataset`` with dims ``(window, band, sample)``.
+
+Times are ``datetime64[ns]`` UTC (naive). Shapes: a frame's flux is ``(band, n)``, windows are
+``(window, band, sample)``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from astropy.io import fits
+
+from .errors import BadInputError
+from .tle_features import robust_noise
+
+#: Photometer sampling rate, Hz (one sample every 10 us).
+SAMPLE_RATE_HZ = 100_000.0
+#: Band names in channel order, and what they see.
+BANDS = ("PHOT1", "PHOT2", "PHOT3")
+BAND_WAVELENGTHS = {"PHOT1": "337 nm", "PHOT2": "180-230 nm", "PHOT3": "777.4 nm"}
+#: Flux columns per processing level, in :data:`BANDS` order, and their default units.
+LEVEL_COLUMNS = {
+    1: ("PHOT1_photon_flux", "PHOT2_photon_flux", "PHOT3_photon_flux"),
+    0: ("PHOT1Data", "PHOT2Data", "PHOT3Data"),
+}
+LEVEL_UNITS = {1: "uW/m^2", 0: "counts"}
+TIME_COLUMN = "frame_time_phot"
+META_COLUMNS = ("observation_id", "latitude", "longitude")
+#: Optional per-frame flags: band n triggered the observation in this frame.
+TRIGGER_COLUMNS = ("PHOT1DataTrigger", "PHOT2DataTrigger", "PHOT3DataTrigger")
+#: Optional per-frame flags: band n has data in this frame.
+EXISTS_COLUMNS = ("PHOT1Data_exists", "PHOT2Data_exists", "PHOT3Data_exists")
+#: Default tolerance when joining frames: a timing mismatch up to this is clock jitter, not a gap.
+JOIN_TOLERANCE_S = 50e-6
+
+_NS_PER_S = 1_000_000_000
+
+
+# --------------------------------------------------------------------------------------------
+# Reading one file
+
+
+@dataclass(frozen=True)
+class MmiaFrames:
+    """The good frames of one MMIA FITS file, in file order.
+
+    Attributes:
+        path: the file.
+        level: 0 (counts) or 1 (photon flux).
+        units: of the flux values (the column's TUNIT, else ``uW/m^2`` / ``counts``).
+        observation_id: (F,) int64.
+        time: (F,) datetime64[ns] UTC, the centre of each frame.
+        latitude, longitude: (F,) float64 ISS position, degrees (NaN where the file has none).
+        flux: F arrays ``(band, n_f)`` float32 in :data:`BANDS` order.
+        trigger: (F,) bool, whether any band's trigger flag is set (all False without flags).
+        has_trigger_flags: whether the file carries trigger columns at all.
+        rows: (F,) the 0-based table row of each frame (for messages).
+        n_skipped: frames left out as bad input.
+        problems: one message per skipped frame, naming the file, row and column.
+    """
+
+    path: str
+    level: int
+    units: str
+    observation_id: np.ndarray
+    time: np.ndarray
+    latitude: np.ndarray
+    longitude: np.ndarray
+    flux: tuple[np.ndarray, ...]
+    trigger: np.ndarray
+    has_trigger_flags: bool
+    rows: np.ndarray
+    n_skipped: int = 0
+    problems: tuple[str, ...] = field(default_factory=tuple)
+
+
+def parse_frame_times(values) -> np.ndarray:
+    """ISO time strings (``2019-01-05T12:34:56.123456+00:00``, ``...Z`` or naive; str or bytes)
+    -> datetime64[ns] UTC, NaT where a value cannot be parsed."""
+    text = [v.decode("ascii", "replace") if isinstance(v, bytes) else str(v) for v in values]
+    parsed = pd.to_datetime(pd.Series(text, dtype=object).str.strip(), utc=True, errors="coerce")
+    return parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
+
+
+def _detect_level(path: Path, names: set[str], level: int | str) -> int:
+    """The processing level whose flux columns the file holds; BadInputError names what lacks."""
+    if level in (0, 1):
+        missing = [c for c in LEVEL_COLUMNS[int(level)] if c not in names]
+        if missing:
+            raise BadInputError(
+                path, f"missing level-{level} column(s) {', '.join(missing)}", where="HDU 1"
+            )
+        return int(level)
+    if level != "auto":
+        raise ValueError(f"level must be 0, 1 or 'auto', got {level!r}")
+    present = {lv: [c for c in cols if c in names] for lv, cols in LEVEL_COLUMNS.items()}
+    for lv in (1, 0):
+        if len(present[lv]) == len(BANDS):
+            return lv
+    # Name the columns missing from the level the file looks closest to.
+    best = max((1, 0), key=lambda lv: len(present[lv]))
+    missing = [c for c in LEVEL_COLUMNS[best] if c not in names]
+    raise BadInputError(
+        path,
+        f"missing photometer column(s) {', '.join(missing)} (level {best}); "
+        f"a file needs all of {', '.join(LEVEL_COLUMNS[1])} or all of {', '.join(LEVEL_COLUMNS[0])}",
+        where="HDU 1",
+    )
+
+
+def _row_vector(column, row: int) -> np.ndarray:
+    """One row of a vector column (fixed width or variable length) as a 1-D float32 array."""
+    value = np.asarray(column[row])
+    return value.astype(np.float32, copy=False).reshape(-1)
+
+
+def read_mmia_fits(path, level: int | str = "auto", *, skip_bad_frames: bool = False) -> MmiaFrames:
+    """Read the photometer frames of one MMIA FITS file (level 0 or 1) with astropy.
+
+    Args:
+        path: the FITS file (``.fits``, or compressed as astropy reads it, e.g. ``.fits.gz``).
+        level: ``0``, ``1`` or ``"auto"`` (level 1 if its three flux columns are present, else
+            level 0).
+        skip_bad_frames: if False, any bad frame raises; if True, bad frames (bands of different
+            lengths, no samples, no finite sample, a band flagged absent by ``PHOTnData_exists``,
+            an unparseable ``frame_time_phot``) are left out and counted.
+
+    Returns:
+        :class:`MmiaFrames` with the good frames in file order.
+
+    Raises:
+        BadInputError: the file cannot be opened, HDU 1 is not a binary table, a required column
+            (a band, ``frame_time_phot``, ``observation_id``, ``latitude``, ``longitude``) is
+            missing, a band column is not one vector per row, no frame is good, or (without
+            ``skip_bad_frames``) any frame is bad. The message names the file, row and column.
+    """
+    path = Path(path)
+    try:
+        hdul = fits.open(path, memmap=False)
+    except (OSError, ValueError, TypeError) as exc:
+        raise BadInputError(path, f"cannot open as FITS ({exc})") from exc
+    with hdul:
+        if len(hdul) < 2 or not isinstance(hdul[1], fits.BinTableHDU):
+            raise BadInputError(path, "HDU 1 is not a binary table")
+        table = hdul[1]
+        try:
+            data = table.data
+            names = set(table.columns.names)
+        except (OSError, ValueError, TypeError) as exc:  # truncated data block
+            raise BadInputError(path, f"cannot read the table ({exc})", where="HDU 1") from exc
+        lv = _detect_level(path, names, level)
+        band_columns = LEVEL_COLUMNS[lv]
+        missing = [c for c in (TIME_COLUMN, *META_COLUMNS) if c not in names]
+        if missing:
+            raise BadInputError(path, f"missing column(s) {', '.join(missing)}", where="HDU 1")
+        units = table.columns[band_columns[0]].unit or LEVEL_UNITS[lv]
+        n_rows = 0 if data is None else len(data)
+        try:
+            columns = [data[name] for name in band_columns]
+            observation = np.asarray(data["observation_id"])
+            latitude = np.asarray(data["latitude"], dtype=np.float64).reshape(n_rows, -1)[:, 0]
+            longitude = np.asarray(data["longitude"], dtype=np.float64).reshape(n_rows, -1)[:, 0]
+            times = parse_frame_times(np.asarray(data[TIME_COLUMN]).reshape(n_rows))
+            triggers = [
+                np.asarray(data[c], bool).reshape(n_rows) for c in TRIGGER_COLUMNS if c in names
+            ]
+            exists = {
+                c: np.asarray(data[c], bool).reshape(n_rows) for c in EXISTS_COLUMNS if c in names
+            }
+        except (OSError, ValueError, TypeError, IndexError) as exc:
+            raise BadInputError(path, f"cannot read the table ({exc})", where="HDU 1") from exc
+        for name, column in zip(band_columns, columns, strict=True):
+            if n_rows and np.asarray(column[0]).ndim == 0:
+                raise BadInputError(
+                    path,
+                    "holds one value per row; expected a vector of samples per frame",
+                    where=f"HDU 1 column {name}",
+                )
+        try:
+            observation = observation.astype(np.int64).reshape(n_rows)
+        except (ValueError, TypeError) as exc:
+            raise BadInputError(
+                path, f"non-integer observation_id ({exc})", where="HDU 1 column observation_id"
+            ) from exc
+
+        good: list[int] = []
+        flux: list[np.ndarray] = []
+        problems: list[str] = []
+        for row in range(n_rows):
+            try:
+                flux.append(_check_frame(row, columns, band_columns, times, exists))
+                good.append(row)
+            except ValueError as exc:
+                problem = BadInputError(path, str(exc), where=f"HDU 1 row {row}")
+                if not skip_bad_frames:
+                    raise problem from exc
+                problems.append(str(problem))
+    if not good:
+        reason = "no good photometer frame" + (f" ({problems[0]})" if problems else " (no rows)")
+        raise BadInputError(path, reason, where="HDU 1")
+    rows = np.array(good, dtype=np.int64)
+    trigger = np.zeros(n_rows, bool)
+    for flags in triggers:
+        trigger |= flags
+    return MmiaFrames(
+        path=str(path),
+        level=lv,
+        units=str(units),
+        observation_id=observation[rows],
+        time=times[rows],
+        latitude=latitude[rows],
+        longitude=longitude[rows],
+        flux=tuple(flux),
+        trigger=trigger[rows],
+        has_trigger_flags=bool(triggers),
+        rows=rows,
+        n_skipped=len(problems),
+        problems=tuple(problems),
+    )
+
+
+def _check_frame(row, columns, band_columns, times, exists) -> np.ndarray:
+    """The ``(band, n)`` float32 samples of one frame; ValueError says (and names) what is wrong."""
+    if np.isnat(times[row]):
+        raise ValueError(f"column {TIME_COLUMN}: unparseable frame time")
+    for flag_column, values in exists.items():
+        if not values[row]:
+            raise ValueError(f"column {flag_column} is false: the band has no data in this frame")
+    bands = [_row_vector(column, row) for column in columns]
+    lengths = [b.size for b in bands]
+    if len(set(lengths)) > 1:
+        listing = ", ".join(f"{n} {k}" for n, k in zip(band_columns, lengths, strict=True))
+        raise ValueError(f"bands of different lengths ({listing})")
+    if lengths[0] == 0:
+        raise ValueError(f"empty frame: columns {', '.join(band_columns)} hold no samples")
+    stacked = np.stack(bands)
+    for name, band in zip(band_columns, stacked, strict=True):
+        if not np.isfinite(band).any():
+            raise ValueError(f"empty frame: column {name} holds no finite sample")
+    return stacked
+
+
+# --------------------------------------------------------------------------------------------
+# Joining the frames of an observation
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A stretch of one observation sampled without a break.
+
+    Attributes:
+        observation_id: the observation.
+        start_ns: time of the first sample, int64 ns since 1970 (UTC).
+        flux: ``(band, n)`` float32.
+        frame_centre_ns: (k,) int64 ns, centres of the frames joined here.
+        frame_latitude, frame_longitude: (k,) ISS position at those centres, degrees.
+        trigger_samples: sample indices (into ``flux``) of the brightest sample of each triggered
+            frame; every frame counts as triggered when the files carry no trigger flags.
+        sample_rate_hz: samples per second.
+    """
+
+    observation_id: int
+    start_ns: int
+    flux: np.ndarray
+    frame_centre_ns: np.ndarray
+    frame_latitude: np.ndarray
+    frame_longitude: np.ndarray
+    trigger_samples: np.ndarray
+    sample_rate_hz: float = SAMPLE_RATE_HZ
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.flux.shape[1])
+
+    def sample_times_ns(self, index) -> np.ndarray:
+        """int64 ns of the samples at ``index`` (array-like of sample numbers, may be fractional)."""
+        offset = np.asarray(index, dtype=np.float64) * (_NS_PER_S / self.sample_rate_hz)
+        return self.start_ns + np.round(offset).astype(np.int64)
+
+    def position_at(self, times_ns) -> tuple[np.ndarray, np.ndarray]:
+        """ISS latitude, longitude (degrees) at ``times_ns``, interpolated between frame centres.
+
+        Longitude is unwrapped before interpolating, so a segment crossing the date line does not
+        sweep through 0 degrees; the result is wrapped back into [-180, 180).
+        """
+        t = np.asarray(times_ns, dtype=np.float64)
+        centres = self.frame_centre_ns.astype(np.float64)
+        ok = np.isfinite(self.frame_latitude) & np.isfinite(self.frame_longitude)
+        if not ok.any():
+            return np.full(t.shape, np.nan), np.full(t.shape, np.nan)
+        lat = np.interp(t, centres[ok], self.frame_latitude[ok])
+        lon = np.rad2deg(np.unwrap(np.deg2rad(self.frame_longitude[ok])))
+        lon = np.interp(t, centres[ok], lon)
+        return lat, (lon + 180.0) % 360.0 - 180.0
+
+
+@dataclass
+class _Frame:
+    centre_ns: int
+    flux: np.ndarray  # (band, n)
+    latitude: float
+    longitude: float
+    trigger: bool
+    where: str  # "file (HDU 1 row r)" for messages
+
+
+def frames_of_observation(reads: Iterable[MmiaFrames], observation_id: int) -> list[_Frame]:
+    """The frames of ``observation_id`` from several files' :class:`MmiaFrames`, in file order."""
+    frames = []
+    for read in reads:
+        for k in np.flatnonzero(read.observation_id == observation_id):
+            frames.append(
+                _Frame(
+                    centre_ns=int(read.time[k].astype("datetime64[ns]").astype(np.int64)),
+                    flux=read.flux[k],
+                    latitude=float(read.latitude[k]),
+                    longitude=float(read.longitude[k]),
+                    # Without trigger flags every frame may hold the trigger.
+                    trigger=bool(read.trigger[k]) or not read.has_trigger_flags,
+                    where=f"{read.path} (HDU 1 row {read.rows[k]})",
+                )
+            )
+    return frames
+
+
+def _brightest_sample(flux: np.ndarray) -> int:
+    """Sample of a ``(band, n)`` frame where the bands together stand out most above their noise."""
+    baseline = np.nanmedian(flux, axis=1, keepdims=True)
+    noise = robust_noise(flux)[:, np.newaxis]
+    return int(np.nanargmax(np.nansum((flux - baseline) / noise, axis=0)))
+
+
+def join_observation(
+    frames: Sequence[_Frame],
+    observation_id: int,
+    *,
+    sample_rate_hz: float = SAMPLE_RATE_HZ,
+    tolerance_s: float = JOIN_TOLERANCE_S,
+    skip_bad_frames: bool = False,
+) -> tuple[list[Segment], dict[str, int], list[str]]:
+    """Join the frames of one observation in time order into unbroken :class:`Segment` s.
+
+    A frame with ``n`` samples centred at ``t`` covers ``[t - n/2/fs, t + n/2/fs)``. Sorted by
+    centre time, each frame must start where the previous one ends, within ``tolerance_s`` (the
+    difference is clock jitter, and the samples are simply concatenated); a later start is a data
+    gap and begins a new segment; an earlier start (an overlap) is bad input. A frame repeated
+    with identical samples (the same frame in two files) is dropped as a duplicate.
+
+    Returns:
+        (segments in time order, counts ``{"frames", "duplicate_frames", "gaps",
+        "overlapping_frames"}``, messages of skipped frames).
+
+    Raises:
+        BadInputError: (without ``skip_bad_frames``) an overlapping frame or two different frames
+            at the same time, naming both files and rows.
+    """
+    counts = {"frames": 0, "duplicate_frames": 0, "gaps": 0, "overlapping_frames": 0}
+    problems: list[str] = []
+    tol_ns = int(round(tolerance_s * _NS_PER_S))
+    ns_per_sample = _NS_PER_S / sample_rate_hz
+    ordered = sorted(frames, key=lambda f: f.centre_ns)  # stable: file order breaks ties
+    groups: list[list[_Frame]] = []
+    previous: _Frame | None = None
+    previous_end = 0
+    for frame in ordered:
+        n = frame.flux.shape[1]
+        start = frame.centre_ns - int(round(n / 2 * ns_per_sample))
+        if previous is not None:
+            gap = start - previous_end
+            if abs(frame.centre_ns - previous.centre_ns) <= tol_ns:
+                same = frame.flux.shape == previous.flux.shape and np.array_equal(
+                    frame.flux, previous.flux, equal_nan=True
+                )
+                if same:
+                    counts["duplicate_frames"] += 1
+                    continue
+            if gap < -tol_ns:
+                error = BadInputError(
+                    frame.where,
+                    f"frame of observation {observation_id} overlaps the previous frame "
+                    f"({previous.where}) by {-gap / 1e3:.1f} us",
+                )
+                if not skip_bad_frames:
+                    raise error
+                counts["overlapping_frames"] += 1
+                problems.append(str(error))
+                continue
+            if gap > tol_ns:
+                counts["gaps"] += 1
+                groups.append([])
+        if not groups:
+            groups.append([])
+        groups[-1].append(frame)
+        counts["frames"] += 1
+        previous = frame
+        # The sample clock runs on from the previous frame across jitter, so the segment's end
+        # is the previous end plus n samples, not this frame's own (jittered) end.
+        if len(groups[-1]) == 1:
+            previous_end = start + int(round(n * ns_per_sample))
+        else:
+            previous_end += int(round(n * ns_per_sample))
+
+    segments = []
+    for group in groups:
+        first = group[0]
+        start_ns = first.centre_ns - int(round(first.flux.shape[1] / 2 * ns_per_sample))
+        offsets = np.cumsum([0] + [f.flux.shape[1] for f in group[:-1]])
+        triggers = [
+            offset + _brightest_sample(f.flux)
+            for offset, f in zip(offsets, group, strict=True)
+            if f.trigger
+        ]
+        segments.append(
+            Segment(
+                observation_id=int(observation_id),
+                start_ns=int(start_ns),
+                flux=np.concatenate([f.flux for f in group], axis=1),
+                frame_centre_ns=np.array([f.centre_ns for f in group], dtype=np.int64),
+                frame_latitude=np.array([f.latitude for f in group]),
+                frame_longitude=np.array([f.longitude for f in group]),
+                trigger_samples=np.array(triggers, dtype=np.int64),
+                sample_rate_hz=sample_rate_hz,
+            )
+        )
+    return segments, counts, problems
+
+
+# --------------------------------------------------------------------------------------------
+# Windows
+
+
+def window_starts(n_samples: int, length: int, stride: int) -> np.ndarray:
+    """First samples of the windows ``[s, s + length)`` that fit in ``n_samples``, every ``stride``.
+
+    Windows never run past the end (the tail shorter than a window is dropped). int64 ``(W,)``.
+    """
+    if length < 1 or stride < 1:
+        raise ValueError(f"window length and stride must be >= 1, got {length}, {stride}")
+    if n_samples < length:
+        return np.empty(0, dtype=np.int64)
+    return np.arange(0, n_samples - length + 1, stride, dtype=np.int64)
+
+
+def trigger_window_starts(n_samples: int, length: int, trigger_samples) -> np.ndarray:
+    """First samples of windows centred on each trigger sample, moved inside ``[0, n_samples)``.
+
+    A trigger near an end gives a window flush with that end (shifted, never cut or reversed);
+    identical windows are kept once. int64 ``(W,)``, ascending.
+    """
+    if n_samples < length:
+        return np.empty(0, dtype=np.int64)
+    starts = np.asarray(trigger_samples, dtype=np.int64) - length // 2
+    return np.unique(np.clip(starts, 0, n_samples - length))
+
+
+def cut_windows(segment: Segment, length: int, stride: int, centre: str = "none") -> np.ndarray:
+    """Window start samples of one segment: every ``stride`` (``centre="none"``) or centred on
+    the triggers (``centre="trigger"``). Windows lie wholly inside the segment."""
+    if centre == "none":
+        return window_starts(segment.n_samples, length, stride)
+    if centre == "trigger":
+        return trigger_window_starts(segment.n_samples, length, segment.trigger_samples)
+    raise ValueError(f"centre must be 'none' or 'trigger', got {centre!r}")
+
+
+def stack_windows(flux: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """Copies of ``flux[:, s:s+length]`` for each start: ``(band, n)`` -> ``(window, band, length)``.
+
+    Samples keep their time order (index ``j`` of a window is the sample at ``s + j``).
+    """
+    index = np.asarray(starts, dtype=np.int64)[:, np.newaxis] + np.arange(length)
+    if index.size and (index.min() < 0 or index.max() >= flux.shape[1]):
+        raise ValueError("a window runs outside its segment")
+    return np.ascontiguousarray(np.moveaxis(flux[:, index], 0, 1))
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Map fluxes into [0, 1] for the Beta observation model.
+
+    ``linear``: ``(clip(x, low, high) - low) / (high - low)``, the study's choice with
+    ``low, high = 0, 210`` uW/m^2. ``log``: ``log1p((clip(x, low, high) - low) / log_scale) /
+    log1p((high - low) / log_scale)``, which spreads faint signals (elves, corona discharges) over
+    more of the range than bright lightning. ``low``, ``high`` and ``log_scale`` are in the units
+    of the data (uW/m^2 at level 1, counts at level 0). NaN stays NaN; the model clamps the result
+    to ``[1e-6, 1 - 1e-5]``.
+    """
+
+    method: str = "linear"
+    low: float = 0.0
+    high: float = 210.0
+    log_scale: float = 1.0
+
+    def __post_init__(self):
+        if self.method not in ("linear", "log"):
+            raise ValueError(f"scaling method must be 'linear' or 'log', got {self.method!r}")
+        if not self.high > self.low:
+            raise ValueError(f"scaling needs high > low, got {self.low} .. {self.high}")
+        if self.method == "log" and not self.log_scale > 0:
+            raise ValueError(f"log scaling needs log_scale > 0, got {self.log_scale}")
+
+    def apply(self, flux) -> np.ndarray:
+        """Flux (any shape) -> float32 in [0, 1]."""
+        x = np.clip(np.asarray(flux, dtype=np.float64), self.low, self.high) - self.low
+        if self.method == "linear":
+            y = x / (self.high - self.low)
+        else:
+            y = np.log1p(x / self.log_scale) / np.log1p((self.high - self.low) / self.log_scale)
+        return y.astype(np.float32)
+
+    def invert(self, scaled) -> np.ndarray:
+        """Inverse of :meth:`apply` (values outside ``[low, high]`` come back clipped). float32."""
+        y = np.asarray(scaled, dtype=np.float64)
+        if self.method == "linear":
+            x = y * (self.high - self.low)
+        else:
+            x = self.log_scale * np.expm1(y * np.log1p((self.high - self.low) / self.log_scale))
+        return (x + self.low).astype(np.float32)
+
+    def as_dict(self, units: str) -> dict:
+        return {**asdict(self), "units": units}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Scaling:
+        return cls(**{k: values[k] for k in ("method", "low", "high", "log_scale") if k in values})
+
+
+@dataclass(frozen=True)
+class WindowSettings:
+    """How observations are cut: ``length`` and ``stride`` in samples, ``centre`` ``"none"`` or
+    ``"trigger"``, and the join tolerance in seconds."""
+
+    length: int = 5000
+    stride: int = 5000
+    centre: str = "none"
+    join_tolerance_s: float = JOIN_TOLERANCE_S
+
+
+def windows_dataset(
+    segment: Segment,
+    starts: np.ndarray,
+    length: int,
+    scaling: Scaling,
+    units: str,
+    feature_fn=None,
+) -> xr.Dataset:
+    """The windows of one segment as an ``xarray.Dataset`` with dims ``(window, band, sample)``.
+
+    Variables: ``waveform`` (scaled into [0, 1], float32, the model's input) and, if
+    ``feature_fn`` is given, the per-window features it returns (a mapping of name to ``(window,
+    band)`` arrays, computed on the unscaled, unclipped flux). Coordinates along ``window``:
+    ``observation`` (int64), ``start_time`` (first sample), ``time`` (window centre, the time
+    that labels are matched to), ``latitude`` and ``longitude`` of the ISS at the centre
+    (degrees), ``start_sample`` (in the segment); along ``band``: ``wavelength``. ``window``
+    itself is numbered from 0 here; renumber when concatenating.
+    """
+    flux = stack_windows(segment.flux, starts, length)
+    start_ns = segment.sample_times_ns(starts)
+    centre_ns = segment.sample_times_ns(np.asarray(starts) + length / 2)
+    lat, lon = segment.position_at(centre_ns)
+    n = len(starts)
+    data_vars = {"waveform": (("window", "band", "sample"), scaling.apply(flux))}
+    if feature_fn is not None:
+        for name, values in feature_fn(flux, segment.sample_rate_hz).items():
+            data_vars[name] = (("window", "band"), np.asarray(values, dtype=np.float32))
+    ds = xr.Dataset(
+        data_vars,
+        coords={
+            "window": np.arange(n, dtype=np.int64),
+            "band": list(BANDS),
+            "sample": np.arange(length, dtype=np.int64),
+            "observation": ("window", np.full(n, segment.observation_id, dtype=np.int64)),
+            "start_time": ("window", start_ns.astype("datetime64[ns]")),
+            "time": ("window", centre_ns.astype("datetime64[ns]")),
+            "latitude": ("window", lat.astype(np.float64)),
+            "longitude": ("window", lon.astype(np.float64)),
+            "start_sample": ("window", np.asarray(starts, dtype=np.int64)),
+            "wavelength": ("band", [BAND_WAVELENGTHS[b] for b in BANDS]),
+        },
+    )
+    return _describe_variables(ds, units)
+
+
+def store_attrs(units: str, scaling: Scaling, settings: WindowSettings, bad_input: dict) -> dict:
+    """Global attributes of a windows store: bands, units, sample rate, scaling, windowing and
+    the bad-input counts (JSON strings where nested, as in the image stores)."""
+    return {
+        "title": "ASIM MMIA photometer windows, three bands stacked as channels",
+        "sample_rate_hz": SAMPLE_RATE_HZ,
+        "band_wavelengths": json.dumps(BAND_WAVELENGTHS),
+        "units": units,
+        "normalisation": json.dumps(scaling.as_dict(units)),
+        "windowing": json.dumps(asdict(settings)),
+        "bad_input": json.dumps(bad_input),
+    }
+
+
+def _describe_variables(ds: xr.Dataset, units: str) -> xr.Dataset:
+    ds["waveform"].attrs = {
+        "units": "1",
+        "long_name": "scaled photometer signal",
+        "description": f"flux in {units} mapped into [0, 1], see the normalisation attribute",
+    }
+    for name in ("baseline_flux", "noise_flux", "peak_flux"):
+        if name in ds:
+            ds[name].attrs = {"units": units, "description": "of the unscaled, unclipped flux"}
+    for name in ("rise_time_us", "duration_us"):
+        if name in ds:
+            ds[name].attrs = {"units": "us"}
+    ds["sample"].attrs = {"description": f"sample number in the window, 1 / {SAMPLE_RATE_HZ:g} s"}
+    ds["time"].attrs = {"description": "centre of the window (labels are matched to it)"}
+    ds["start_time"].attrs = {"description": "time of the first sample of the window"}
+    ds["latitude"].attrs = {"units": "degrees_north", "long_name": "ISS latitude"}
+    ds["longitude"].attrs = {"units": "degrees_east", "long_name": "ISS longitude"}
+    return ds
+
+
+# --------------------------------------------------------------------------------------------
+# Many files
+
+
+def find_fits_files(folder, pattern: str = "**/*.fits*") -> list[Path]:
+    """The FITS files under ``folder`` matching ``pattern``, sorted by path."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"photometer folder {folder} does not exist")
+    return sorted(p for p in folder.glob(pattern) if p.is_file())
+
+
+def read_observations(
+    paths: Sequence,
+    counts: dict[str, int],
+    *,
+    level: int | str = "auto",
+    skip_bad_input: bool = False,
+    settings: WindowSettings = WindowSettings(),
+    log=None,
+    cache_bytes: float = 1e9,
+):
+    """Yield ``(observation_id, segments)`` for every observation in ``paths``, one at a time.
+
+    A first pass reads every file (checking it, and finding which observations it holds); files
+    are kept in memory up to ``cache_bytes`` of samples, and those that did not fit are read again
+    when their observations come. Each observation is then joined (:func:`join_observation`) and
+    handed over before the next, so memory stays bounded whatever the number of files.
+    Observations come in ascending id order.
+
+    ``counts`` is updated in place: ``files_read``, ``files_unreadable``, ``frames_skipped``,
+    ``duplicate_frames``, ``gaps``, ``overlapping_frames``, ``observations``; plus ``level`` and
+    ``units`` of the files (all files must share them: a file of another level is bad input).
+    With ``skip_bad_input`` False, the first bad file or frame raises
+    :class:`~latentsky.errors.BadInputError`; otherwise it is logged, counted and left out.
+    """
+    for key in (
+        "files_read",
+        "files_unreadable",
+        "frames_skipped",
+        "duplicate_frames",
+        "gaps",
+        "overlapping_frames",
+        "observations",
+    ):
+        counts.setdefault(key, 0)
+    first_file: dict[str, str] = {}
+
+    def read(path: Path) -> MmiaFrames | None:
+        try:
+            frames = read_mmia_fits(path, level, skip_bad_frames=skip_bad_input)
+            for name, value in (("level", frames.level), ("units", frames.units)):
+                if counts.setdefault(name, value) != value:
+                    raise BadInputError(
+                        path,
+                        f"{name} {value!r} differs from {counts[name]!r} of {first_file[name]}",
+                    )
+                first_file.setdefault(name, str(path))
+        except BadInputError as error:
+            counts["files_unreadable"] += 1
+            if not skip_bad_input:
+                raise
+            if log is not None:
+                log.warning("skipped unreadable file: %s", error)
+            return None
+        return frames
+
+    files_of: dict[int, list[Path]] = {}
+    cache: dict[Path, MmiaFrames] = {}
+    cached = 0
+    for path in map(Path, paths):
+        frames = read(path)
+        if frames is None:
+            continue
+        counts["files_read"] += 1
+        counts["frames_skipped"] += frames.n_skipped
+        for problem in frames.problems:
+            if log is not None:
+                log.warning("skipped frame: %s", problem)
+        for observation_id in np.unique(frames.observation_id):
+            files_of.setdefault(int(observation_id), []).append(path)
+        size = sum(f.nbytes for f in frames.flux)
+        if cached + size <= cache_bytes:
+            cache[path] = frames
+            cached += size
+
+    for observation_id in sorted(files_of):
+        reads = []
+        for path in files_of[observation_id]:
+            # A file re-read here was good in the first pass; its problems are counted already.
+            frames = (
+                cache[path] if path in cache else read_mmia_fits(path, level, skip_bad_frames=True)
+            )
+            reads.append(frames)
+        frames = frames_of_observation(reads, observation_id)
+        segments, joined, problems = join_observation(
+            frames,
+            observation_id,
+            tolerance_s=settings.join_tolerance_s,
+            skip_bad_frames=skip_bad_input,
+        )
+        for key in ("duplicate_frames", "gaps", "overlapping_frames"):
+            counts[key] += joined[key]
+        for problem in problems:
+            if log is not None:
+                log.warning("skipped frame: %s", problem)
+        counts["observations"] += 1
+        yield observation_id, segments
+        for path in files_of[observation_id]:
+            # A file is done with once its last observation is; free its cache entry then.
+            if path in cache and all(
+                o <= observation_id for o in np.unique(cache[path].observation_id)
+            ):
+                del cache[path]
+
+
+def window_pieces(
+    paths: Sequence,
+    settings: WindowSettings,
+    scaling: Scaling,
+    counts: dict[str, int],
+    *,
+    level: int | str = "auto",
+    skip_bad_input: bool = False,
+    log=None,
+    block_windows: int = 2048,
+):
+    """Yield the windows of every observation in ``paths`` as datasets of about
+    ``block_windows`` windows each (the unit of appending to a store).
+
+    Windows are cut from each unbroken segment (:func:`cut_windows`), scaled, and carry the
+    features of :func:`latentsky.tle_features.window_features` (in the units of the files,
+    unclipped); ``window`` numbers run on from block to block. ``counts`` is updated as by
+    :func:`read_observations`, plus ``segments``, ``windows`` and ``samples_outside_windows``
+    (samples of segments that no window covers).
+    """
+    from .tle_features import window_features
+
+    for key in ("segments", "windows", "samples_outside_windows"):
+        counts.setdefault(key, 0)
+    observations = read_observations(
+        paths, counts, level=level, skip_bad_input=skip_bad_input, settings=settings, log=log
+    )
+    pending: list[xr.Dataset] = []
+    n_pending = 0
+    for _, segments in observations:
+        for segment in segments:
+            counts["segments"] += 1
+            starts = cut_windows(segment, settings.length, settings.stride, settings.centre)
+            covered = np.zeros(segment.n_samples, dtype=bool)
+            for s in starts:
+                covered[s : s + settings.length] = True
+            counts["samples_outside_windows"] += int((~covered).sum())
+            if not len(starts):
+                continue
+            piece = windows_dataset(
+                segment, starts, settings.length, scaling, counts.get("units", ""), window_features
+            )
+            pending.append(piece.assign_coords(window=piece["window"] + counts["windows"]))
+            counts["windows"] += len(starts)
+            n_pending += len(starts)
+            if n_pending >= block_windows:
+                yield xr.concat(pending, dim="window")
+                pending, n_pending = [], 0
+    if pending:
+        yield xr.concat(pending, dim="window")
+
+
+def empty_windows(length: int) -> xr.Dataset:
+    """A windows dataset with no window (what a store holds when no file gave one)."""
+    segment = Segment(
+        observation_id=0,
+        start_ns=0,
+        flux=np.zeros((len(BANDS), length), np.float32),
+        frame_centre_ns=np.zeros(1, np.int64),
+        frame_latitude=np.zeros(1),
+        frame_longitude=np.zeros(1),
+        trigger_samples=np.zeros(0, np.int64),
+    )
+    from .tle_features import window_features
+
+    return windows_dataset(segment, np.zeros(0, np.int64), length, Scaling(), "", window_features)

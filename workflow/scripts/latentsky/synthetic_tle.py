@@ -1,0 +1,473 @@
+"""Seeded demo data for the photometer track: MMIA FITS files with planted event types.
+
+The real ASIM MMIA files are not public, so the demo writes files of the same layout (HDU 1 a
+binary table, one row per frame of 8,320 samples at 100 kHz, the columns of
+:mod:`latentsky.photometer`) with astropy, holding six planted kinds of *episodes*:
+
+* ``lightning``: an ordinary stroke seen from above through cloud, bright at 777.4 nm and 337 nm
+  (0.3-0.7 of 777.4), rising in 60-200 us and decaying over 250-800 us, with almost no UV (the
+  cloud absorbs it); sometimes a second stroke 2-4 ms later;
+* ``elve``: a UV-dominated flash under 1 ms long (rise ~10-25 us), 337 nm at 0.15-0.35 of the UV,
+  and the parent stroke's 777.4 nm light starting 50-90 us *after* the UV;
+* ``blue_corona``: a blue corona discharge (narrow bipolar event): 337 nm only, rising in
+  10-30 us, a few tens of us long, with little or no 777.4 nm;
+* ``sprite``: a positive cloud-to-ground stroke (777.4 and 337 nm) followed 0.5-2.5 ms later by
+  about 1.3 ms (1.0-1.6 ms) of blue 337 nm emission with some UV;
+* ``blue_jet``: a jet onset: a ~10 us blue flash, then blue pulses every 0.6-2 ms to the end of the
+  episode (real jets go on pulsing for hundreds of ms);
+* ``background``: nothing but the sky.
+
+Every observation has its own background offsets per band (clouds, moonlight, city lights) with a
+slow drift, white read noise, photon (shot) noise growing with the signal, and saturation (the
+brightest lightning clips flat). Episodes are ``episode_samples`` long and laid end to end from the
+first sample of each observation, so windows cut with the same length and stride hold one episode
+each; events sit at random places inside their episodes.
+
+Also written: a labels CSV (``time,site,observation_id,label``: the centre time of a random
+``labelled_fraction`` of the episodes of each type, as a user's hand labels would be) and, for the
+tests only, a truth folder (the type and planted peaks of every episode). No rule reads the truth.
+Observations are partly split over two files, some with their rows in reverse time order, as the
+reader must cope with both. The same parameters (seed included) give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+
+from .photometer import LEVEL_COLUMNS, SAMPLE_RATE_HZ
+
+#: Planted episode types, in the order used for indices and tables.
+TYPES = ("lightning", "elve", "blue_corona", "sprite", "blue_jet", "background")
+#: The transient luminous events among them, and the ordinary rest.
+TLE_TYPES = ("elve", "blue_corona", "sprite", "blue_jet")
+ORDINARY_TYPES = ("lightning", "background")
+
+#: Samples per frame of the real level-1 files.
+SAMPLES_PER_FRAME = 8320
+#: Saturation of each band (337 nm, UV, 777.4 nm), uW/m^2: brighter signal clips flat.
+SATURATION = np.array([170.0, 100.0, 200.0])
+#: Photon-noise variance per uW/m^2 of signal, (uW/m^2)^2 / (uW/m^2).
+SHOT_NOISE = 0.03
+#: Level-0 conversion: uW/m^2 per count and dark level (counts) per band.
+LEVEL0_GAIN = np.array([0.05, 0.02, 0.08])
+LEVEL0_DARK = 200.0
+#: A band flags a trigger in a frame where its planted signal exceeds this, uW/m^2.
+TRIGGER_LEVEL = np.array([15.0, 5.0, 20.0])
+#: Seconds per sample.
+DT_S = 1.0 / SAMPLE_RATE_HZ
+
+_STREAM_PLAN, _STREAM_SIGNAL, _STREAM_NOISE, _STREAM_LABELS, _STREAM_FILES = range(5)
+
+
+def _default_fractions() -> dict[str, float]:
+    return {
+        "lightning": 0.35,
+        "background": 0.25,
+        "elve": 0.10,
+        "blue_corona": 0.10,
+        "sprite": 0.10,
+        "blue_jet": 0.10,
+    }
+
+
+@dataclass
+class TleDemoParams:
+    """What the photometer demo holds.
+
+    Attributes:
+        seed: seed of everything random.
+        n_observations: number of observations (triggered records).
+        frames_per_observation: frames per observation (8,320 samples = 83.2 ms each).
+        episode_samples: samples per episode (use the same window length and stride).
+        fractions: share of episodes of each type in :data:`TYPES` (normalised to sum to 1).
+        labelled_fraction: share of each type's episodes that get a label in the labels CSV.
+        level: 1 (photon flux, uW/m^2) or 0 (counts).
+        split_fraction: share of observations written over two files.
+        start: UTC time of the first observation (ISO); later ones follow at random intervals.
+    """
+
+    seed: int = 0
+    n_observations: int = 80
+    frames_per_observation: int = 3
+    episode_samples: int = 1000
+    fractions: dict[str, float] = field(default_factory=_default_fractions)
+    labelled_fraction: float = 0.5
+    level: int = 1
+    split_fraction: float = 0.25
+    start: str = "2019-01-05T00:00:00"
+
+    def validate(self) -> None:
+        if self.n_observations < 1 or self.frames_per_observation < 1:
+            raise ValueError("n_observations and frames_per_observation must be >= 1")
+        if not 50 <= self.episode_samples <= SAMPLES_PER_FRAME * self.frames_per_observation:
+            raise ValueError(
+                f"episode_samples must lie in [50, {SAMPLES_PER_FRAME * self.frames_per_observation}]"
+            )
+        unknown = set(self.fractions) - set(TYPES)
+        if unknown or not all(v >= 0 for v in self.fractions.values()):
+            raise ValueError(
+                f"fractions need types from {TYPES} and shares >= 0; got {self.fractions}"
+            )
+        if not sum(self.fractions.values()) > 0:
+            raise ValueError("fractions must not all be zero")
+        if not 0 <= self.labelled_fraction <= 1 or not 0 <= self.split_fraction <= 1:
+            raise ValueError("labelled_fraction and split_fraction must lie in [0, 1]")
+        if self.level not in (0, 1):
+            raise ValueError(f"level must be 0 or 1, got {self.level}")
+
+    @property
+    def samples_per_observation(self) -> int:
+        return SAMPLES_PER_FRAME * self.frames_per_observation
+
+    @property
+    def episodes_per_observation(self) -> int:
+        return self.samples_per_observation // self.episode_samples
+
+
+# --------------------------------------------------------------------------------------------
+# Signal shapes (time t and all durations in microseconds, amplitudes in uW/m^2)
+
+
+def pulse(t: np.ndarray, onset: float, rise: float, decay: float) -> np.ndarray:
+    """``(1 - exp(-tau/rise)) * exp(-tau/decay)`` for ``tau = t - onset >= 0``, 0 before, scaled
+    to a peak of 1. The 10-90 % rise time is about ``2.2 * rise`` when ``decay >> rise``."""
+    tau = np.maximum(np.asarray(t, dtype=np.float64) - onset, 0.0)
+    a = rise / (rise + decay)
+    peak = (1.0 - a) * a ** (rise / decay)
+    return (1.0 - np.exp(-tau / rise)) * np.exp(-tau / decay) / peak
+
+
+def plateau(t: np.ndarray, onset: float, length: float, rise: float, fall: float) -> np.ndarray:
+    """A smooth box of height ~1 from ``onset`` for ``length``, logistic edges of scale ``rise``
+    and ``fall`` (the sprite's ~1.3 ms of blue emission)."""
+    t = np.asarray(t, dtype=np.float64)
+    up = 1.0 / (1.0 + np.exp(-(t - onset - 2 * rise) / rise))
+    down = 1.0 / (1.0 + np.exp((t - onset - length) / fall))
+    return up * down
+
+
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(np.exp(rng.uniform(np.log(low), np.log(high))))
+
+
+def _stroke(rng, t, onset, a777, uv_share=(0.0, 0.015)) -> tuple[np.ndarray, float]:
+    """Lightning stroke light through cloud: (3, n) signal and its 337 nm peak."""
+    rise, decay = rng.uniform(60, 200), rng.uniform(250, 800)
+    shape = pulse(t, onset, rise, decay)
+    a337 = a777 * rng.uniform(0.3, 0.7)
+    auv = a777 * rng.uniform(*uv_share)
+    return np.stack([a337 * shape, auv * shape, a777 * shape]), a337
+
+
+def episode_signal(kind: str, t: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Planted signal of one episode (no background, no noise) on times ``t`` (us from the
+    episode start): ``(3, len(t))`` uW/m^2 in band order 337 nm, UV, 777.4 nm, and a dict of
+    the event's parameters (onset in us, ...)."""
+    n = len(t)
+    span = float(t[-1] + (t[1] - t[0]))
+    signal = np.zeros((3, n))
+    info: dict = {}
+    if kind == "background":
+        return signal, info
+    onset = rng.uniform(0.1, 0.45) * span
+    info["onset_us"] = onset
+    if kind == "lightning":
+        s, _ = _stroke(rng, t, onset, _log_uniform(rng, 15, 400))
+        signal += s
+        second = onset + rng.uniform(2000, 4000)
+        if rng.random() < 0.3 and second < span - 1500:
+            s, _ = _stroke(rng, t, second, _log_uniform(rng, 15, 400) * rng.uniform(0.3, 0.8))
+            signal += s
+            info["second_stroke_us"] = second
+    elif kind == "elve":
+        auv = _log_uniform(rng, 8, 60)
+        shape = pulse(t, onset, rng.uniform(10, 25), rng.uniform(80, 200))
+        signal[1] += auv * shape
+        signal[0] += auv * rng.uniform(0.15, 0.35) * shape
+        lag = rng.uniform(50, 90)  # the parent stroke's 777.4 nm light arrives after the UV
+        s, _ = _stroke(rng, t, onset + lag, auv * rng.uniform(0.2, 0.6))
+        signal += s
+        info["uv_lead_us"] = lag
+    elif kind == "blue_corona":
+        a337 = _log_uniform(rng, 10, 100)
+        shape = pulse(t, onset, rng.uniform(4, 12), rng.uniform(20, 60))
+        signal[0] += a337 * shape
+        signal[1] += a337 * rng.uniform(0.02, 0.1) * shape
+        signal[2] += a337 * rng.uniform(0.0, 0.03) * shape
+    elif kind == "sprite":
+        s, _ = _stroke(rng, t, onset, _log_uniform(rng, 40, 300), uv_share=(0.0, 0.01))
+        signal += s
+        delay, length = rng.uniform(500, 2500), rng.uniform(1000, 1600)
+        blue = _log_uniform(rng, 8, 60) * plateau(t, onset + delay, length, 15.0, 60.0)
+        signal[0] += blue
+        signal[1] += blue * rng.uniform(0.1, 0.3)
+        signal[2] += blue * rng.uniform(0.05, 0.2)
+        info.update(sprite_delay_us=delay, sprite_length_us=length)
+    elif kind == "blue_jet":
+        flash = _log_uniform(rng, 20, 120)
+        signal[0] += flash * pulse(t, onset, 2.0, rng.uniform(5, 12))
+        period = rng.uniform(600, 2000)
+        at = onset + period * rng.uniform(0.7, 1.3)
+        n_pulses = 0
+        while at < span:
+            a = flash * rng.uniform(0.15, 0.5)
+            shape = pulse(t, at, rng.uniform(20, 60), rng.uniform(100, 300))
+            signal[0] += a * shape
+            signal[1] += a * rng.uniform(0.05, 0.2) * shape
+            signal[2] += a * rng.uniform(0.02, 0.08) * shape
+            at += period * rng.uniform(0.7, 1.3)
+            n_pulses += 1
+        info.update(pulse_period_us=period, n_pulses=n_pulses)
+    else:
+        raise ValueError(f"unknown episode type {kind!r}")
+    return signal, info
+
+
+# --------------------------------------------------------------------------------------------
+# Observations
+
+
+@dataclass
+class PlannedObservation:
+    """One observation: its id, start (ns since 1970), ISS track and episode types."""
+
+    observation_id: int
+    start_ns: int
+    latitude: tuple[float, float]  # at the start, and degrees per second
+    longitude: tuple[float, float]
+    types: list[str]
+
+
+def plan_observations(params: TleDemoParams) -> list[PlannedObservation]:
+    """The observations of the demo with the type of every episode (renders nothing)."""
+    params.validate()
+    rng = np.random.default_rng([params.seed, _STREAM_PLAN])
+    names = list(TYPES)
+    shares = np.array([params.fractions.get(name, 0.0) for name in names], dtype=np.float64)
+    shares /= shares.sum()
+    start_ns = int(np.datetime64(params.start, "ns").astype(np.int64))
+    observations = []
+    for k in range(params.n_observations):
+        start_ns += int(rng.uniform(20, 600) * 1e9)  # the ISS flies from storm to storm
+        # ISS ground speed ~7.66 km/s: about 0.069 degrees of great circle per second.
+        heading = rng.uniform(0, 2 * np.pi)
+        lat0 = rng.uniform(-45, 45)
+        types = list(rng.choice(names, size=params.episodes_per_observation, p=shares))
+        observations.append(
+            PlannedObservation(
+                observation_id=10_000 + 7 * k,
+                start_ns=start_ns,
+                latitude=(lat0, 0.069 * np.cos(heading)),
+                longitude=(
+                    rng.uniform(-180, 180),
+                    0.069 * np.sin(heading) / np.cos(np.deg2rad(lat0)),
+                ),
+                types=[str(t) for t in types],
+            )
+        )
+    return observations
+
+
+def render_observation(params: TleDemoParams, obs: PlannedObservation, index: int):
+    """Flux ``(3, samples_per_observation)`` uW/m^2 (with background, noise, saturation), the
+    noiseless planted signal of the same shape, and one truth row per episode."""
+    signal_rng = np.random.default_rng([params.seed, _STREAM_SIGNAL, index])
+    noise_rng = np.random.default_rng([params.seed, _STREAM_NOISE, index])
+    n = params.samples_per_observation
+    e = params.episode_samples
+    t_episode = np.arange(e) * DT_S * 1e6  # us
+    planted = np.zeros((3, n))
+    rows = []
+    for k, kind in enumerate(obs.types):
+        signal, info = episode_signal(kind, t_episode, signal_rng)
+        planted[:, k * e : (k + 1) * e] += signal
+        start_ns = obs.start_ns + int(round(k * e * DT_S * 1e9))
+        rows.append(
+            {
+                "observation_id": obs.observation_id,
+                "episode": k,
+                "start_time": _iso(start_ns),
+                "time": _iso(start_ns + int(round(e / 2 * DT_S * 1e9))),
+                "type": kind,
+                "peak_337": float(signal[0].max()),
+                "peak_uv": float(signal[1].max()),
+                "peak_777": float(signal[2].max()),
+                **{key: float(v) for key, v in info.items()},
+            }
+        )
+    # Sky background per band (337, UV, 777.4 nm) with a slow linear drift over the observation.
+    offsets = np.array(
+        [noise_rng.uniform(0.3, 3.0), noise_rng.uniform(0.05, 0.4), noise_rng.uniform(0.5, 8.0)]
+    )
+    drift = 1.0 + noise_rng.uniform(-0.2, 0.2, size=3)[:, np.newaxis] * np.linspace(-1, 1, n)
+    read_noise = np.array([0.25, 0.08, 0.35]) * noise_rng.uniform(0.7, 1.5, size=3)
+    light = planted + offsets[:, np.newaxis] * drift
+    sigma = np.sqrt(read_noise[:, np.newaxis] ** 2 + SHOT_NOISE * np.maximum(light, 0.0))
+    flux = light + sigma * noise_rng.standard_normal(light.shape)
+    flux = np.minimum(flux, SATURATION[:, np.newaxis])
+    return flux.astype(np.float32), planted, rows
+
+
+def _iso(ns: int) -> str:
+    """ISO time with microseconds and an explicit UTC offset, as in the real frame_time_phot."""
+    text = str(np.datetime64(int(ns), "ns").astype("datetime64[us]"))
+    return f"{text}+00:00"
+
+
+def _frame_table(
+    params: TleDemoParams, obs: PlannedObservation, flux, planted, frames
+) -> fits.BinTableHDU:
+    """HDU 1 of one file: the given frames (indices) of an observation, in the given row order."""
+    m = SAMPLES_PER_FRAME
+    frame_ns = int(round(m * DT_S * 1e9))
+    centres = [obs.start_ns + int(round((f + 0.5) * frame_ns)) for f in frames]
+    starts = [obs.start_ns + f * frame_ns for f in frames]
+    seconds = np.array([(c - obs.start_ns) / 1e9 for c in centres])
+    lat = obs.latitude[0] + obs.latitude[1] * seconds
+    lon = (obs.longitude[0] + obs.longitude[1] * seconds + 180.0) % 360.0 - 180.0
+    rows = len(frames)
+    blocks = np.stack([flux[:, f * m : (f + 1) * m] for f in frames])  # (rows, band, m)
+    trig = np.stack([planted[:, f * m : (f + 1) * m].max(axis=1) for f in frames]) > TRIGGER_LEVEL
+    columns = [
+        fits.Column("observation_id", format="K", array=np.full(rows, obs.observation_id)),
+        fits.Column("frame_number", format="J", array=np.asarray(frames, dtype=np.int32)),
+        fits.Column("raw_datetime", format="32A", array=np.array([_iso(s) for s in starts])),
+        fits.Column("frame_time_phot", format="32A", array=np.array([_iso(c) for c in centres])),
+        fits.Column("latitude", format="D", unit="deg", array=lat),
+        fits.Column("longitude", format="D", unit="deg", array=lon),
+    ]
+    for b in range(3):
+        columns.append(
+            fits.Column(f"PHOT{b + 1}Data_exists", format="L", array=np.ones(rows, bool))
+        )
+    for b in range(3):
+        columns.append(fits.Column(f"PHOT{b + 1}DataTrigger", format="L", array=trig[:, b]))
+    names = LEVEL_COLUMNS[params.level]
+    for b, name in enumerate(names):
+        if params.level == 1:
+            columns.append(
+                fits.Column(
+                    name, format=f"{m}E", unit="uW/m^2", array=blocks[:, b].astype(np.float32)
+                )
+            )
+        else:
+            counts = np.clip(np.round(blocks[:, b] / LEVEL0_GAIN[b] + LEVEL0_DARK), 0, 65535)
+            columns.append(
+                fits.Column(name, format=f"{m}I", bzero=32768, array=counts.astype(np.uint16))
+            )
+    table = fits.BinTableHDU.from_columns(columns)
+    table.header["EXTNAME"] = "MMIA_PHOT"
+    return table
+
+
+def _primary(params: TleDemoParams, obs: PlannedObservation) -> fits.PrimaryHDU:
+    primary = fits.PrimaryHDU()
+    primary.header["TELESCOP"] = "ISS"
+    primary.header["INSTRUME"] = "ASIM-MMIA"
+    primary.header["ORIGIN"] = "latentsky synthetic demo"
+    primary.header["LEVEL"] = params.level
+    primary.header["OBS_ID"] = obs.observation_id
+    return primary
+
+
+def file_name(params: TleDemoParams, obs: PlannedObservation, part: int | None = None) -> str:
+    """``mmia_l1_observation_time_YYYY-MM-DD_HH-MM-SS_observation_id_N[_partK].fits``."""
+    when = str(np.datetime64(obs.start_ns, "ns").astype("datetime64[s]"))
+    stamp = when.replace("T", "_").replace(":", "-")
+    suffix = "" if part is None else f"_part{part}"
+    return f"mmia_l{params.level}_observation_time_{stamp}_observation_id_{obs.observation_id}{suffix}.fits"
+
+
+def generate_tle_demo(
+    fits_dir: Path, labels_path: Path, truth_dir: Path, params: TleDemoParams
+) -> dict:
+    """Write the demo FITS files, the labels CSV and the truth; return a summary.
+
+    ``fits_dir`` gets one file per observation, or two (``_part1``, ``_part2``) for a
+    ``split_fraction`` of them, the second sometimes with its rows in reverse time order.
+    ``labels_path`` gets ``time,site,observation_id,label`` rows (``site`` is ``asim``; ``time``
+    the centre of the episode). ``truth_dir`` gets ``truth.csv`` (one row per episode: observation,
+    episode, start and centre time, type, planted noiseless peaks per band in uW/m^2, event
+    parameters) and ``planted.json`` (types, shares, parameters, counts).
+    """
+    params.validate()
+    fits_dir, labels_path, truth_dir = Path(fits_dir), Path(labels_path), Path(truth_dir)
+    fits_dir.mkdir(parents=True, exist_ok=True)
+    file_rng = np.random.default_rng([params.seed, _STREAM_FILES])
+    observations = plan_observations(params)
+    truth_rows, paths = [], []
+    for index, obs in enumerate(observations):
+        flux, planted, rows = render_observation(params, obs, index)
+        truth_rows += rows
+        frames = list(range(params.frames_per_observation))
+        if params.frames_per_observation > 1 and file_rng.random() < params.split_fraction:
+            cut = int(file_rng.integers(1, params.frames_per_observation))
+            second = frames[cut:][:: -1 if file_rng.random() < 0.5 else 1]
+            parts = [(1, frames[:cut]), (2, second)]
+        else:
+            parts = [(None, frames)]
+        for part, chosen in parts:
+            path = fits_dir / file_name(params, obs, part)
+            hdul = fits.HDUList(
+                [_primary(params, obs), _frame_table(params, obs, flux, planted, chosen)]
+            )
+            hdul.writeto(path, overwrite=True)
+            paths.append(path)
+
+    label_rng = np.random.default_rng([params.seed, _STREAM_LABELS])
+    types = np.array([row["type"] for row in truth_rows])
+    chosen = []
+    for kind in TYPES:
+        members = np.flatnonzero(types == kind)
+        k = int(round(params.labelled_fraction * members.size))
+        if params.labelled_fraction > 0 and members.size:
+            k = max(k, 1)
+        chosen.extend(label_rng.choice(members, size=k, replace=False).tolist())
+    labels_path.parent.mkdir(parents=True, exist_ok=True)
+    with labels_path.open("w", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["time", "site", "observation_id", "label"])
+        for i in sorted(chosen):
+            row = truth_rows[i]
+            writer.writerow([row["time"], "asim", row["observation_id"], row["type"]])
+
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    keys = sorted({key for row in truth_rows for key in row}, key=_truth_column_order)
+    with (truth_dir / "truth.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        for row in truth_rows:
+            writer.writerow(
+                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}
+            )
+    counts = {kind: int((types == kind).sum()) for kind in TYPES}
+    planted_info = {
+        "types": list(TYPES),
+        "tle_types": list(TLE_TYPES),
+        "ordinary_types": list(ORDINARY_TYPES),
+        "episodes_per_type": counts,
+        "params": asdict(params),
+    }
+    (truth_dir / "planted.json").write_text(json.dumps(planted_info, indent=2) + "\n")
+    return {
+        "fits_files": paths,
+        "labels": labels_path,
+        "truth_csv": truth_dir / "truth.csv",
+        "n_observations": len(observations),
+        "n_episodes": len(truth_rows),
+        "n_labelled": len(chosen),
+        "episodes_per_type": counts,
+    }
+
+
+_FIRST_TRUTH_COLUMNS = ("observation_id", "episode", "start_time", "time", "type")
+
+
+def _truth_column_order(key: str) -> tuple[int, str]:
+    return (_FIRST_TRUTH_COLUMNS.index(key), "") if key in _FIRST_TRUTH_COLUMNS else (99, key)
