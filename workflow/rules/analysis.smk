@@ -81,7 +81,12 @@ rule summarise_results:
         image_manifests=image_manifests,
         ismr_manifests=ismr_manifests_if_any,
     output:
-        summary="results/{dataset}/summary.json",
+        summary=report(
+            "results/{dataset}/summary.json",
+            caption="../report/summary.rst",
+            category="Summary",
+            subcategory="{dataset}",
+        ),
     log:
         "results/logs/summarise_results/{dataset}.log",
     benchmark:

@@ -54,6 +54,13 @@ SAMPLES_PER_FRAME = 8320
 SATURATION = np.array([170.0, 100.0, 200.0])
 #: Photon-noise variance per uW/m^2 of signal, (uW/m^2)^2 / (uW/m^2).
 SHOT_NOISE = 0.03
+#: Sky background per band (337 nm, UV, 777.4 nm), drawn per observation from these ranges,
+#: uW/m^2 (clouds lit by the moon or by cities), drifting by up to +-DRIFT over an observation.
+BACKGROUND_RANGE = ((0.3, 3.0), (0.05, 0.4), (0.5, 8.0))
+DRIFT = 0.2
+#: White read noise per band, uW/m^2, times a factor drawn per observation from READ_NOISE_SPREAD.
+READ_NOISE = np.array([0.25, 0.08, 0.35])
+READ_NOISE_SPREAD = (0.7, 1.5)
 #: Level-0 conversion: uW/m^2 per count and dark level (counts) per band.
 LEVEL0_GAIN = np.array([0.05, 0.02, 0.08])
 LEVEL0_DARK = 200.0
@@ -302,11 +309,9 @@ def render_observation(params: TleDemoParams, obs: PlannedObservation, index: in
             }
         )
     # Sky background per band (337, UV, 777.4 nm) with a slow linear drift over the observation.
-    offsets = np.array(
-        [noise_rng.uniform(0.3, 3.0), noise_rng.uniform(0.05, 0.4), noise_rng.uniform(0.5, 8.0)]
-    )
-    drift = 1.0 + noise_rng.uniform(-0.2, 0.2, size=3)[:, np.newaxis] * np.linspace(-1, 1, n)
-    read_noise = np.array([0.25, 0.08, 0.35]) * noise_rng.uniform(0.7, 1.5, size=3)
+    offsets = np.array([noise_rng.uniform(low, high) for low, high in BACKGROUND_RANGE])
+    drift = 1.0 + noise_rng.uniform(-DRIFT, DRIFT, size=3)[:, np.newaxis] * np.linspace(-1, 1, n)
+    read_noise = READ_NOISE * noise_rng.uniform(*READ_NOISE_SPREAD, size=3)
     light = planted + offsets[:, np.newaxis] * drift
     sigma = np.sqrt(read_noise[:, np.newaxis] ** 2 + SHOT_NOISE * np.maximum(light, 0.0))
     flux = light + sigma * noise_rng.standard_normal(light.shape)
