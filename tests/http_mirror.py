@@ -201,3 +201,11 @@ def idl_save(variables: dict[str, int]) -> bytes:
         payload = struct.pack(">i", len(encoded)) + padded + struct.pack(">iiii", 3, 0, 7, value)
         out += record(2, payload, len(out))
     return out + struct.pack(">iIII", 6, 0, 0, 0)
+
+
+def ismr_text(seed: int, rows: int = 50) -> str:
+    """Rows shaped like Septentrio ISMR (62 columns; GPS week, time of week, satellite first)."""
+    return "\n".join(
+        ",".join([str(2300 + seed), str(1000 * k), str(1 + k % 30)] + ["1"] * 59)
+        for k in range(rows)
+    )

@@ -31,7 +31,12 @@ EPOCHS = 4
 
 # Every result the comparisons cover (relative to results/<dataset>/).
 ZARR_STORES = ["images.zarr", "sigma_phi.zarr", "latents.zarr"]
-CSV_TABLES = ["embedding/coordinates.csv", "embedding.csv", "sigma_phi_fits.csv", "model/metrics.csv"]
+CSV_TABLES = [
+    "embedding/coordinates.csv",
+    "embedding.csv",
+    "sigma_phi_fits.csv",
+    "model/metrics.csv",
+]
 TIMING_COLUMNS = ["seconds"]  # wall-clock columns: never reproducible
 
 _reference: dict[str, Path] = {}
@@ -217,7 +222,10 @@ def assert_same_results(a: Path, b: Path, exact: bool = True, rtol: float = 1e-5
         assert checkpoints[0][key] == checkpoints[1][key], f"checkpoint {key} differs"
     summaries = [json.loads((r / "summary.json").read_text()) for r in (ra, rb)]
     _assert_close_json(summaries[0], summaries[1], 0.0 if exact else rtol, "summary")
-    with np.load(ra / "model/reconstructions.npz") as x, np.load(rb / "model/reconstructions.npz") as y:
+    with (
+        np.load(ra / "model/reconstructions.npz") as x,
+        np.load(rb / "model/reconstructions.npz") as y,
+    ):
         for key in x.files:
             if exact:
                 np.testing.assert_array_equal(x[key], y[key], err_msg=key)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from http_mirror import MirrorServer, idl_save, pgm_minute
+from http_mirror import MirrorServer, idl_save, ismr_text, pgm_minute
 
 from latentsky import archive, layouts
 from latentsky.download import (
@@ -48,13 +48,6 @@ def settings(tmp_path):
 
 def files_under(folder: Path) -> set[Path]:
     return {p for p in folder.rglob("*") if p.is_file()} if folder.exists() else set()
-
-
-def ismr_text(seed: int, rows: int = 50) -> str:
-    return "\n".join(
-        ",".join([str(2300 + seed), str(1000 * k), str(1 + k % 30)] + ["1"] * 59)
-        for k in range(rows)
-    )
 
 
 @pytest.fixture
@@ -289,17 +282,17 @@ def test_per_host_connection_limit_holds_across_threads_and_jobs(tmp_path):
         assert server.in_flight_max == 2
         # Two jobs at once (two Fetchers, as two Snakemake jobs would have) share the limit.
         server.in_flight_max = 0
-        second = batch("b", range(8, 16))
+        jobs, second = batch("b", range(8)), batch("c", range(8, 16))
         threads = [
-            threading.Thread(target=fetch_all, args=(Fetcher(settings), batch, 4))
-            for batch in (jobs, second)
+            threading.Thread(target=fetch_all, args=(Fetcher(settings), work, 4))
+            for work in (jobs, second)
         ]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         assert server.in_flight_max == 2
-    assert len(files_under(tmp_path / "a")) == len(files_under(tmp_path / "b")) == 8
+    assert [len(files_under(tmp_path / folder)) for folder in "abc"] == [8, 8, 8]
 
 
 def test_listings_are_retried(tmp_path, settings):

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from http_mirror import MirrorServer, idl_save, pgm_minute
-from test_download import ismr_text
+from http_mirror import MirrorServer, idl_save, ismr_text, pgm_minute
 from workflow_helpers import SNAKEMAKE, copy_workflow, run_snakemake
 
 from latentsky import layouts

@@ -93,7 +93,9 @@ def _command(*args: str) -> str | None:
 def slurm_problem() -> str | None:
     """Why no test run can go through Slurm here, or None if one can."""
     if shutil.which("sbatch") is None:
-        return "no Slurm here (sbatch not found); `sudo bash .ci/slurm-up.sh` sets up a test cluster"
+        return (
+            "no Slurm here (sbatch not found); `sudo bash .ci/slurm-up.sh` sets up a test cluster"
+        )
     if "UP" not in (_command("scontrol", "ping") or ""):
         return "slurmctld does not answer `scontrol ping`; `sudo bash .ci/slurm-up.sh` starts it"
     states = (_command("sinfo", "--noheader", "--format=%T") or "").split()
@@ -191,7 +193,9 @@ def test_profile_is_documented_and_asks_for_what_the_issue_says():
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if re.match(r"^[a-z-]+:", line):
-            assert i > 0 and lines[i - 1].startswith("#"), f"profile entry without a comment: {line}"
+            assert i > 0 and lines[i - 1].startswith("#"), (
+                f"profile entry without a comment: {line}"
+            )
 
 
 def test_profile_dry_run_needs_no_cluster(tmp_path):

@@ -16,9 +16,12 @@ rule train_autoencoder:
     conda:
         "../../envs/torch.yaml"
     threads: 2
+    # gpu: one GPU on a cluster (the Slurm plugin sends sbatch --gpus=1); local runs ignore it, and
+    # training uses CUDA when there is one, else the CPU.
     resources:
         mem_mb=8000,
         runtime=240,
+        gpu=1,
     params:
         kind=dataset_kind,
         model=model_params,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 from latentsky import archive, layouts
 from latentsky.download import DownloadSettings, Fetcher, fetch_all
+from latentsky.gaps import gap_summary
 from latentsky.logs import log_to_file
 from latentsky.manifest import write_manifest
 
@@ -24,3 +25,4 @@ rows = fetch_all(fetcher, jobs, threads=snakemake.threads)
 write_manifest(rows, snakemake.output.manifest)
 statuses = [row.status for row in rows]
 log.info("%s: %s", date, {status: statuses.count(status) for status in set(statuses)})
+log.info("%s: gaps %s", date, gap_summary(rows))

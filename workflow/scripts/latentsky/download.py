@@ -466,7 +466,10 @@ class Fetcher:
             try:
                 if not self._transfer(url, tmp):
                     return ManifestRow(
-                        url=url, path=str(destination), status="missing", detail="404 not found"
+                        url=url,
+                        path=str(destination),
+                        status="missing",
+                        detail="not in the archive",
                     )
                 if check:
                     check(tmp)

@@ -112,7 +112,9 @@ def parse_frame_times(values) -> np.ndarray:
     """ISO time strings (``2019-01-05T12:34:56.123456+00:00``, ``...Z`` or naive; str or bytes)
     -> datetime64[ns] UTC, NaT where a value cannot be parsed."""
     text = [v.decode("ascii", "replace") if isinstance(v, bytes) else str(v) for v in values]
-    parsed = pd.to_datetime(pd.Series(text, dtype=object).str.strip(), utc=True, errors="coerce")
+    parsed = pd.to_datetime(
+        pd.Series(text, dtype=object).str.strip(), utc=True, errors="coerce", format="ISO8601"
+    )
     return parsed.dt.tz_localize(None).to_numpy(dtype="datetime64[ns]")
 
 
