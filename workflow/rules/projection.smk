@@ -47,6 +47,7 @@ rule project_images:
     params:
         site=dataset_site,
         image_source=dataset_image_source,
+        frame_interval_s=config["projection"]["frame_interval_s"],
         on_bad_input=config["on_bad_input"],
     script:
         "../scripts/project_images.py"

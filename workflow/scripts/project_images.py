@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from latentsky.cadence import keep_at_interval
 from latentsky.errors import BadInputError
 from latentsky.geometry import load_operator, project_frames
 from latentsky.layouts import skymap_for_date
@@ -88,6 +89,7 @@ store = ZarrAppender(
     snakemake.output.projected,
     encoding={"image": {"chunks": (256, 1, len(grid.lat), len(grid.lon))}},
 )
+last_kept = None  # thinning to the configured cadence carries across the files of a date
 try:
     for path in files:
         try:
@@ -100,6 +102,8 @@ try:
             continue
         counts["files_read"] += 1
         frames, times = checked_times(path, frames, times)
+        keep, last_kept = keep_at_interval(times, params.frame_interval_s, last_kept)
+        frames, times = frames[keep], times[keep]
         if len(frames):
             store.append(as_dataset(project_frames(operator, fov_mask, frames), times))
     empty = as_dataset(
