@@ -3,6 +3,18 @@
 
 import datetime as dt
 
+
+def sort_keys_in_place(mapping):
+    """Reorder every nested dict by key. Snakemake compares params by their repr, so without this
+    a config file that merely lists keys in another order would rerun every job."""
+    for key in sorted(mapping):
+        value = mapping.pop(key)
+        if isinstance(value, dict):
+            sort_keys_in_place(value)
+        mapping[key] = value
+
+
+sort_keys_in_place(config)
 DATASETS = config["datasets"]
 FIGURES = [
     "reconstructions",

@@ -9,8 +9,8 @@ binary table, one row per frame of 8,320 samples at 100 kHz, the columns of
   cloud absorbs it); sometimes a second stroke 2-4 ms later;
 * ``elve``: a UV-dominated flash under 1 ms long (rise ~10-25 us), 337 nm at 0.15-0.35 of the UV,
   and the parent stroke's 777.4 nm light starting 50-90 us *after* the UV;
-* ``blue_corona``: a blue corona discharge (narrow bipolar event): 337 nm only, rising in
-  10-30 us, a few tens of us long, with little or no 777.4 nm;
+* ``blue_corona``: a blue corona discharge (narrow bipolar event): 337 nm only, rising (10-90 %)
+  in 10-30 us, a few tens of us long, with little or no 777.4 nm;
 * ``sprite``: a positive cloud-to-ground stroke (777.4 and 337 nm) followed 0.5-2.5 ms later by
   about 1.3 ms (1.0-1.6 ms) of blue 337 nm emission with some UV;
 * ``blue_jet``: a jet onset: a ~10 us blue flash, then blue pulses every 0.6-2 ms to the end of the
@@ -143,11 +143,34 @@ class TleDemoParams:
 
 def pulse(t: np.ndarray, onset: float, rise: float, decay: float) -> np.ndarray:
     """``(1 - exp(-tau/rise)) * exp(-tau/decay)`` for ``tau = t - onset >= 0``, 0 before, scaled
-    to a peak of 1. The 10-90 % rise time is about ``2.2 * rise`` when ``decay >> rise``."""
+    to a peak of 1. The 10-90 % rise time is about ``2.2 * rise`` only when ``decay >> rise``;
+    :func:`rise_time_10_90` gives it in general and :func:`rise_for` inverts it."""
     tau = np.maximum(np.asarray(t, dtype=np.float64) - onset, 0.0)
     a = rise / (rise + decay)
     peak = (1.0 - a) * a ** (rise / decay)
     return (1.0 - np.exp(-tau / rise)) * np.exp(-tau / decay) / peak
+
+
+def rise_time_10_90(rise: float, decay: float) -> float:
+    """10-90 % rise time (us) of :func:`pulse` with these parameters, from a fine time grid."""
+    peak_at = rise * np.log1p(decay / rise)
+    t = np.linspace(0.0, peak_at, 20_001)
+    y = pulse(t, 0.0, rise, decay)
+    return float(t[np.argmax(y >= 0.9)] - t[np.argmax(y >= 0.1)])
+
+
+def rise_for(rise_time: float, decay: float) -> float:
+    """The ``rise`` parameter of :func:`pulse` whose 10-90 % rise time is ``rise_time`` (us).
+
+    The rise time grows with ``rise`` (for a fixed ``decay``); found by bisection.
+    """
+    low, high = 1e-3, 50.0 * rise_time
+    if rise_time_10_90(high, decay) < rise_time:
+        raise ValueError(f"no pulse with decay {decay} us rises as slowly as {rise_time} us")
+    for _ in range(50):
+        mid = 0.5 * (low + high)
+        low, high = (mid, high) if rise_time_10_90(mid, decay) < rise_time else (low, mid)
+    return 0.5 * (low + high)
 
 
 def plateau(t: np.ndarray, onset: float, length: float, rise: float, fall: float) -> np.ndarray:
@@ -203,7 +226,10 @@ def episode_signal(kind: str, t: np.ndarray, rng: np.random.Generator) -> tuple[
         info["uv_lead_us"] = lag
     elif kind == "blue_corona":
         a337 = _log_uniform(rng, 10, 100)
-        shape = pulse(t, onset, rng.uniform(4, 12), rng.uniform(20, 60))
+        rise_time = rng.uniform(10, 30)
+        decay = rise_time * rng.uniform(2.5, 4.0)  # a slower decay could not rise this slowly
+        shape = pulse(t, onset, rise_for(rise_time, decay), decay)
+        info["rise_time_us"] = rise_time
         signal[0] += a337 * shape
         signal[1] += a337 * rng.uniform(0.02, 0.1) * shape
         signal[2] += a337 * rng.uniform(0.0, 0.03) * shape
