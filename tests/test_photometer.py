@@ -409,11 +409,32 @@ def test_scaling_round_trip_and_record():
         "low": 0.0,
         "high": 210.0,
         "log_scale": 2.0,
+        "baseline": "none",
         "units": "uW/m^2",
     }
     assert Scaling.from_dict(record) == log
     with pytest.raises(ValueError, match="high > low"):
         Scaling(low=5, high=5)
+
+
+def test_scaling_above_the_window_background():
+    """``window_median``: each window's per-band median is taken off before scaling, and the
+    store's ``baseline_flux`` (the same median) gives the flux back."""
+    rng = np.random.default_rng(0)
+    flux = rng.normal(0.0, 0.3, (5, 3, 200)) + rng.uniform(1, 8, (5, 3, 1))
+    flux[:, 2, 100:110] += 50.0
+    scaling = Scaling(method="log", low=-10.0, high=200.0, log_scale=10.0, baseline="window_median")
+    scaled = scaling.apply(flux)
+    assert scaled.min() > 0 and scaled.max() < 1
+    quiet = scaled[:, :, :50]
+    # Without the background the quiet parts of all windows sit at the same level.
+    assert np.ptp(np.median(quiet, axis=2)) < 0.01
+    baseline = np.median(flux, axis=2, keepdims=True)
+    np.testing.assert_allclose(scaling.invert(scaled, baseline), flux, atol=1e-3)
+    with pytest.raises(ValueError, match="baselines"):
+        scaling.invert(scaled)
+    with pytest.raises(ValueError, match="baseline"):
+        Scaling(baseline="mean")
 
 
 def test_store_round_trip(tmp_path):

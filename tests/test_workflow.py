@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -11,7 +10,8 @@ import pytest
 import torch
 import xarray as xr
 import yaml
-from workflow_helpers import ROOT, copy_workflow, run_snakemake, scheduled_rules
+from run_helpers import CONFIG, reference_run
+from workflow_helpers import run_snakemake, scheduled_rules
 
 pytestmark = pytest.mark.slow
 
@@ -32,14 +32,12 @@ UPSTREAM_OF_CLUSTERING = {
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    work = copy_workflow(tmp_path_factory.mktemp("tiny"))
-    shutil.copy(ROOT / "tests" / "data" / "tiny.yaml", work / "config" / "tiny.yaml")
-    run_snakemake(work, "--cores", "2", "--configfile", "config/tiny.yaml")
-    return work
+    """The tiny config run once (shared with the resume and Slurm tests, which compare against it)."""
+    return reference_run(tmp_path_factory)
 
 
 def edited_config(work, name, edit):
-    config = yaml.safe_load((work / "config" / "tiny.yaml").read_text())
+    config = yaml.safe_load((work / CONFIG).read_text())
     edit(config)
     (work / "config" / name).write_text(yaml.safe_dump(config))
     return f"config/{name}"
@@ -121,7 +119,7 @@ def test_report_builds(tiny_run):
         "--cores",
         "1",
         "--configfile",
-        "config/tiny.yaml",
+        CONFIG,
         "--report",
         "results/tiny/report.html",
     )

@@ -26,7 +26,13 @@ settings = WindowSettings(
 scaling = Scaling(**photometer["scaling"])
 skip = params.on_bad_input == "skip"
 files = find_fits_files(snakemake.input.fits, photometer["pattern"])
-log.info("%d FITS files under %s; windows %s; scaling %s", len(files), snakemake.input.fits, settings, scaling)
+log.info(
+    "%d FITS files under %s; windows %s; scaling %s",
+    len(files),
+    snakemake.input.fits,
+    settings,
+    scaling,
+)
 
 counts: dict = {}
 store = ZarrAppender(

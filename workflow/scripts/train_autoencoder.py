@@ -30,3 +30,6 @@ train(
     log=log,
 )
 shutil.copyfile(resume_dir / "last.pt", snakemake.output.checkpoint)
+# A finished run's resume point must not survive: a later retrain with resume=true would otherwise
+# "resume" from the end of this one and train nothing.
+(resume_dir / "last.pt").unlink()

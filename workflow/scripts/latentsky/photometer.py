@@ -517,15 +517,19 @@ class Scaling:
     ``linear``: ``(clip(x, low, high) - low) / (high - low)``, the study's choice with
     ``low, high = 0, 210`` uW/m^2. ``log``: ``log1p((clip(x, low, high) - low) / log_scale) /
     log1p((high - low) / log_scale)``, which spreads faint signals (elves, corona discharges) over
-    more of the range than bright lightning. ``low``, ``high`` and ``log_scale`` are in the units
-    of the data (uW/m^2 at level 1, counts at level 0). NaN stays NaN; the model clamps the result
-    to ``[1e-6, 1 - 1e-5]``.
+    more of the range than bright lightning. ``baseline``: ``"none"`` (the study) or
+    ``"window_median"``: each window's per-band median (the sky background under the event:
+    moonlit or city-lit clouds) is subtracted first, so the model sees the signal above the
+    background; ``low`` must then be negative enough for the noise (e.g. -10 uW/m^2). ``low``,
+    ``high`` and ``log_scale`` are in the units of the data (uW/m^2 at level 1, counts at
+    level 0). NaN stays NaN; the model clamps the result to ``[1e-6, 1 - 1e-5]``.
     """
 
     method: str = "linear"
     low: float = 0.0
     high: float = 210.0
     log_scale: float = 1.0
+    baseline: str = "none"
 
     def __post_init__(self):
         if self.method not in ("linear", "log"):
@@ -534,31 +538,53 @@ class Scaling:
             raise ValueError(f"scaling needs high > low, got {self.low} .. {self.high}")
         if self.method == "log" and not self.log_scale > 0:
             raise ValueError(f"log scaling needs log_scale > 0, got {self.log_scale}")
+        if self.baseline not in ("none", "window_median"):
+            raise ValueError(
+                f"scaling baseline must be 'none' or 'window_median', got {self.baseline!r}"
+            )
+
+    def baseline_of(self, flux) -> np.ndarray:
+        """What :meth:`apply` subtracts from windows ``(..., sample)``: ``(..., 1)``."""
+        x = np.asarray(flux, dtype=np.float64)
+        if self.baseline == "none":
+            return np.zeros((*x.shape[:-1], 1))
+        return np.nanmedian(x, axis=-1, keepdims=True)
 
     def apply(self, flux) -> np.ndarray:
-        """Flux (any shape) -> float32 in [0, 1]."""
-        x = np.clip(np.asarray(flux, dtype=np.float64), self.low, self.high) - self.low
+        """Windows ``(..., sample)`` of flux -> float32 in [0, 1], same shape."""
+        x = np.asarray(flux, dtype=np.float64) - self.baseline_of(flux)
+        x = np.clip(x, self.low, self.high) - self.low
         if self.method == "linear":
             y = x / (self.high - self.low)
         else:
             y = np.log1p(x / self.log_scale) / np.log1p((self.high - self.low) / self.log_scale)
         return y.astype(np.float32)
 
-    def invert(self, scaled) -> np.ndarray:
-        """Inverse of :meth:`apply` (values outside ``[low, high]`` come back clipped). float32."""
+    def invert(self, scaled, baseline=None) -> np.ndarray:
+        """Inverse of :meth:`apply` (values outside ``[low, high]`` come back clipped). float32.
+
+        ``baseline``: what was subtracted, ``(..., 1)`` or broadcastable (the ``baseline_flux``
+        of a windows store with a trailing axis); required for ``window_median``.
+        """
         y = np.asarray(scaled, dtype=np.float64)
         if self.method == "linear":
             x = y * (self.high - self.low)
         else:
             x = self.log_scale * np.expm1(y * np.log1p((self.high - self.low) / self.log_scale))
-        return (x + self.low).astype(np.float32)
+        x = x + self.low
+        if self.baseline != "none":
+            if baseline is None:
+                raise ValueError("inverting a window_median scaling needs the baselines")
+            x = x + np.asarray(baseline, dtype=np.float64)
+        return x.astype(np.float32)
 
     def as_dict(self, units: str) -> dict:
         return {**asdict(self), "units": units}
 
     @classmethod
     def from_dict(cls, values: dict) -> Scaling:
-        return cls(**{k: values[k] for k in ("method", "low", "high", "log_scale") if k in values})
+        names = ("method", "low", "high", "log_scale", "baseline")
+        return cls(**{k: values[k] for k in names if k in values})
 
 
 @dataclass(frozen=True)

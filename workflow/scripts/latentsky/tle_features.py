@@ -205,49 +205,63 @@ def align_on_peak(windows: np.ndarray, noise: np.ndarray | None = None) -> np.nd
 
 
 def cluster_waveforms(
-    windows: np.ndarray,
+    windows,
     clusters: np.ndarray,
     align: bool = True,
     n_examples: int = 3,
+    max_windows: int | None = 2000,
+    seed: int = 0,
 ) -> dict[str, np.ndarray]:
     """Mean and spread of the waveforms of each cluster, and its most typical windows.
 
     Args:
-        windows: ``(window, band, sample)``, e.g. in uW/m^2.
+        windows: ``(window, band, sample)`` array (e.g. in uW/m^2), or a function that returns
+            the windows at an array of indices (so a store larger than memory is read one
+            cluster at a time).
         clusters: ``(window,)`` integer cluster numbers (negative: not clustered, left out).
         align: align every window on its brightest moment first (:func:`align_on_peak`); pulses
             at different places in their windows would otherwise average into a smear.
         n_examples: example windows per cluster: those closest (RMS over the samples both have)
             to the cluster's mean waveform.
+        max_windows: at most this many windows per cluster (a seeded random choice) enter the
+            mean, spread and example search; None for all.
+        seed: seed of that choice.
 
     Returns:
-        ``clusters`` (C,), ``n`` (C,), ``mean`` and ``std`` (C, band, sample) over the windows
-        (ignoring padding), and ``examples`` (C, n_examples) window indices, -1 where a cluster
-        has fewer windows.
+        ``clusters`` (C,), ``n`` (C,) cluster sizes, ``mean`` and ``std`` (C, band, sample) over
+        the windows (ignoring padding), and ``examples`` (C, n_examples) window indices, -1 where a
+        cluster has fewer windows.
     """
-    x = np.asarray(windows, dtype=np.float64)
+    load = windows if callable(windows) else (lambda index: np.asarray(windows)[index])
     clusters = np.asarray(clusters)
-    if len(clusters) != len(x):
-        raise ValueError(f"{len(x)} windows but {len(clusters)} cluster numbers")
-    if align:
-        x = align_on_peak(x)
     ids = np.unique(clusters[clusters >= 0])
-    c, (_, b, s) = len(ids), x.shape
-    mean = np.full((c, b, s), np.nan)
-    std = np.full((c, b, s), np.nan)
-    count = np.zeros(c, dtype=np.int64)
-    examples = np.full((c, n_examples), -1, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    mean = std = None
+    count = np.zeros(len(ids), dtype=np.int64)
+    examples = np.full((len(ids), n_examples), -1, dtype=np.int64)
     for k, cluster in enumerate(ids):
         members = np.flatnonzero(clusters == cluster)
         count[k] = len(members)
+        if max_windows is not None and len(members) > max_windows:
+            members = np.sort(rng.choice(members, size=max_windows, replace=False))
+        x = np.asarray(load(members), dtype=np.float64)
+        if x.ndim != 3 or len(x) != len(members):
+            raise ValueError(f"expected ({len(members)}, band, sample) windows, got {x.shape}")
+        if align:
+            x = align_on_peak(x)
+        if mean is None:
+            mean = np.full((len(ids), *x.shape[1:]), np.nan)
+            std = np.full_like(mean, np.nan)
         # Samples that are padding in every member give "mean of empty slice": NaN is right.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            mean[k] = np.nanmean(x[members], axis=0)
-            std[k] = np.nanstd(x[members], axis=0)
-            distance = np.sqrt(np.nanmean((x[members] - mean[k]) ** 2, axis=(1, 2)))
+            mean[k] = np.nanmean(x, axis=0)
+            std[k] = np.nanstd(x, axis=0)
+            distance = np.sqrt(np.nanmean((x - mean[k]) ** 2, axis=(1, 2)))
         order = members[np.argsort(np.nan_to_num(distance, nan=np.inf), kind="stable")]
         examples[k, : min(n_examples, len(order))] = order[:n_examples]
+    if mean is None:
+        mean = std = np.empty((0, 0, 0))
     return {"clusters": ids, "n": count, "mean": mean, "std": std, "examples": examples}
 
 
