@@ -1,6 +1,7 @@
 """Frame thinning to a cadence."""
 
 import numpy as np
+
 from latentsky.cadence import keep_at_interval
 
 START = np.datetime64("2014-03-10T06:00:00.063", "ns")

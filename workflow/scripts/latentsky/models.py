@@ -36,6 +36,8 @@ DATA_KIND_MODELS: dict[str, str] = {}
 #: Data for the Beta likelihood is clamped into this open interval (log 0 is -inf).
 BETA_DATA_MIN = 1e-6
 BETA_DATA_MAX = 1.0 - 1e-5
+#: Cap on the Beta VAE's log-precision log(alpha + beta): float32 lgamma stays accurate below it.
+MAX_LOG_PRECISION = 12.0
 
 
 def register_model(name: str, data_kind: str | None = None):
@@ -473,7 +475,14 @@ class BetaVAE1d(LatentModel):
     The bands are stacked as channels. Encoder and decoder are the multi-scale residual stacks of
     the Res-AE in 1-D (``depth`` halvings of the time axis, channels capped at ``max_channels``).
     The encoder gives a diagonal Gaussian posterior (mean, log-variance); the decoder gives the
-    Beta parameters ``alpha, beta > 0`` per band and sample (softplus + ``eps``).
+    Beta parameters ``alpha, beta > 0`` per band and sample as a mean ``m = sigmoid(u)`` and a
+    precision ``k = exp(v)``: ``alpha = m k + eps``, ``beta = (1 - m) k + eps``. Photometer data
+    sit near 0 with noise ~1e-3 of the range, which needs precisions ``alpha + beta`` of 1e3-1e5:
+    ``exp`` reaches them in a few hundred optimiser steps, where a softplus of the raw output
+    would need ~1e5 steps and, from ``alpha, beta ~ 0.7``, settles in the U-shaped Beta
+    (``alpha + beta < 2``) that piles its mass at 0 instead. For the same reason the output layer
+    starts from the data: on the first training batch its biases are set so that every band's
+    mean is that band's median and its spread ``init_spread`` times the band's noise.
 
     Loss per window: ``-(log p(x | z) - kl_weight * KL)``, averaged over the batch, with
     ``log p = sum log Beta(x; alpha, beta)`` and ``KL = 0.5 * sum(sigma^2 + mu^2 - 2 log sigma - 1)``
@@ -495,6 +504,7 @@ class BetaVAE1d(LatentModel):
         max_channels: int = 128,
         kl_weight: float = 1.0,
         eps: float = 1e-4,
+        init_spread: float = 10.0,
     ):
         super().__init__(
             in_channels=in_channels,
@@ -507,6 +517,7 @@ class BetaVAE1d(LatentModel):
             max_channels=max_channels,
             kl_weight=kl_weight,
             eps=eps,
+            init_spread=init_spread,
         )
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
@@ -524,6 +535,10 @@ class BetaVAE1d(LatentModel):
         self.decoder = MultiScaleDecoder(
             latent_dim, (length,), out_channels=2 * in_channels, **args
         )
+        self.init_spread = float(init_spread)
+        # Whether the output layer has been started from the data (saved with the weights, so a
+        # resumed or reloaded model is not initialised again).
+        self.register_buffer("output_initialised", torch.tensor(False))
 
     @staticmethod
     def _clean(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -544,8 +559,29 @@ class BetaVAE1d(LatentModel):
 
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent ``(B, latent_dim)`` -> Beta ``alpha, beta``, each ``(B, band, sample)``, float32."""
-        a, b = self.decoder(z).float().chunk(2, dim=1)
-        return F.softplus(a) + self.eps, F.softplus(b) + self.eps
+        u, v = self.decoder(z).float().chunk(2, dim=1)
+        mean = torch.sigmoid(u)
+        precision = torch.exp(v.clamp(max=MAX_LOG_PRECISION))
+        return mean * precision + self.eps, (1 - mean) * precision + self.eps
+
+    @torch.no_grad()
+    def initialise_output(self, x: torch.Tensor) -> None:
+        """Set the output biases from clean windows ``x`` ``(B, band, sample)`` in (0, 1).
+
+        Each band's mean starts at the band's median, its standard deviation at ``init_spread``
+        times the band's sample-to-sample noise (median absolute first difference).
+        """
+        x = x.float()
+        mean = x.median(dim=2).values.median(dim=0).values.clamp(BETA_DATA_MIN, BETA_DATA_MAX)
+        noise = 1.4826 * x.diff(dim=2).abs().transpose(0, 1).flatten(1).median(dim=1).values
+        noise = (noise / math.sqrt(2.0) * self.init_spread).clamp(min=1e-6)
+        precision = (mean * (1 - mean) / noise**2).clamp(2.0, math.exp(MAX_LOG_PRECISION))
+        conv = self.decoder.head[-1].conv  # channels 2j, 2j+1 become output channel j
+        bands = x.shape[1]
+        bias = conv.bias.view(2, bands, 2)  # (mean logit | log precision, band, pair)
+        bias[0] = torch.logit(mean).unsqueeze(1).to(bias.dtype)
+        bias[1] = precision.log().unsqueeze(1).to(bias.dtype)
+        self.output_initialised.fill_(True)
 
     def forward(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
         """Windows -> ((alpha, beta), posterior mean); uses the mean, no sampling."""
@@ -564,6 +600,8 @@ class BetaVAE1d(LatentModel):
     def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         """Negative ELBO per window, batch mean; metrics ``loglik``, ``kl`` (per window)."""
         x, mask = self._clean(batch)
+        if self.training and not self.output_initialised:
+            self.initialise_output(x)
         mu, logvar = self.posterior(x)
         # Reparameterised sample while training; the mean in eval, so validation is deterministic.
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if self.training else mu

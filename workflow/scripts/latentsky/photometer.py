@@ -42,7 +42,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import xarray as xr
-from astropy.io import fits
 
 from .errors import BadInputError
 from .tle_features import robust_noise
@@ -170,6 +169,9 @@ def read_mmia_fits(path, level: int | str = "auto", *, skip_bad_frames: bool = F
             missing, a band column is not one vector per row, no frame is good, or (without
             ``skip_bad_frames``) any frame is bad. The message names the file, row and column.
     """
+    # Imported here: the rules that only scale or describe windows run without astropy.
+    from astropy.io import fits
+
     path = Path(path)
     try:
         hdul = fits.open(path, memmap=False)
