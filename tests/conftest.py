@@ -23,3 +23,14 @@ def shared_data() -> Path:
             pytest.fail(message + " and REQUIRE_SHARED_FIXTURES=1 is set")
         pytest.skip(message)
     return SHARED_DATA
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread: the machine is shared, and small test models gain nothing from more."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -19,13 +19,7 @@ from latentsky.models import (
     space_to_depth,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SMALL = {"base_channels": 4, "latent_dim": 6}

@@ -19,12 +19,7 @@ from latentsky.training import TrainConfig, reconstruct, train
 SMALL = {"base_channels": 4, "depth": 3, "latent_dim": 4, "max_channels": 16}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_beta_log_likelihood_matches_scipy():

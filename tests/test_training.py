@@ -24,13 +24,7 @@ from latentsky.training import (
 SMALL = {"base_channels": 8, "depth": 2, "latent_dim": 8}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # train() sets its own thread count; encode() and reconstruct() use torch's.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def planted_images(n: int, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
