@@ -22,13 +22,18 @@ def write_zarr_atomic(ds: xr.Dataset, path: str | Path, encoding: dict | None = 
     tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
         ds.to_zarr(tmp, mode="w", encoding=encoding or {}, consolidated=True)
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        _move_into_place(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def _move_into_place(tmp: Path, path: Path) -> None:
+    """Replace ``path`` (a store, if any) by the complete store at ``tmp``, in the same folder."""
+    if path.exists():
+        shutil.rmtree(path)
+    os.replace(tmp, path)
 
 
 def open_zarr(path: str | Path) -> xr.Dataset:
@@ -67,9 +72,7 @@ class ZarrAppender:
         group.attrs.update(attrs)
         zarr.consolidate_metadata(self.tmp)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
-            shutil.rmtree(self.path)
-        os.replace(self.tmp, self.path)
+        _move_into_place(self.tmp, self.path)
         return self.path
 
     def abort(self) -> None:
