@@ -9,9 +9,13 @@ SCHEMA = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
 
 
 def walk(schema, path="config"):
-    """(path, subschema) for every property in the schema, following $defs references."""
+    """(path, subschema) for every property in the schema, following $defs references and the
+    branches of if/then/else (a dataset's keys depend on its kind)."""
     if "$ref" in schema:
         schema = {**SCHEMA["$defs"][schema["$ref"].split("/")[-1]], **schema}
+    for branch in ("then", "else"):
+        if branch in schema:
+            yield from walk(schema[branch], path)
     for name, sub in schema.get("properties", {}).items():
         yield f"{path}.{name}", sub, name in schema.get("required", [])
         yield from walk(sub, f"{path}.{name}")
@@ -26,7 +30,9 @@ def test_every_key_is_described_and_has_a_default():
     for path, sub, required in keys:
         resolved = {**SCHEMA["$defs"].get(sub.get("$ref", "#/x").split("/")[-1], {}), **sub}
         assert resolved.get("description"), f"{path} has no description"
-        optional_without_default = path.endswith((".gnss_station", ".labels", ".demo_mirror"))
+        optional_without_default = path.endswith(
+            (".gnss_station", ".labels", ".demo_mirror", ".demo_tle")
+        )
         if not required and not optional_without_default:
             assert "default" in resolved, f"{path} has no default"
 
@@ -64,3 +70,28 @@ def test_out_of_range_value_stops_the_run_naming_the_key(tmp_path):
 def test_wrong_enum_value_names_the_key(tmp_path):
     out = bad_run(tmp_path, lambda c: c["datasets"]["demo"].update(image_source="ftp"))
     assert "image_source" in out and "ftp" in out
+
+
+def test_misspelt_override_names_the_dataset_and_the_key(tmp_path):
+    out = bad_run(
+        tmp_path, lambda c: c["datasets"]["tle_demo"]["overrides"]["training"].update(epochz=3)
+    )
+    assert "datasets.tle_demo.overrides.training" in out and "epochz" in out
+
+
+def test_out_of_range_override_is_refused_as_at_top_level(tmp_path):
+    out = bad_run(
+        tmp_path,
+        lambda c: c["datasets"]["tle_demo"]["overrides"]["clustering"].update(n_clusters=1),
+    )
+    assert "datasets.tle_demo.overrides.clustering" in out and "minimum" in out
+
+
+def test_photometer_dataset_without_its_folder_names_the_key(tmp_path):
+    out = bad_run(tmp_path, lambda c: c["datasets"]["tle_demo"].pop("fits_dir"))
+    assert "fits_dir" in out
+
+
+def test_image_keys_are_refused_on_a_photometer_dataset(tmp_path):
+    out = bad_run(tmp_path, lambda c: c["datasets"]["tle_demo"].update(image_source="berkeley_l1"))
+    assert "image_source" in out

@@ -1,4 +1,5 @@
-# Latent space -> 2-D embeddings -> spectral clusters -> log-normal sigma_phi per cluster and label.
+# Latent space -> 2-D embeddings -> spectral clusters -> log-normal sigma_phi per cluster and label
+# (image datasets) -> summary. The same rules serve every kind of dataset.
 
 
 rule embed_latents:
@@ -19,9 +20,11 @@ rule embed_latents:
         runtime=60,
     params:
         site=dataset_site,
-        embedding=config["embedding"],
-        exclude_labels=config["analysis"]["exclude_labels"],
-        label_tolerance_s=config["analysis"]["label_tolerance_s"],
+        embedding=embedding_params,
+        exclude_labels=lambda wildcards: analysis_params(wildcards)["exclude_labels"],
+        label_tolerance_s=lambda wildcards: analysis_params(wildcards)[
+            "label_tolerance_s"
+        ],
     script:
         "../scripts/embed_latents.py"
 
@@ -42,7 +45,7 @@ rule cluster_embedding:
         mem_mb=4000,
         runtime=30,
     params:
-        clustering=config["clustering"],
+        clustering=clustering_params,
     script:
         "../scripts/cluster_embedding.py"
 
@@ -64,8 +67,10 @@ rule fit_sigma_phi:
         mem_mb=2000,
         runtime=20,
     params:
-        bootstrap_samples=config["analysis"]["bootstrap_samples"],
-        seed=config["clustering"]["seed"],
+        bootstrap_samples=lambda wildcards: analysis_params(wildcards)[
+            "bootstrap_samples"
+        ],
+        seed=lambda wildcards: clustering_params(wildcards)["seed"],
     script:
         "../scripts/fit_sigma_phi.py"
 
@@ -74,12 +79,13 @@ rule summarise_results:
     input:
         embedding="results/{dataset}/embedding.csv",
         latents="results/{dataset}/latents.zarr",
-        images="results/{dataset}/images.zarr",
+        samples=sample_store,
         metrics="results/{dataset}/model/metrics.csv",
         fits=sigma_phi_fits,
         sigma_phi=sigma_phi_store,
         image_manifests=image_manifests,
         ismr_manifests=ismr_manifests_if_any,
+        tle=tle_summary,
     output:
         summary=report(
             "results/{dataset}/summary.json",
@@ -98,6 +104,7 @@ rule summarise_results:
         mem_mb=2000,
         runtime=20,
     params:
-        analysis=config["analysis"],
+        analysis=analysis_params,
+        samples=sample_params,
     script:
         "../scripts/summarise_results.py"

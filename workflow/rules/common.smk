@@ -3,6 +3,9 @@
 
 import datetime as dt
 
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
 
 def sort_keys_in_place(mapping):
     """Reorder every nested dict by key. Snakemake compares params by their repr, so without this
@@ -16,14 +19,13 @@ def sort_keys_in_place(mapping):
 
 sort_keys_in_place(config)
 DATASETS = config["datasets"]
-FIGURES = [
-    "reconstructions",
-    "embeddings_by_label",
-    "clusters",
-    "sigma_phi_distributions",
-    "cluster_label_table",
-    "training_curves",
-]
+
+# The sample store each kind of dataset trains on, and its data variable. The generic stages
+# (training, encoding, embedding, clustering, figures, summary) only need these two names.
+SAMPLE_STORES = {
+    "asi": {"store": "images.zarr", "variable": "image", "name": "images"},
+    "photometer": {"store": "windows.zarr", "variable": "waveform", "name": "windows"},
+}
 
 
 wildcard_constraints:
@@ -43,6 +45,38 @@ def dataset_dates(dataset):
     return [str(start + dt.timedelta(days=n)) for n in range((end - start).days + 1)]
 
 
+def kind_of(dataset):
+    return DATASETS[dataset]["kind"]
+
+
+def settings(dataset, section):
+    """A config section as it applies to one dataset: the top-level values, with the dataset's
+    `overrides.<section>` on top. `model` is the section of the dataset's kind."""
+    base = config["model"][kind_of(dataset)] if section == "model" else config[section]
+    return {**base, **DATASETS[dataset]["overrides"].get(section, {})}
+
+
+def check_overrides():
+    """Validate every dataset's merged settings against the top-level schema, so that an override
+    is held to the same types, ranges and key names as the value it replaces."""
+    for dataset in DATASETS:
+        for section, values in DATASETS[dataset]["overrides"].items():
+            if not values:
+                continue
+            merged = settings(dataset, section)
+            if section == "model":
+                merged = {**config["model"], kind_of(dataset): merged}
+            try:
+                validate({**config, section: merged}, "../../config/schema.yaml")
+            except WorkflowError as error:
+                raise WorkflowError(
+                    f"config key datasets.{dataset}.overrides.{section}: {error}"
+                ) from None
+
+
+check_overrides()
+
+
 def has_scintillation(dataset):
     return "gnss_station" in DATASETS[dataset]
 
@@ -55,6 +89,10 @@ def download_outputs():
     """Manifests of every download of every dataset (the `download` target)."""
     outputs = []
     for dataset in DATASETS:
+        if (
+            kind_of(dataset) != "asi"
+        ):  # photometer data are local files: nothing to download
+            continue
         outputs.append(f"resources/{dataset}/manifests/skymaps.tsv")
         outputs += expand(
             "resources/{dataset}/manifests/images_{date}.tsv",
@@ -87,6 +125,8 @@ def dataset_figures(dataset):
         figures += ["embeddings_by_label", "cluster_label_table"]
     if has_scintillation(dataset):
         figures.append("sigma_phi_distributions")
+    if kind_of(dataset) == "photometer":
+        figures.append("mean_waveforms")
     return figures
 
 
@@ -117,6 +157,8 @@ def ismr_manifests(wildcards):
 
 
 def image_manifests(wildcards):
+    if kind_of(wildcards.dataset) != "asi":
+        return []
     return expand(
         "resources/{dataset}/manifests/images_{date}.tsv",
         dataset=wildcards.dataset,
@@ -124,13 +166,23 @@ def image_manifests(wildcards):
     )
 
 
+def generated_demo_folder(dataset):
+    """Where a demo dataset's generator writes its data and labels (None for real datasets)."""
+    if "demo_mirror" in DATASETS[dataset]:
+        return f"resources/demo_mirror/{dataset}"
+    if "demo_tle" in DATASETS[dataset]:
+        return f"resources/demo_tle/{dataset}"
+    return None
+
+
 def labels_file(wildcards):
-    """The labels CSV of a dataset; for the demo it is generated with the mirror."""
+    """The labels CSV of a dataset; for a demo it is generated with the data."""
     dataset = DATASETS[wildcards.dataset]
     if "labels" not in dataset:
         return []
-    if "demo_mirror" in dataset:
-        generated = f"resources/demo_mirror/{wildcards.dataset}/labels.csv"
+    folder = generated_demo_folder(wildcards.dataset)
+    if folder is not None:
+        generated = f"{folder}/labels.csv"
         if dataset["labels"] != generated:
             raise ValueError(
                 f"config key datasets.{wildcards.dataset}.labels: a demo dataset's labels are "
@@ -138,6 +190,31 @@ def labels_file(wildcards):
             )
         return [generated]
     return [dataset["labels"]]
+
+
+def fits_dir(wildcards):
+    """The photometer dataset's FITS folder; for the demo, the generated one."""
+    folder = DATASETS[wildcards.dataset]["fits_dir"]
+    generated = generated_demo_folder(wildcards.dataset)
+    if generated is not None and folder != f"{generated}/mmia":
+        raise ValueError(
+            f"config key datasets.{wildcards.dataset}.fits_dir: the demo's FITS files are "
+            f"generated in {generated}/mmia, got {folder}"
+        )
+    return folder
+
+
+def sample_store(wildcards):
+    """The Zarr store of samples the model trains on: images or photometer windows."""
+    return (
+        f"results/{wildcards.dataset}/{SAMPLE_STORES[dataset_kind(wildcards)]['store']}"
+    )
+
+
+def tle_summary(wildcards):
+    if kind_of(wildcards.dataset) != "photometer":
+        return []
+    return f"results/{wildcards.dataset}/tle/summary.json"
 
 
 def sigma_phi_store(wildcards):
@@ -209,8 +286,36 @@ def dataset_kind(wildcards):
     return DATASETS[wildcards.dataset]["kind"]
 
 
+def sample_params(wildcards):
+    return SAMPLE_STORES[dataset_kind(wildcards)]
+
+
 def model_params(wildcards):
-    return config["model"][dataset_kind(wildcards)]
+    return settings(wildcards.dataset, "model")
+
+
+def training_params(wildcards):
+    return settings(wildcards.dataset, "training")
+
+
+def embedding_params(wildcards):
+    return settings(wildcards.dataset, "embedding")
+
+
+def clustering_params(wildcards):
+    return settings(wildcards.dataset, "clustering")
+
+
+def analysis_params(wildcards):
+    return settings(wildcards.dataset, "analysis")
+
+
+def tle_demo_params(wildcards):
+    return DATASETS[wildcards.dataset]["demo_tle"]
+
+
+def photometer_params(wildcards):
+    return DATASETS[wildcards.dataset]["photometer"]
 
 
 def sigma_phi_fits(wildcards):

@@ -24,3 +24,28 @@ rule generate_demo_mirror:
         mirror_dir="resources/demo_mirror/{dataset}",
     script:
         "../scripts/generate_demo_mirror.py"
+
+
+# The photometer demo: MMIA-layout level-1 FITS files with planted events (ASIM data are not public,
+# so a photometer dataset reads a local folder; the demo generates that folder).
+rule generate_tle_demo:
+    output:
+        flag="resources/demo_tle/{dataset}/demo.json",
+        fits=directory("resources/demo_tle/{dataset}/mmia"),
+        labels="resources/demo_tle/{dataset}/labels.csv",
+        truth=directory("resources/demo_tle/{dataset}/truth"),
+    log:
+        "results/logs/generate_tle_demo/{dataset}.log",
+    benchmark:
+        "results/benchmarks/generate_tle_demo/{dataset}.tsv"
+    localrule: True
+    conda:
+        "../../envs/photometer.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    params:
+        demo=tle_demo_params,
+    script:
+        "../scripts/generate_tle_demo.py"

@@ -145,3 +145,27 @@ rule plot_sigma_phi_distributions:
         runtime=10,
     script:
         "../scripts/plot_sigma_phi_distributions.py"
+
+
+rule plot_mean_waveforms:
+    input:
+        waveforms="results/{dataset}/tle/mean_waveforms.npz",
+    output:
+        report(
+            "results/{dataset}/figures/mean_waveforms.png",
+            caption="../report/mean_waveforms.rst",
+            category="Transient luminous events",
+            subcategory="{dataset}",
+        ),
+    log:
+        "results/logs/plot_mean_waveforms/{dataset}.log",
+    benchmark:
+        "results/benchmarks/plot_mean_waveforms/{dataset}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/plot_mean_waveforms.py"

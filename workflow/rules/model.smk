@@ -1,11 +1,12 @@
-# The autoencoder: trained on the projected images, then used to encode every image to a latent vector.
+# The model of the dataset's kind (Res-AE for images, Beta VAE for photometer windows): trained on
+# the dataset's sample store, then used to encode every sample to a latent vector.
 # Training keeps its resumable checkpoint outside the declared outputs (results/<dataset>/model/resume/),
 # because Snakemake deletes the outputs of an interrupted job.
 
 
 rule train_autoencoder:
     input:
-        images="results/{dataset}/images.zarr",
+        samples=sample_store,
     output:
         checkpoint="results/{dataset}/model/checkpoint.pt",
         metrics="results/{dataset}/model/metrics.csv",
@@ -25,15 +26,16 @@ rule train_autoencoder:
     params:
         kind=dataset_kind,
         model=model_params,
-        training=config["training"],
+        training=training_params,
         resume_dir="results/{dataset}/model/resume",
+        variable=lambda wildcards: sample_params(wildcards)["variable"],
     script:
         "../scripts/train_autoencoder.py"
 
 
 rule encode_latents:
     input:
-        images="results/{dataset}/images.zarr",
+        samples=sample_store,
         checkpoint="results/{dataset}/model/checkpoint.pt",
     output:
         latents=directory("results/{dataset}/latents.zarr"),
@@ -50,5 +52,6 @@ rule encode_latents:
         runtime=60,
     params:
         n_examples=8,
+        variable=lambda wildcards: sample_params(wildcards)["variable"],
     script:
         "../scripts/encode_latents.py"

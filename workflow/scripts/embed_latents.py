@@ -1,4 +1,4 @@
-"""UMAP and t-SNE of the latent vectors (the labelled subset, or all images), with labels."""
+"""UMAP and t-SNE of the latent vectors (the labelled subset, or all samples), with labels."""
 
 import numpy as np
 import pandas as pd
@@ -21,7 +21,7 @@ keep = ~table["label"].isin(snakemake.params.exclude_labels).to_numpy()
 if settings["subset"] == "labelled":
     keep &= table["label"].notna().to_numpy()
 log.info(
-    "embedding %d of %d images (subset=%s, excluded labels %s)",
+    "embedding %d of %d samples (subset=%s, excluded labels %s)",
     keep.sum(),
     len(table),
     settings["subset"],

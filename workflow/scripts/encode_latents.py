@@ -8,15 +8,23 @@ from latentsky.stores import open_zarr, write_zarr_atomic
 from latentsky.training import encode, load_checkpoint, reconstruct
 
 log = log_to_file(snakemake.log[0])
-ds = open_zarr(snakemake.input.images)
+ds = open_zarr(snakemake.input.samples)
 model, checkpoint = load_checkpoint(snakemake.input.checkpoint)
-data = ds["image"]
+data = ds[snakemake.params.variable]
 samples = data.to_numpy() if data.nbytes < 2e9 else data.data
 latents = encode(model, samples, batch_size=256)
 sample_dim = data.dims[0]
 out = xr.Dataset(
     {"latent": ((sample_dim, "latent_dim"), latents.astype(np.float32))},
-    coords={sample_dim: ds[sample_dim].to_numpy(), "latent_dim": np.arange(latents.shape[1])},
+    coords={
+        # Every coordinate along the sample axis (for windows: time, observation, ...).
+        **{
+            name: (coord.dims, coord.to_numpy())
+            for name, coord in ds[sample_dim].coords.items()
+            if coord.dims == (sample_dim,)
+        },
+        "latent_dim": np.arange(latents.shape[1]),
+    },
     attrs={
         "checkpoint": str(snakemake.input.checkpoint),
         "epoch": int(checkpoint.get("best_epoch", checkpoint["epoch"])),
@@ -31,9 +39,15 @@ n = data.shape[0]
 index = np.unique(np.linspace(0, n - 1, min(n, snakemake.params.n_examples)).astype(int))
 originals = data.isel({sample_dim: index}).to_numpy()
 reconstructions = reconstruct(model, originals)
+# Images keep their first band (n, H, W); photometer windows all bands (n, band, sample).
+keep = (slice(None), 0) if originals.ndim == 4 else (slice(None),)
+times = ds["time"] if "time" in ds.coords else ds[sample_dim]
+band_names = ds["wavelength"].to_numpy().astype(str) if "wavelength" in ds.coords else []
 np.savez_compressed(
     snakemake.output.reconstructions,
-    originals=originals[:, 0],
-    reconstructions=reconstructions[:, 0],
-    times=ds[sample_dim].to_numpy()[index].astype(str),
+    originals=originals[keep],
+    reconstructions=reconstructions[keep],
+    times=times.to_numpy()[index].astype(str),
+    band_names=np.asarray(band_names),
+    sample_rate_hz=float(ds.attrs.get("sample_rate_hz", 0.0)),
 )

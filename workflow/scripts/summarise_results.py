@@ -15,13 +15,14 @@ log = log_to_file(snakemake.log[0])
 analysis = snakemake.params.analysis
 table = pd.read_csv(snakemake.input.embedding, parse_dates=["time"])
 latents = open_zarr(snakemake.input.latents)["latent"].to_numpy()
-images = open_zarr(snakemake.input.images)
+samples = open_zarr(snakemake.input.samples)
+store = snakemake.params.samples  # which store: images (variable "image") or windows ("waveform")
 metrics = pd.read_csv(snakemake.input.metrics)
 
 labelled = table.dropna(subset=["label"])
 summary = {
     "dataset": snakemake.wildcards.dataset,
-    "n_images": int(images.sizes["time"]),
+    f"n_{store['name']}": int(samples[store["variable"]].shape[0]),  # n_images or n_windows
     "n_embedded": len(table),
     "n_labelled_embedded": len(labelled),
     "excluded_labels": analysis["exclude_labels"],
@@ -51,20 +52,22 @@ if len(labelled) >= analysis["knn_folds"] * 2 and labelled["label"].nunique() > 
 
 # What the archives lacked (404 or not listed), from the download manifests: files, UT hours without
 # any data, minutes without data (a stream0 minute holds 20 frames).
-image_rows = [row for path in snakemake.input.image_manifests for row in read_manifest(path)]
-summary["gaps"] = {"images": gap_summary(image_rows)}
+summary["gaps"] = {}
+if snakemake.input.image_manifests:
+    image_rows = [row for path in snakemake.input.image_manifests for row in read_manifest(path)]
+    summary["gaps"]["images"] = gap_summary(image_rows)
 if snakemake.input.ismr_manifests:
     ismr_rows = [row for path in snakemake.input.ismr_manifests for row in read_manifest(path)]
     summary["gaps"]["ismr"] = gap_summary(ismr_rows)
-summary["bad_input"] = {"images": json.loads(images.attrs.get("bad_input", "{}"))}
+summary["bad_input"] = {store["name"]: json.loads(samples.attrs.get("bad_input", "{}"))}
+if snakemake.input.tle:  # photometer datasets: anomaly scores and band signatures
+    with open(snakemake.input.tle) as handle:
+        summary["tle"] = json.load(handle)
+    summary["anomaly_roc_auc"] = summary["tle"]["anomaly_auc"]["auc"]
 
 if snakemake.input.fits:
     fits = pd.read_csv(snakemake.input.fits)
-    sigma = open_zarr(
-        snakemake.input.sigma_phi[0]
-        if isinstance(snakemake.input.sigma_phi, list)
-        else snakemake.input.sigma_phi
-    )
+    sigma = open_zarr(snakemake.input.sigma_phi)
     summary["bad_input"]["ismr"] = sigma.attrs.get("bad_input", {})
     summary["scintillation_cuts_removed"] = sigma.attrs.get("removed_by_cuts", {})
     summary["sigma_phi_fits"] = {

@@ -11,8 +11,8 @@ from latentsky.training import TrainConfig, train
 
 log = log_to_file(snakemake.log[0])
 params = snakemake.params
-ds = open_zarr(snakemake.input.images)
-data = ds["image"]
+ds = open_zarr(snakemake.input.samples)
+data = ds[params.variable]
 # Small datasets train from memory; large ones stream batches from the chunked store.
 samples = data.to_numpy() if data.nbytes < 2e9 else data.data
 log.info("training %s on %s samples shaped %s", params.kind, data.shape[0], data.shape[1:])

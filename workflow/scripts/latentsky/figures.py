@@ -403,3 +403,57 @@ def plot_mean_waveforms(mean, std, band_names, path, sample_rate_hz: float | Non
         for ax in axes[-1]:
             ax.set_xlabel(xlabel)
         return _save(fig, path)
+
+
+def plot_waveform_reconstructions(
+    originals, reconstructions, band_names, path, sample_rate_hz: float | None = None, titles=None
+) -> Path:
+    """Photometer windows (grey) with their reconstructions (colour), one row per band.
+
+    Parameters
+    ----------
+    originals, reconstructions : arrays ``(n, band, sample)``, in the units the model sees.
+    band_names : one name per band (e.g. "337 nm").
+    sample_rate_hz : if given, the x axis is time in ms; otherwise sample index.
+    titles : optional n column titles (e.g. window times).
+
+    Each panel shares its y range between the original and the reconstruction. Size: ``2.6 n``
+    x ``1.5 n_bands + 0.8`` in.
+    """
+    originals = np.asarray(originals, dtype=np.float64)
+    reconstructions = np.asarray(reconstructions, dtype=np.float64)
+    if originals.ndim != 3 or originals.shape != reconstructions.shape:
+        raise ValueError(
+            f"originals and reconstructions must both be (n, band, sample); got "
+            f"{originals.shape} and {reconstructions.shape}"
+        )
+    n, n_bands, n_samples = originals.shape
+    if len(band_names) != n_bands:
+        raise ValueError(f"{len(band_names)} band names for {n_bands} bands")
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"{len(titles)} titles for {n} windows")
+    if sample_rate_hz:
+        t, xlabel = np.arange(n_samples) / sample_rate_hz * 1e3, "time (ms)"
+    else:
+        t, xlabel = np.arange(n_samples), "sample"
+    with _style():
+        fig = _new_figure(2.6 * n, 1.5 * n_bands + 0.8)
+        axes = fig.subplots(n_bands, n, sharex=True, squeeze=False)
+        for j in range(n):
+            for b in range(n_bands):
+                ax = axes[b, j]
+                ax.plot(t, originals[j, b], color="0.55", linewidth=0.6, label="original")
+                ax.plot(
+                    t,
+                    reconstructions[j, b],
+                    color=cluster_colour(b),
+                    linewidth=1.0,
+                    label="reconstruction",
+                )
+                if j == 0:
+                    ax.set_ylabel(str(band_names[b]))
+            if titles is not None:
+                axes[0, j].set_title(str(titles[j]), fontsize="small")
+            axes[-1, j].set_xlabel(xlabel)
+        axes[0, 0].legend(fontsize="x-small", frameon=False)
+        return _save(fig, path)
