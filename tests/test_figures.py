@@ -172,6 +172,25 @@ def test_mean_waveforms_in_cluster_colours(tmp_path):
         assert pixels_near(image, F.cluster_colour(c)) > 50
 
 
+def test_waveform_reconstructions_draw_each_band_in_its_colour(tmp_path):
+    t = np.linspace(0, 1, 400)
+    originals = np.stack([[np.exp(-(((t - 0.3) / 0.05) ** 2))] * 3] * 2)
+    reconstructions = 0.8 * originals
+    path = F.plot_waveform_reconstructions(
+        originals, reconstructions, ["337 nm", "180-230 nm", "777.4 nm"], tmp_path / "r.png", 100e3
+    )
+    image = read_png(path)
+    assert_size(image, 2.6 * 2, 1.5 * 3 + 0.8)
+    for band in range(3):
+        assert pixels_near(image, F.cluster_colour(band)) > 50
+    with pytest.raises(ValueError, match="band names"):
+        F.plot_waveform_reconstructions(originals, originals, ["337 nm"], tmp_path / "x.png")
+    with pytest.raises(ValueError, match="both be"):
+        F.plot_waveform_reconstructions(
+            originals, originals[:1], ["a", "b", "c"], tmp_path / "x.png"
+        )
+
+
 def test_bad_shapes_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="reconstructions"):
         F.plot_reconstructions(np.zeros((2, 8, 8)), np.zeros((3, 8, 8)), tmp_path / "x.png")
