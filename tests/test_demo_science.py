@@ -19,7 +19,8 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
 from workflow_helpers import copy_workflow, run_snakemake
 
-pytestmark = pytest.mark.slow
+# Both demos end to end, then the report: about 9 min on 2 cores, more on a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 
 @pytest.fixture(scope="module")
