@@ -92,6 +92,19 @@ def test_cluster_colours_match_between_umap_and_sigma_phi_figures(tmp_path, four
     assert pixels_near(sigma_png, F.cluster_colour(6)) < 5
 
 
+def test_clusters_on_tsne_and_umap_side_by_side(tmp_path, four_clusters):
+    xy, clusters, _, _ = four_clusters
+    both = read_png(F.plot_clusters(xy, clusters, tmp_path / "both.png", tsne_xy=-xy))
+    assert_size(both, 12.5, 6.0)
+    half = both.shape[1] // 2
+    for c in range(4):
+        colour = F.cluster_colour(c)
+        assert pixels_near(both[:, :half], colour) > 50, f"cluster {c} missing from t-SNE panel"
+        assert pixels_near(both[:, half:], colour) > 50, f"cluster {c} missing from UMAP panel"
+    with pytest.raises(ValueError, match="same length"):
+        F.plot_clusters(xy, clusters, tmp_path / "x.png", tsne_xy=xy[:-1])
+
+
 def test_sigma_phi_tolerates_nonpositive_values_and_missing_fit(tmp_path, four_clusters):
     _, _, values, fits = four_clusters
     values = dict(values)

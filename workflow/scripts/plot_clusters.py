@@ -1,4 +1,4 @@
-"""Figure: UMAP coloured by spectral cluster, with cluster numbers."""
+"""Figure: t-SNE and UMAP coloured by spectral cluster, with cluster numbers."""
 
 import pandas as pd
 
@@ -8,5 +8,8 @@ from latentsky.logs import log_to_file
 log_to_file(snakemake.log[0])
 table = pd.read_csv(snakemake.input.embedding)
 plot_clusters(
-    table[["umap_x", "umap_y"]].to_numpy(), table["cluster"].to_numpy(), snakemake.output[0]
+    table[["umap_x", "umap_y"]].to_numpy(),
+    table["cluster"].to_numpy(),
+    snakemake.output[0],
+    tsne_xy=table[["tsne_x", "tsne_y"]].to_numpy(),
 )

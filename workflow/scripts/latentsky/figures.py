@@ -193,42 +193,47 @@ def plot_embeddings_by_label(umap_xy, tsne_xy, labels, path) -> Path:
         return _save(fig, path)
 
 
-def plot_clusters(umap_xy, clusters, path) -> Path:
-    """UMAP coloured by spectral cluster, each cluster's number at its median position.
+def plot_clusters(umap_xy, clusters, path, tsne_xy=None) -> Path:
+    """UMAP (and t-SNE, if given) coloured by spectral cluster, each cluster's number at its
+    median position.
 
     Parameters
     ----------
-    umap_xy : array ``(N, 2)``; clusters : int array ``(N,)``.
+    umap_xy : array ``(N, 2)``; clusters : int array ``(N,)``; tsne_xy : optional ``(N, 2)``.
 
-    Colours come from :func:`cluster_colour`. Size: 6.5 x 6 in.
+    Colours come from :func:`cluster_colour`. Size: 6.5 x 6 in for UMAP alone, 12.5 x 6 in with
+    t-SNE on the left (as in :func:`plot_embeddings_by_label`).
     """
-    umap_xy = np.asarray(umap_xy, dtype=np.float64)
     clusters = np.asarray(clusters).astype(int)
-    if len(umap_xy) != len(clusters):
-        raise ValueError("umap_xy and clusters must have the same length")
+    panels = [("t-SNE", tsne_xy)] if tsne_xy is not None else []
+    panels.append(("UMAP", umap_xy))
+    panels = [(name, np.asarray(xy, dtype=np.float64)) for name, xy in panels]
+    if any(len(xy) != len(clusters) for _, xy in panels):
+        raise ValueError("umap_xy, tsne_xy and clusters must have the same length")
     palette = cluster_palette(clusters)
     with _style():
-        fig = _new_figure(6.5, 6.0)
-        ax = fig.subplots()
-        _scatter_in_shuffled_order(
-            ax, umap_xy, [palette[c] for c in clusters], _marker_size(len(clusters))
-        )
-        for c in palette:
-            x, y = np.median(umap_xy[clusters == c], axis=0)
-            ax.text(
-                x,
-                y,
-                str(c),
-                ha="center",
-                va="center",
-                fontsize="large",
-                fontweight="bold",
-                color="black",
-                path_effects=[withStroke(linewidth=3, foreground="white")],
+        fig = _new_figure(6.5 if len(panels) == 1 else 12.5, 6.0)
+        axes = np.atleast_1d(fig.subplots(1, len(panels)))
+        for ax, (name, xy) in zip(axes, panels, strict=True):
+            _scatter_in_shuffled_order(
+                ax, xy, [palette[c] for c in clusters], _marker_size(len(clusters))
             )
-        ax.set_xlabel("UMAP 1")
-        ax.set_ylabel("UMAP 2")
-        ax.set_title(f"Spectral clusters ({len(palette)})")
+            for c in palette:
+                x, y = np.median(xy[clusters == c], axis=0)
+                ax.text(
+                    x,
+                    y,
+                    str(c),
+                    ha="center",
+                    va="center",
+                    fontsize="large",
+                    fontweight="bold",
+                    color="black",
+                    path_effects=[withStroke(linewidth=3, foreground="white")],
+                )
+            ax.set_xlabel(f"{name} 1")
+            ax.set_ylabel(f"{name} 2")
+            ax.set_title(f"{name}: spectral clusters ({len(palette)})")
         return _save(fig, path)
 
 
