@@ -177,7 +177,7 @@ def test_cluster_table_and_candidate_ranking():
     shares = summary[[c for c in summary if c.startswith("share_")]].sum(axis=1)
     np.testing.assert_allclose(shares, 1.0)
 
-    ranked = rank_candidates(table, n=10)
+    ranked = rank_candidates(table, n=10, balance_signatures=False)
     assert len(ranked) == 10 and list(ranked["rank"]) == list(range(1, 11))
     assert (ranked["signature"] != "quiet").all()
     assert ranked["candidate_score"].is_monotonic_decreasing
@@ -188,6 +188,19 @@ def test_cluster_table_and_candidate_ranking():
         rest["signature_score"] > top["signature_score"]
     )
     assert not better.any()
+
+    # Balanced: the first rows are the best window of each signature kind, then the second best...
+    kinds = rest["signature"].nunique()
+    assert kinds >= 2
+    balanced = rank_candidates(table, balance_signatures=True)
+    assert len(balanced) == len(rest)
+    assert set(balanced["signature"].head(kinds)) == set(rest["signature"])
+    assert (balanced["rank_in_signature"].head(kinds) == 1).all()
+    assert balanced["rank_in_signature"].is_monotonic_increasing
+    for _, rows in balanced.groupby("signature"):
+        assert rows["candidate_score"].is_monotonic_decreasing
+        best = rows.iloc[0]
+        assert best["candidate_score"] == rows["candidate_score"].max()
 
 
 def test_roc_auc_matches_sklearn():

@@ -54,7 +54,9 @@ table.to_csv(snakemake.output.windows, index=False)
 
 clusters = cluster_table(table)
 clusters.to_csv(snakemake.output.clusters, index=False)
-candidates = rank_candidates(table, n=settings["n_candidates"])
+candidates = rank_candidates(
+    table, n=settings["n_candidates"], balance_signatures=settings["balance_signatures"]
+)
 candidates.to_csv(snakemake.output.candidates, index=False)
 
 # Mean and spread of each cluster's waveforms in physical units (the scaling undone).
