@@ -199,7 +199,7 @@ def test_berkeley_urls_match_the_published_layouts():
     schema = yaml.safe_load(SCHEMA.read_text())
     defaults = {
         key: value["default"]
-        for key, value in schema["$defs"]["dataset"]["properties"]["base_urls"][
+        for key, value in schema["$defs"]["asi_dataset"]["properties"]["base_urls"][
             "properties"
         ].items()
     }
