@@ -67,7 +67,11 @@ def check_overrides():
             if section == "model":
                 merged = {**config["model"], kind_of(dataset): merged}
             try:
-                validate({**config, section: merged}, "../../config/schema.yaml")
+                validate(
+                    {**config, section: merged},
+                    "../../config/schema.yaml",
+                    set_default=False,
+                )
             except WorkflowError as error:
                 raise WorkflowError(
                     f"config key datasets.{dataset}.overrides.{section}: {error}"
@@ -89,9 +93,8 @@ def download_outputs():
     """Manifests of every download of every dataset (the `download` target)."""
     outputs = []
     for dataset in DATASETS:
-        if (
-            kind_of(dataset) != "asi"
-        ):  # photometer data are local files: nothing to download
+        # Photometer data are local files: nothing to download.
+        if kind_of(dataset) != "asi":
             continue
         outputs.append(f"resources/{dataset}/manifests/skymaps.tsv")
         outputs += expand(
