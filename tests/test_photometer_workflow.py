@@ -43,7 +43,8 @@ def photometer_config(on_bad_input: str, n_clusters: int = 3) -> dict:
                 "training": {"epochs": 2, "batch_size": 16, "learning_rate": 0.002},
                 "embedding": {"subset": "all", "umap_neighbors": 8, "tsne_perplexity": 5},
                 "clustering": {"n_clusters": n_clusters, "n_neighbors": 8},
-                "analysis": {"label_tolerance_s": 0.005},
+                # A partial nested override: the other analysis.tle keys come from the top level.
+                "analysis": {"label_tolerance_s": 0.005, "tle": {"n_candidates": 7}},
             },
         }
     }
@@ -118,6 +119,8 @@ def test_every_photometer_output_is_there(skip_run):
         assert (results / "figures" / f"{name}.png").stat().st_size > 5000, name
     for name in ("windows.csv", "clusters.csv", "candidates.csv", "summary.json"):
         assert (results / "tle" / name).stat().st_size > 0, name
+    candidates = (results / "tle" / "candidates.csv").read_text().splitlines()
+    assert len(candidates) == 1 + 7  # header and the overridden n_candidates
 
 
 def test_a_bad_file_stops_the_run_naming_file_and_column(tmp_path, folder):

@@ -49,11 +49,22 @@ def kind_of(dataset):
     return DATASETS[dataset]["kind"]
 
 
+def merged(base, override):
+    """`base` with the keys of `override` replaced, nested dicts merged key by key (so a partial
+    `analysis.tle` override keeps the other `tle` keys). Keys keep `base`'s order."""
+    result = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            value = merged(base[key], value)
+        result[key] = value
+    return result
+
+
 def settings(dataset, section):
     """A config section as it applies to one dataset: the top-level values, with the dataset's
     `overrides.<section>` on top. `model` is the section of the dataset's kind."""
     base = config["model"][kind_of(dataset)] if section == "model" else config[section]
-    return {**base, **DATASETS[dataset]["overrides"].get(section, {})}
+    return merged(base, DATASETS[dataset]["overrides"].get(section, {}))
 
 
 def check_overrides():
