@@ -6,6 +6,7 @@ DAG, then the report. Per-stage figures are the sums of Snakemake's own per-job 
 (results/benchmarks/<rule>/*.tsv); stages overlap when cores allow, so their sum can exceed the wall.
 
     .venv/bin/python benchmarks/demo_wall_time.py [--cores 2] [--repeats 1] [--configfile F]
+        [--drop-dataset NAME ...]   # e.g. --drop-dataset tle_demo: the auroral demo alone
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from workflow_helpers import copy_workflow  # noqa: E402
@@ -37,9 +39,16 @@ def snakemake(workdir: Path, *args: str) -> float:
     return time.perf_counter() - start
 
 
-def one_run(cores: int, configfile: str | None) -> dict[str, float]:
+def one_run(cores: int, configfile: str | None, drop: list[str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="latentsky-bench-") as scratch:
         work = copy_workflow(Path(scratch))
+        if drop:  # the same config without some datasets: what they add to the wall time
+            source = Path(configfile).resolve() if configfile else work / "config/config.yaml"
+            config = yaml.safe_load(source.read_text())
+            for name in drop:
+                del config["datasets"][name]
+            configfile = str(work / "config" / "benchmark.yaml")
+            Path(configfile).write_text(yaml.safe_dump(config))
         extra = ["--configfile", str(Path(configfile).resolve())] if configfile else []
         generators = ("generate_demo_mirror", "generate_tle_demo")
         generate = snakemake(work, "--cores", str(cores), *extra, "--until", *generators)
@@ -64,8 +73,11 @@ def main():
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--configfile", default=None)
+    parser.add_argument(
+        "--drop-dataset", nargs="+", default=[], help="leave these datasets out of the config"
+    )
     args = parser.parse_args()
-    runs = [one_run(args.cores, args.configfile) for _ in range(args.repeats)]
+    runs = [one_run(args.cores, args.configfile, args.drop_dataset) for _ in range(args.repeats)]
     print(f"demo wall time, {args.cores} cores, {args.repeats} run(s); median seconds (min..max)")
     for key in runs[0]:
         values = [run.get(key, 0.0) for run in runs]

@@ -134,7 +134,6 @@ def test_windows_match_planted_episodes(demo):
 
 def test_noise_offsets_and_saturation(demo):
     root, params, _ = demo
-    truth = pd.read_csv(root / "truth" / "truth.csv")
     settings = WindowSettings(length=params.episode_samples, stride=params.episode_samples)
     ds = next(window_pieces(find_fits_files(root / "fits"), settings, Scaling(high=1e4), {}))
     flux = Scaling(high=1e4).invert(ds["waveform"].to_numpy())
@@ -145,8 +144,7 @@ def test_noise_offsets_and_saturation(demo):
     per_observation = pd.DataFrame(background).groupby(ds["observation"].to_numpy()).median()
     assert per_observation[2].std() > 0.3  # the sky background differs between observations
     noise = ds["noise_flux"].to_numpy()
-    quiet = truth.set_index("time").loc[:, "type"].to_numpy() == "background"
-    assert quiet.any() and np.all(noise.mean(axis=0) > 0.05)
+    assert np.all(noise.mean(axis=0) > 0.05)
 
 
 def test_lightning_is_red_and_blue_with_little_uv():

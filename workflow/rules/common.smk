@@ -74,12 +74,12 @@ def check_overrides():
         for section, values in DATASETS[dataset]["overrides"].items():
             if not values:
                 continue
-            merged = settings(dataset, section)
+            effective = settings(dataset, section)
             if section == "model":
-                merged = {**config["model"], kind_of(dataset): merged}
+                effective = {**config["model"], kind_of(dataset): effective}
             try:
                 validate(
-                    {**config, section: merged},
+                    {**config, section: effective},
                     "../../config/schema.yaml",
                     set_default=False,
                 )
@@ -220,9 +220,7 @@ def fits_dir(wildcards):
 
 def sample_store(wildcards):
     """The Zarr store of samples the model trains on: images or photometer windows."""
-    return (
-        f"results/{wildcards.dataset}/{SAMPLE_STORES[dataset_kind(wildcards)]['store']}"
-    )
+    return f"results/{wildcards.dataset}/{sample_params(wildcards)['store']}"
 
 
 def tle_summary(wildcards):
@@ -297,11 +295,15 @@ def dataset_skymap_source(wildcards):
 
 
 def dataset_kind(wildcards):
-    return DATASETS[wildcards.dataset]["kind"]
+    return kind_of(wildcards.dataset)
 
 
 def sample_params(wildcards):
     return SAMPLE_STORES[dataset_kind(wildcards)]
+
+
+def sample_variable(wildcards):
+    return sample_params(wildcards)["variable"]
 
 
 def model_params(wildcards):

@@ -28,7 +28,7 @@ rule train_autoencoder:
         model=model_params,
         training=training_params,
         resume_dir="results/{dataset}/model/resume",
-        variable=lambda wildcards: sample_params(wildcards)["variable"],
+        variable=sample_variable,
     script:
         "../scripts/train_autoencoder.py"
 
@@ -52,6 +52,6 @@ rule encode_latents:
         runtime=60,
     params:
         n_examples=8,
-        variable=lambda wildcards: sample_params(wildcards)["variable"],
+        variable=sample_variable,
     script:
         "../scripts/encode_latents.py"

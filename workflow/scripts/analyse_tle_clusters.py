@@ -9,7 +9,7 @@ import torch
 from latentsky.logs import log_to_file
 from latentsky.photometer import Scaling
 from latentsky.scoring import anomaly_scores
-from latentsky.stores import open_zarr
+from latentsky.stores import open_zarr, samples_of
 from latentsky.tle_features import (
     anomaly_auc,
     cluster_table,
@@ -25,10 +25,10 @@ settings = snakemake.params.tle
 torch.set_num_threads(snakemake.threads)
 ds = open_zarr(snakemake.input.windows)
 waveform = ds["waveform"]
-data = waveform.to_numpy() if waveform.nbytes < 2e9 else waveform.data
+data = samples_of(waveform)
 
 # Anomaly score of every window: the negative ELBO under the trained model.
-model, checkpoint = load_checkpoint(snakemake.input.checkpoint)
+model, _ = load_checkpoint(snakemake.input.checkpoint)
 scores = anomaly_scores(model, data, n_samples=settings["elbo_samples"], seed=settings["seed"])
 
 names = ("peak_flux", "baseline_flux", "noise_flux", "rise_time_us", "duration_us")
@@ -41,7 +41,8 @@ table = pd.DataFrame(
         "longitude": ds["longitude"].to_numpy(),
     }
 )
-table = pd.concat([table, feature_table({n: ds[n].to_numpy() for n in names})], axis=1)
+features = {n: ds[n].to_numpy() for n in names}
+table = pd.concat([table, feature_table(features)], axis=1)
 for key, values in scores.items():
     table[key] = values
 # Cluster and label of the embedded windows (the embedding's `index` is the window's position).
@@ -61,11 +62,12 @@ candidates.to_csv(snakemake.output.candidates, index=False)
 
 # Mean and spread of each cluster's waveforms in physical units (the scaling undone).
 scaling = Scaling.from_dict(json.loads(ds.attrs["normalisation"]))
-baseline = ds["baseline_flux"].to_numpy()[..., np.newaxis]
+baseline = features["baseline_flux"][..., np.newaxis]
 
 
 def physical(index):
-    return scaling.invert(waveform.isel(window=index).to_numpy(), baseline[index])
+    """Windows at ``index`` in the data's units, from the samples already read for scoring."""
+    return scaling.invert(np.asarray(data[index]), baseline[index])
 
 
 stats = cluster_waveforms(
@@ -77,10 +79,8 @@ stats = cluster_waveforms(
 )
 examples = stats["examples"]
 example_waves = np.full((*examples.shape, *stats["mean"].shape[1:]), np.nan, np.float32)
-for k in range(len(examples)):
-    ok = examples[k] >= 0
-    if ok.any():
-        example_waves[k, ok] = physical(examples[k, ok])
+found = examples >= 0  # -1 pads clusters with fewer examples
+example_waves[found] = physical(examples[found])
 np.savez_compressed(
     snakemake.output.waveforms,
     clusters=stats["clusters"],

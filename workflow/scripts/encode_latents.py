@@ -4,14 +4,14 @@ import numpy as np
 import xarray as xr
 
 from latentsky.logs import log_to_file
-from latentsky.stores import open_zarr, write_zarr_atomic
+from latentsky.stores import open_zarr, samples_of, write_zarr_atomic
 from latentsky.training import encode, load_checkpoint, reconstruct
 
 log = log_to_file(snakemake.log[0])
 ds = open_zarr(snakemake.input.samples)
 model, checkpoint = load_checkpoint(snakemake.input.checkpoint)
 data = ds[snakemake.params.variable]
-samples = data.to_numpy() if data.nbytes < 2e9 else data.data
+samples = samples_of(data)
 latents = encode(model, samples, batch_size=256)
 sample_dim = data.dims[0]
 out = xr.Dataset(
@@ -41,7 +41,7 @@ originals = data.isel({sample_dim: index}).to_numpy()
 reconstructions = reconstruct(model, originals)
 # Images keep their first band (n, H, W); photometer windows all bands (n, band, sample).
 keep = (slice(None), 0) if originals.ndim == 4 else (slice(None),)
-times = ds["time"] if "time" in ds.coords else ds[sample_dim]
+times = ds["time"]  # images: the sample axis itself; windows: each window's centre
 band_names = ds["wavelength"].to_numpy().astype(str) if "wavelength" in ds.coords else []
 np.savez_compressed(
     snakemake.output.reconstructions,

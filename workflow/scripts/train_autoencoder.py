@@ -6,7 +6,7 @@ from pathlib import Path
 
 from latentsky.logs import log_to_file
 from latentsky.models import build_model
-from latentsky.stores import open_zarr
+from latentsky.stores import open_zarr, samples_of
 from latentsky.training import TrainConfig, train
 
 log = log_to_file(snakemake.log[0])
@@ -14,7 +14,7 @@ params = snakemake.params
 ds = open_zarr(snakemake.input.samples)
 data = ds[params.variable]
 # Small datasets train from memory; large ones stream batches from the chunked store.
-samples = data.to_numpy() if data.nbytes < 2e9 else data.data
+samples = samples_of(data)
 log.info("training %s on %s samples shaped %s", params.kind, data.shape[0], data.shape[1:])
 model = build_model(params.kind, params.model, tuple(data.shape[1:]), seed=params.training["seed"])
 config = TrainConfig(**params.training, num_threads=snakemake.threads)

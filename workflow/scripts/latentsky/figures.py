@@ -363,6 +363,16 @@ def plot_training_curves(metrics: pd.DataFrame, path) -> Path:
         return _save(fig, path)
 
 
+def _waveform_axis(band_names, n_bands: int, n_samples: int, sample_rate_hz: float | None):
+    """Check one name per band; the x values and label of a waveform panel: time in ms if the
+    sample rate is known, else the sample index."""
+    if len(band_names) != n_bands:
+        raise ValueError(f"{len(band_names)} band names for {n_bands} bands")
+    if sample_rate_hz:
+        return np.arange(n_samples) / sample_rate_hz * 1e3, "time (ms)"
+    return np.arange(n_samples), "sample"
+
+
 def plot_mean_waveforms(mean, std, band_names, path, sample_rate_hz: float | None = None) -> Path:
     """Per-cluster mean photometer waveforms with a +-1 standard deviation band.
 
@@ -380,12 +390,7 @@ def plot_mean_waveforms(mean, std, band_names, path, sample_rate_hz: float | Non
     if mean.ndim != 3 or mean.shape != std.shape:
         raise ValueError(f"mean and std must both be (clusters, bands, samples); got {mean.shape}")
     n_clusters, n_bands, n_samples = mean.shape
-    if len(band_names) != n_bands:
-        raise ValueError(f"{len(band_names)} band names for {n_bands} bands")
-    if sample_rate_hz:
-        t, xlabel = np.arange(n_samples) / sample_rate_hz * 1e3, "time (ms)"
-    else:
-        t, xlabel = np.arange(n_samples), "sample"
+    t, xlabel = _waveform_axis(band_names, n_bands, n_samples, sample_rate_hz)
     with _style():
         fig = _new_figure(3.2 * n_bands, 1.6 * n_clusters + 0.6)
         axes = fig.subplots(n_clusters, n_bands, sharex=True, sharey="col", squeeze=False)
@@ -433,14 +438,9 @@ def plot_waveform_reconstructions(
             f"{originals.shape} and {reconstructions.shape}"
         )
     n, n_bands, n_samples = originals.shape
-    if len(band_names) != n_bands:
-        raise ValueError(f"{len(band_names)} band names for {n_bands} bands")
     if titles is not None and len(titles) != n:
         raise ValueError(f"{len(titles)} titles for {n} windows")
-    if sample_rate_hz:
-        t, xlabel = np.arange(n_samples) / sample_rate_hz * 1e3, "time (ms)"
-    else:
-        t, xlabel = np.arange(n_samples), "sample"
+    t, xlabel = _waveform_axis(band_names, n_bands, n_samples, sample_rate_hz)
     with _style():
         fig = _new_figure(2.6 * n, 1.5 * n_bands + 0.8)
         axes = fig.subplots(n_bands, n, sharex=True, squeeze=False)

@@ -44,7 +44,7 @@ import pandas as pd
 import xarray as xr
 
 from .errors import BadInputError
-from .tle_features import robust_noise
+from .tle_features import robust_noise, window_features
 
 #: Photometer sampling rate, Hz (one sample every 10 us).
 SAMPLE_RATE_HZ = 100_000.0
@@ -815,8 +815,6 @@ def window_pieces(
     :func:`read_observations`, plus ``segments``, ``windows`` and ``samples_outside_windows``
     (samples of segments that no window covers).
     """
-    from .tle_features import window_features
-
     for key in ("segments", "windows", "samples_outside_windows"):
         counts.setdefault(key, 0)
     observations = read_observations(
@@ -858,6 +856,4 @@ def empty_windows(length: int) -> xr.Dataset:
         frame_longitude=np.zeros(1),
         trigger_samples=np.zeros(0, np.int64),
     )
-    from .tle_features import window_features
-
     return windows_dataset(segment, np.zeros(0, np.int64), length, Scaling(), "", window_features)

@@ -36,6 +36,17 @@ def _move_into_place(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
+#: Variables smaller than this are loaded into memory; larger ones stay dask arrays (read in chunks).
+IN_MEMORY_BYTES = 2e9
+
+
+def samples_of(variable: xr.DataArray):
+    """A store variable as a NumPy array when it fits in memory, else its lazy dask array.
+
+    Training, encoding and scoring index either kind by sample, batch by batch."""
+    return variable.to_numpy() if variable.nbytes < IN_MEMORY_BYTES else variable.data
+
+
 def open_zarr(path: str | Path) -> xr.Dataset:
     """Open a store written by :func:`write_zarr_atomic` (lazy, dask-backed)."""
     return xr.open_zarr(path, consolidated=True)
