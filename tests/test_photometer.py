@@ -34,7 +34,7 @@ from latentsky.photometer import (
     window_starts,
     windows_dataset,
 )
-from latentsky.stores import ZarrAppender, open_zarr
+from latentsky.stores import ChunkedStoreWriter, open_zarr
 
 FRAME = 100  # samples per frame in these small files (the real files have 8,320)
 NS_PER_SAMPLE = 10_000  # 100 kHz
@@ -443,14 +443,14 @@ def test_store_round_trip(tmp_path):
     settings = WindowSettings(length=50, stride=50)
     scaling = Scaling(high=1000.0)
     counts: dict = {}
-    store = ZarrAppender(tmp_path / "windows.zarr", dim="window")
+    store = ChunkedStoreWriter(tmp_path / "windows.zarr", dim="window", chunk_len=4)
     for piece in window_pieces(
         find_fits_files(tmp_path), settings, scaling, counts, block_windows=4
     ):
-        store.append(piece)
+        store.add(piece)
     units = counts.pop("units")
     counts.pop("level")
-    store.commit(empty_windows(50), store_attrs(units, scaling, settings, counts))
+    store.commit(store_attrs(units, scaling, settings, counts), empty=empty_windows(50))
     ds = open_zarr(tmp_path / "windows.zarr")
     assert ds["waveform"].dims == ("window", "band", "sample")
     np.testing.assert_array_equal(ds["window"].to_numpy(), np.arange(10))

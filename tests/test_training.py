@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from latentsky.feed import SampleSource
 from latentsky.models import build_model
 from latentsky.training import (
     TrainConfig,
@@ -17,7 +18,6 @@ from latentsky.training import (
     load_checkpoint,
     reconstruct,
     split_indices,
-    take,
     train,
 )
 
@@ -209,13 +209,17 @@ def test_lazy_arrays_train_and_encode_like_numpy(images, tmp_path):
     dims = ("samples", "band", "lat", "lon")
     wrapped = xr.DataArray(data, dims=dims).chunk({"samples": 16})  # dask-backed
 
-    index = np.array([1, 5, 6, 40])
+    index = np.array([40, 1, 6, 5])
     for array in (store, wrapped, wrapped.data):
-        np.testing.assert_array_equal(take(array, index), data[index])
-        np.testing.assert_array_equal(take(array, np.arange(3, 9)), data[3:9])
+        source = SampleSource(array)
+        assert source.chunk_len == 16
+        np.testing.assert_array_equal(source.gather(index), data[index])
+        np.testing.assert_array_equal(source.read(3, 9), data[3:9])
 
+    # The batch order follows the chunks, so the NumPy array gets the same chunk length.
     nets = []
-    for name, array in (("numpy", data), ("zarr", store), ("xarray", wrapped)):
+    numpy_source = SampleSource(data, chunk_len=16)
+    for name, array in (("numpy", numpy_source), ("zarr", store), ("xarray", wrapped)):
         net = model()
         train(net, array, config(epochs=1), tmp_path / f"{name}.pt", tmp_path / f"{name}.csv")
         nets.append(net)

@@ -10,6 +10,7 @@ import pytest
 import torch
 import xarray as xr
 import yaml
+import zarr
 from run_helpers import CONFIG, reference_run
 from workflow_helpers import run_snakemake, scheduled_rules
 
@@ -54,10 +55,19 @@ def test_images_store_has_the_documented_layout(tiny_run):
     for key in ("site", "altitude_km", "min_elevation_deg", "skymaps", "normalisation"):
         assert key in images.attrs
     assert images.attrs["altitude_km"] == 110
-    values = images["image"].to_numpy()
+    values = images["image"].to_numpy()  # counts, NaN outside the field of view
     inside = np.isfinite(values)
     assert 0.3 < inside.mean() < 1.0  # the field of view is a disc inside the grid's box
-    assert -0.5 < np.nanmedian(values) < 1.5  # normalised, not raw counts near 3,300
+    np.testing.assert_array_equal(inside.any(axis=(0, 1)), images["fov_mask"].to_numpy())
+    assert 3000 < np.nanmedian(values) < 10000  # counts above the demo's ~3,300 bias
+    # Stored packed: uint16 counts, 65535 outside the field of view; the model's input scale is
+    # the normalisation attribute.
+    raw = zarr.open_group(tiny_run / "results/tiny/images.zarr", mode="r")["image"]
+    assert raw.dtype == np.uint16 and raw.fill_value == 65535
+    scale = json.loads(images.attrs["normalisation"])
+    normalised = (values - scale["low_counts"]) / (scale["high_counts"] - scale["low_counts"])
+    assert -0.5 < np.nanmedian(normalised) < 1.0
+    assert np.nanpercentile(normalised, 99.5) == pytest.approx(1.0, abs=0.05)
 
 
 def test_sigma_phi_store_is_aligned_with_images(tiny_run):

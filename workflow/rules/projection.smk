@@ -40,7 +40,8 @@ rule project_images:
         "results/benchmarks/project_images/{dataset}_{date}.tsv"
     conda:
         "../../envs/geometry.yaml"
-    threads: 1
+    # One thread decodes files while the other projects and writes.
+    threads: 2
     resources:
         mem_mb=4000,
         runtime=60,

@@ -6,10 +6,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from latentsky.feed import SampleSource
 from latentsky.logs import log_to_file
 from latentsky.photometer import Scaling
 from latentsky.scoring import anomaly_scores
-from latentsky.stores import open_zarr, samples_of
+from latentsky.stores import open_zarr
 from latentsky.tle_features import (
     anomaly_auc,
     cluster_table,
@@ -25,7 +26,7 @@ settings = snakemake.params.tle
 torch.set_num_threads(snakemake.threads)
 ds = open_zarr(snakemake.input.windows)
 waveform = ds["waveform"]
-data = samples_of(waveform)
+data = SampleSource.from_store(snakemake.input.windows, "waveform")
 
 # Anomaly score of every window: the negative ELBO under the trained model.
 model, _ = load_checkpoint(snakemake.input.checkpoint)
@@ -66,8 +67,8 @@ baseline = features["baseline_flux"][..., np.newaxis]
 
 
 def physical(index):
-    """Windows at ``index`` in the data's units, from the samples already read for scoring."""
-    return scaling.invert(np.asarray(data[index]), baseline[index])
+    """Windows at ``index`` in the data's units (one read per chunk they touch)."""
+    return scaling.invert(data.unpacking.numpy(data.gather(index)), baseline[index])
 
 
 stats = cluster_waveforms(

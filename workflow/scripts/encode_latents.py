@@ -3,15 +3,16 @@
 import numpy as np
 import xarray as xr
 
+from latentsky.feed import SampleSource
 from latentsky.logs import log_to_file
-from latentsky.stores import open_zarr, samples_of, write_zarr_atomic
+from latentsky.stores import open_zarr, write_zarr_atomic
 from latentsky.training import encode, load_checkpoint, reconstruct
 
 log = log_to_file(snakemake.log[0])
 ds = open_zarr(snakemake.input.samples)
 model, checkpoint = load_checkpoint(snakemake.input.checkpoint)
 data = ds[snakemake.params.variable]
-samples = samples_of(data)
+samples = SampleSource.from_store(snakemake.input.samples, snakemake.params.variable)
 latents = encode(model, samples, batch_size=256)
 sample_dim = data.dims[0]
 out = xr.Dataset(
@@ -37,7 +38,7 @@ log.info("encoded %d samples to %d-d latents", *latents.shape)
 # Examples spread evenly over the dataset, for the originals-over-reconstructions figure.
 n = data.shape[0]
 index = np.unique(np.linspace(0, n - 1, min(n, snakemake.params.n_examples)).astype(int))
-originals = data.isel({sample_dim: index}).to_numpy()
+originals = samples.unpacking.numpy(samples.gather(index))  # model input, as trained
 reconstructions = reconstruct(model, originals)
 # Images keep their first band (n, H, W); photometer windows all bands (n, band, sample).
 keep = (slice(None), 0) if originals.ndim == 4 else (slice(None),)

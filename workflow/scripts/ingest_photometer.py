@@ -11,7 +11,7 @@ from latentsky.photometer import (
     store_attrs,
     window_pieces,
 )
-from latentsky.stores import ZarrAppender
+from latentsky.stores import ChunkedStoreWriter
 
 log = log_to_file(snakemake.log[0])
 params = snakemake.params
@@ -35,21 +35,17 @@ log.info(
 )
 
 counts: dict = {}
-store = ZarrAppender(
-    snakemake.output.windows,
-    dim="window",
-    encoding={"waveform": {"chunks": (256, 3, settings.length)}},
-)
+store = ChunkedStoreWriter(snakemake.output.windows, dim="window")
 try:
     for piece in window_pieces(
         files, settings, scaling, counts, level=photometer["level"], skip_bad_input=skip, log=log
     ):
-        store.append(piece)
+        store.add(piece)
     units = counts.pop("units", "")
     level = counts.pop("level", None)
     attrs = store_attrs(units, scaling, settings, counts)
     attrs.update({"level": -1 if level is None else level, "n_files": len(files)})
-    store.commit(empty_windows(settings.length), attrs)
+    store.commit(attrs, empty=empty_windows(settings.length))
 except BaseException:
     store.abort()
     raise

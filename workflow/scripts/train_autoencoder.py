@@ -4,19 +4,18 @@ import json
 import shutil
 from pathlib import Path
 
+from latentsky.feed import SampleSource
 from latentsky.logs import log_to_file
 from latentsky.models import build_model
-from latentsky.stores import open_zarr, samples_of
+from latentsky.stores import open_zarr
 from latentsky.training import TrainConfig, train
 
 log = log_to_file(snakemake.log[0])
 params = snakemake.params
-ds = open_zarr(snakemake.input.samples)
-data = ds[params.variable]
-# Small datasets train from memory; large ones stream batches from the chunked store.
-samples = samples_of(data)
-log.info("training %s on %s samples shaped %s", params.kind, data.shape[0], data.shape[1:])
-model = build_model(params.kind, params.model, tuple(data.shape[1:]), seed=params.training["seed"])
+# Read chunk by chunk from the store, whatever its size; packed samples are unpacked on the fly.
+samples = SampleSource.from_store(snakemake.input.samples, params.variable)
+log.info("training %s on %s samples shaped %s", params.kind, samples.n, samples.sample_shape)
+model = build_model(params.kind, params.model, samples.sample_shape, seed=params.training["seed"])
 config = TrainConfig(**params.training, num_threads=snakemake.threads)
 resume_dir = Path(params.resume_dir)
 resume_dir.mkdir(parents=True, exist_ok=True)
@@ -26,7 +25,7 @@ train(
     config,
     checkpoint_path=resume_dir / "last.pt",
     metrics_path=snakemake.output.metrics,
-    normalisation=json.loads(ds.attrs.get("normalisation", "{}")),
+    normalisation=json.loads(open_zarr(snakemake.input.samples).attrs.get("normalisation", "{}")),
     log=log,
 )
 shutil.copyfile(resume_dir / "last.pt", snakemake.output.checkpoint)

@@ -103,8 +103,11 @@ class LatentModel(nn.Module):
         """Latent ``(B, latent_dim)`` -> decoder output (model-specific)."""
         raise NotImplementedError
 
-    def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-        """Scalar training loss of a batch ``(B, *sample_shape)``, and metrics as floats."""
+    def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Scalar training loss of a batch ``(B, *sample_shape)``, and scalar metric tensors.
+
+        Metrics stay tensors on the batch's device (detached): converting them to Python
+        numbers here would make the host wait for the device at every step."""
         raise NotImplementedError
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
@@ -454,18 +457,22 @@ class ResidualAutoencoder(LatentModel):
         z = self.encode(x)
         return self.decode(z), z
 
-    def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """MSE over the finite pixels of ``batch`` ``(B, band, lat, lon)``; metrics ``mse``."""
         mask = torch.isfinite(batch)
         x = torch.where(mask, batch, 0.0)
         x_hat, _ = self(x)
         loss = masked_mse(x_hat, x, mask)
-        return loss, {"mse": loss.item()}
+        return loss, {"mse": loss.detach()}
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstruction of ``x`` ``(B, band, lat, lon)``, NaN where ``x`` is NaN."""
         x_hat, _ = self(x)
         return torch.where(torch.isfinite(x), x_hat.to(x.dtype), torch.nan)
+
+
+def _sync_output_ready(module: nn.Module, _incompatible_keys) -> None:
+    module._output_ready = bool(module.output_initialised)
 
 
 @register_model("beta_vae_1d", data_kind="photometer")
@@ -539,6 +546,10 @@ class BetaVAE1d(LatentModel):
         # Whether the output layer has been started from the data (saved with the weights, so a
         # resumed or reloaded model is not initialised again).
         self.register_buffer("output_initialised", torch.tensor(False))
+        # The same flag as a Python bool, so the training step need not read the buffer back
+        # from the device; kept in step with the buffer when weights are loaded.
+        self._output_ready = False
+        self.register_load_state_dict_post_hook(_sync_output_ready)
 
     @staticmethod
     def _clean(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -582,6 +593,7 @@ class BetaVAE1d(LatentModel):
         bias[0] = torch.logit(mean).unsqueeze(1).to(bias.dtype)
         bias[1] = precision.log().unsqueeze(1).to(bias.dtype)
         self.output_initialised.fill_(True)
+        self._output_ready = True
 
     def forward(self, x: torch.Tensor) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
         """Windows -> ((alpha, beta), posterior mean); uses the mean, no sampling."""
@@ -597,10 +609,10 @@ class BetaVAE1d(LatentModel):
         log_norm = torch.lgamma(alpha) + torch.lgamma(beta) - torch.lgamma(alpha + beta)
         return (alpha - 1) * torch.log(x) + (beta - 1) * torch.log1p(-x) - log_norm
 
-    def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    def loss(self, batch: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Negative ELBO per window, batch mean; metrics ``loglik``, ``kl`` (per window)."""
         x, mask = self._clean(batch)
-        if self.training and not self.output_initialised:
+        if self.training and not self._output_ready:
             self.initialise_output(x)
         mu, logvar = self.posterior(x)
         # Reparameterised sample while training; the mean in eval, so validation is deterministic.
@@ -609,7 +621,7 @@ class BetaVAE1d(LatentModel):
         loglik = torch.where(mask, self.beta_log_likelihood(x, alpha, beta), 0.0).flatten(1).sum(1)
         kl = 0.5 * (logvar.exp() + mu**2 - logvar - 1).sum(1)
         loss = -(loglik - self.kl_weight * kl).mean()
-        return loss, {"loglik": loglik.mean().item(), "kl": kl.mean().item()}
+        return loss, {"loglik": loglik.mean().detach(), "kl": kl.mean().detach()}
 
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of the Beta likelihood at the posterior mean, ``(B, band, sample)``; NaN kept."""

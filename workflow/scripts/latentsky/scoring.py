@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from .feed import ordered_batches
 from .models import BETA_DATA_MAX, BETA_DATA_MIN, LatentModel
-from .training import resolve_device, take
+from .training import as_source, resolve_device
 
 
 def _is_vae(model: LatentModel) -> bool:
@@ -84,8 +85,9 @@ def anomaly_scores(
 
     Args:
         model: a trained Beta VAE (see :func:`elbo_terms`); put in eval mode here.
-        data: windows ``(N, band, sample)`` scaled into [0, 1]: a NumPy, Zarr, dask or xarray
-            array, read in contiguous batches (so a store larger than memory is fine).
+        data: windows ``(N, band, sample)`` scaled into [0, 1]: a
+            :class:`~latentsky.feed.SampleSource` or an array-like, read chunk by chunk (so a
+            store larger than memory is fine).
         n_samples, seed: draws of z per window (0: posterior mean) and the seed of those draws.
 
     Returns:
@@ -95,13 +97,11 @@ def anomaly_scores(
     device = resolve_device(device)
     model.to(device).eval()
     generator = torch.Generator(device=device).manual_seed(seed) if n_samples else None
-    n = int(data.shape[0])
-    loglik = np.empty(n, dtype=np.float64)
-    kl = np.empty(n, dtype=np.float64)
-    for start in range(0, n, batch_size):
-        index = np.arange(start, min(start + batch_size, n))
-        batch = torch.from_numpy(np.ascontiguousarray(take(data, index), dtype=np.float32))
-        ll, k = elbo_terms(model, batch.to(device), n_samples, generator)
-        loglik[index] = ll.double().cpu().numpy()
-        kl[index] = k.double().cpu().numpy()
+    source = as_source(data)
+    loglik = np.empty(source.n, dtype=np.float64)
+    kl = np.empty(source.n, dtype=np.float64)
+    for start, batch in ordered_batches(source, batch_size, device):
+        ll, k = elbo_terms(model, batch, n_samples, generator)
+        loglik[start : start + len(batch)] = ll.double().cpu().numpy()
+        kl[start : start + len(batch)] = k.double().cpu().numpy()
     return {"neg_elbo": kl - loglik, "loglik": loglik, "kl": kl}

@@ -1,12 +1,19 @@
 """Training, checkpointing and encoding for every model in :mod:`latentsky.models`.
 
 The loop is generic: it only calls ``model.loss(batch)``, so the image Res-AE and the photometer
-Beta VAE share it. Data is any array-like of samples ``(N, *sample_shape)`` (a NumPy array, a Zarr
-array or an xarray/dask-backed ``DataArray`` bigger than memory): batches are read by sorted index
-arrays, so only one batch (per worker) is in memory at a time.
+Beta VAE share it. Data is a :class:`~latentsky.feed.SampleSource` (a Zarr store variable of any
+size, read by whole chunks with a shuffle buffer, see :mod:`latentsky.feed`) or any array-like of
+samples ``(N, *sample_shape)``, which is wrapped in one.
+
+Speed on a GPU: packed samples are copied from pinned memory without blocking and unpacked on the
+device; convolutions run channels-last under bfloat16 autocast (float16 with a gradient scaler
+where bfloat16 is missing); ``TrainConfig.compile`` compiles the loss with ``torch.compile``; and
+nothing in the step waits for the device: losses and metrics are summed on the device and read
+once per epoch.
 
 Reproducibility. Everything random derives from ``TrainConfig.seed``: the train/validation split,
-the batch order of epoch ``e`` (a NumPy generator seeded with ``(seed, e)``) and torch's RNG, which
+the batch order of epoch ``e`` (the chunk order and window permutations of
+:func:`latentsky.feed.epoch_windows`, seeded with ``(seed, e)``) and torch's RNG, which
 is re-seeded at the start of every epoch (VAE sampling). Because no RNG state carries over from one
 epoch to the next, a run resumed from a checkpoint repeats exactly what the uninterrupted run would
 have done, and on CPU (deterministic algorithms on) the weights are bitwise identical. On CUDA,
@@ -27,7 +34,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,14 +43,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
 
+from latentsky.feed import SampleSource, epoch_windows, iterate_batches, ordered_batches
 from latentsky.models import LatentModel, model_from_config
 
 #: Bumped when the checkpoint layout changes incompatibly.
 CHECKPOINT_FORMAT = 1
-
-Transform = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -58,11 +63,17 @@ class TrainConfig:
         validation_fraction: share of samples held out, in [0, 1); 0 disables validation,
             early stopping and best-epoch selection (the last epoch is then the best).
         seed: seed of the split, the batch order and torch's RNG.
-        num_workers: DataLoader worker processes reading batches (0 = read in the main process,
-            reusing one buffer for in-memory arrays).
+        num_workers: reader processes (``None``: ``num_threads - 1`` of them on CUDA, none on
+            the CPU, where training itself needs the cores). The batch order does not depend
+            on it.
+        shuffle_buffer: samples mixed in one shuffle window (rounded down to whole chunks, at
+            least one chunk); each reader holds one window. At least the number of samples:
+            a full permutation every epoch.
         device: ``"auto"`` (CUDA if available, else CPU), or a torch device string.
         mixed_precision: on CUDA, autocast to bfloat16 where supported (else float16 with a
             GradScaler). Ignored on CPU, where it would be slower and not reproducible.
+        compile: compile the loss (model forward and loss) with ``torch.compile``: faster steps
+            on a GPU after a compilation of a minute or so; off by default.
         checkpoint_every: write a checkpoint every this many epochs (and always after the last).
         resume: continue from ``checkpoint_path`` if it exists, else start from scratch.
         patience: stop when the validation loss has not improved for this many epochs
@@ -82,9 +93,11 @@ class TrainConfig:
     weight_decay: float = 0.0
     validation_fraction: float = 0.1
     seed: int = 0
-    num_workers: int = 0
+    num_workers: int | None = None
+    shuffle_buffer: int = 2048
     device: str = "auto"
     mixed_precision: bool = True
+    compile: bool = False
     checkpoint_every: int = 1
     resume: bool = False
     patience: int | None = None
@@ -106,6 +119,8 @@ class TrainConfig:
             )
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
+        if self.shuffle_buffer < 1 or (self.num_workers is not None and self.num_workers < 0):
+            raise ValueError("shuffle_buffer must be >= 1 and num_workers >= 0")
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -139,95 +154,20 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 # --------------------------------------------------------------------------------------------
-# Reading batches from array-likes
+# Data
 
 
-def take(data: Any, index: np.ndarray) -> np.ndarray:
-    """Samples ``data[index]`` as a NumPy array, for NumPy, Zarr, dask and xarray array-likes.
-
-    ``index`` is a sorted 1-D integer array; a contiguous run is read as a slice, which Zarr and
-    dask serve chunk by chunk without fancy-indexing overhead.
-    """
-    index = np.asarray(index, dtype=np.int64)
-    if len(index) and index[-1] - index[0] == len(index) - 1:
-        selection: Any = slice(int(index[0]), int(index[-1]) + 1)
-    else:
-        selection = index
-    if hasattr(data, "isel") and hasattr(data, "dims"):  # xarray.DataArray
-        return np.asarray(data.isel({data.dims[0]: selection}).values)
-    if hasattr(data, "oindex") and not isinstance(selection, slice):  # zarr: orthogonal selection
-        return np.asarray(data.oindex[selection])
-    out = data[selection]
-    if hasattr(out, "compute"):  # dask
-        out = out.compute()
-    return np.asarray(out)
+def as_source(data: Any) -> SampleSource:
+    """``data`` itself if it is a :class:`SampleSource`, else an array-like wrapped in one."""
+    return data if isinstance(data, SampleSource) else SampleSource(data)
 
 
-class _BatchDataset(Dataset):
-    """Map-style dataset whose items are whole batches: ``dataset[index_array] -> (B, ...)``.
-
-    Used with ``DataLoader(batch_size=None, sampler=list_of_index_arrays)`` so that worker processes
-    read whole sorted batches (one read per chunk for Zarr instead of one per sample).
-    """
-
-    def __init__(self, data: Any, transform: Transform | None):
-        self.data = data
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return int(self.data.shape[0])
-
-    def __getitem__(self, index: np.ndarray) -> torch.Tensor:
-        batch = take(self.data, index)
-        if self.transform is not None:
-            batch = self.transform(batch)
-        return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
-
-
-class _BufferedReader:
-    """Reads batches of an in-memory float32 NumPy array into one reused buffer (no allocation).
-
-    Only for ``num_workers=0``: the batch is consumed (copied to the device or used by a
-    synchronous CPU step) before the buffer is overwritten by the next read.
-    """
-
-    def __init__(self, data: np.ndarray, batch_size: int):
-        self.data = data
-        self.buffer = np.empty((batch_size, *data.shape[1:]), dtype=np.float32)
-
-    def __call__(self, index: np.ndarray) -> torch.Tensor:
-        out = self.buffer[: len(index)]
-        np.take(self.data, index, axis=0, out=out)
-        return torch.from_numpy(out)
-
-
-def _batches(
-    data: Any,
-    batches: list[np.ndarray],
-    config: TrainConfig,
-    device: torch.device,
-    transform: Transform | None,
-) -> Iterator[torch.Tensor]:
-    """Yield the batches ``data[idx]`` for ``idx`` in ``batches`` as float32 tensors on ``device``."""
-    if (
-        config.num_workers == 0
-        and transform is None
-        and isinstance(data, np.ndarray)
-        and data.dtype == np.float32
-    ):
-        reader = _BufferedReader(data, max(len(b) for b in batches))
-        for index in batches:
-            yield reader(index).to(device)
-        return
-    loader = DataLoader(
-        _BatchDataset(data, transform),
-        batch_size=None,
-        sampler=batches,
-        num_workers=config.num_workers,
-        pin_memory=device.type == "cuda",
-    )
-    for batch in loader:
-        yield batch.to(device, non_blocking=True)
+def _reader_processes(config: TrainConfig, device: torch.device) -> int:
+    if config.num_workers is not None:
+        return config.num_workers
+    if device.type != "cuda":
+        return 0
+    return max(1, (config.num_threads or os.cpu_count() or 2) - 1)
 
 
 def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -237,12 +177,6 @@ def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.nda
         n_val = min(max(n_val, 1), n - 1)
     permutation = np.random.default_rng(seed).permutation(n)
     return np.sort(permutation[n_val:]), np.sort(permutation[:n_val])
-
-
-def _epoch_batches(train_index: np.ndarray, batch_size: int, seed: int, epoch: int) -> list:
-    """Shuffled batches of epoch ``epoch``, each sorted (for chunked reads); depends on (seed, epoch)."""
-    order = np.random.default_rng([seed, epoch]).permutation(train_index)
-    return [np.sort(order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
 
 
 def _learning_rate(config: TrainConfig, epoch: int) -> float:
@@ -349,7 +283,8 @@ def _write_metrics(rows: list[dict], path: Path) -> pd.DataFrame:
 
 def _run_epoch(
     model: LatentModel,
-    batches: Iterator[torch.Tensor],
+    step: Callable,
+    batches: Iterable[torch.Tensor],
     optimizer: torch.optim.Optimizer | None,
     scaler: torch.amp.GradScaler | None,
     config: TrainConfig,
@@ -357,10 +292,15 @@ def _run_epoch(
     dtype: torch.dtype | None,
     epoch: int,
 ) -> dict[str, float]:
-    """One pass; trains if ``optimizer`` is given, else evaluates. Returns sample-weighted means."""
+    """One pass; trains if ``optimizer`` is given, else evaluates. Returns sample-weighted means.
+
+    ``step(batch) -> (loss, metrics)`` is ``model.loss`` or its compiled form. Losses and metrics
+    are summed on the device (float64) and read back once, at the end of the pass: reading them
+    every step would make the host wait for the device.
+    """
     training = optimizer is not None
     model.train(training)
-    totals: dict[str, float] = {}
+    totals: dict[str, torch.Tensor] = {}
     count = 0
     grad_context = nullcontext() if training else torch.no_grad()
     with grad_context:
@@ -368,13 +308,7 @@ def _run_epoch(
             if batch.ndim == 4 and device.type == "cuda":
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with _autocast(device, dtype):
-                loss, metrics = model.loss(batch)
-            value = loss.item()
-            if not math.isfinite(value):
-                raise FloatingPointError(
-                    f"non-finite loss {value} in epoch {epoch + 1} "
-                    f"({'training' if training else 'validation'}); lower the learning rate?"
-                )
+                loss, metrics = step(batch)
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
@@ -385,9 +319,16 @@ def _run_epoch(
                 scaler.update()
             n = batch.shape[0]
             count += n
-            for name, metric in {"loss": value, **metrics}.items():
-                totals[name] = totals.get(name, 0.0) + metric * n
-    return {name: total / max(count, 1) for name, total in totals.items()}
+            for name, metric in {"loss": loss, **metrics}.items():
+                weighted = metric.detach().double() * n
+                totals[name] = totals[name] + weighted if name in totals else weighted
+    means = {name: float(total) / max(count, 1) for name, total in totals.items()}
+    if not math.isfinite(means.get("loss", 0.0)):
+        raise FloatingPointError(
+            f"non-finite loss {means['loss']} in epoch {epoch + 1} "
+            f"({'training' if training else 'validation'}); lower the learning rate?"
+        )
+    return means
 
 
 def train(
@@ -398,7 +339,6 @@ def train(
     metrics_path: str | Path,
     log: logging.Logger | None = None,
     normalisation: dict | None = None,
-    transform: Transform | None = None,
     on_epoch_end: Callable[[int, dict], None] | None = None,
 ) -> pd.DataFrame:
     """Train ``model`` on ``data`` and return the per-epoch metrics.
@@ -406,8 +346,8 @@ def train(
     Args:
         model: a :class:`~latentsky.models.LatentModel` (its weights are replaced by the
             checkpoint's when resuming).
-        data: samples ``(N, *sample_shape)``: a NumPy array or a lazily read Zarr / dask / xarray
-            array; read one sorted batch at a time.
+        data: a :class:`~latentsky.feed.SampleSource` (e.g. a Zarr store variable, read chunk
+            by chunk) or an array-like of float32 samples ``(N, *sample_shape)``.
         config: optimisation settings.
         checkpoint_path: checkpoint file, rewritten every ``config.checkpoint_every`` epochs.
         metrics_path: CSV rewritten after every epoch, one row per epoch: ``epoch`` (1-based),
@@ -416,7 +356,6 @@ def train(
         log: logger for progress (default: this module's).
         normalisation: how ``data`` was scaled (e.g. ``{"low": 12.0, "high": 3400.0}``); stored in
             the checkpoint so that encoding new data can repeat it. NumPy values become lists.
-        transform: optional function applied to every NumPy batch after reading (e.g. scaling).
         on_epoch_end: called as ``on_epoch_end(epoch, row)`` after each epoch's checkpoint is
             written (epoch 1-based); raising from it interrupts training (used by tests).
 
@@ -428,10 +367,11 @@ def train(
     device = resolve_device(config.device)
     dtype = _autocast_dtype(device, config.mixed_precision)
     normalisation = _plain(normalisation or {})
-    n = int(data.shape[0])  # zarr arrays have no len()
+    source = as_source(data)
+    n = source.n
     if n < 2:
         raise ValueError(f"need at least 2 samples to train, got {n}")
-    sample_shape = tuple(data.shape[1:])
+    sample_shape = source.sample_shape
     if sample_shape != tuple(model.sample_shape):
         raise ValueError(
             f"data samples are shaped {sample_shape}, the model expects {tuple(model.sample_shape)}"
@@ -474,11 +414,20 @@ def train(
                     f"{checkpoint_path}: checkpoint model {checkpoint['model_config']} differs "
                     f"from the model to train {model.model_config}; delete it or set resume=False"
                 )
-            if checkpoint["n_samples"] != n or checkpoint["seed"] != config.seed:
-                log.warning(
-                    "resuming with different data size or seed (checkpoint: n=%d seed=%d)",
-                    checkpoint["n_samples"],
-                    checkpoint["seed"],
+            differences = [
+                f"{name} {checkpoint.get(key)!r} (now {value!r})"
+                for name, key, value in (
+                    ("samples", "n_samples", n),
+                    ("seed", "seed", config.seed),
+                    ("normalisation", "normalisation", normalisation),
+                )
+                if checkpoint.get(key) != value
+            ]
+            if differences:
+                # Resuming on other data would silently mix two runs into one model.
+                raise ValueError(
+                    f"{checkpoint_path}: cannot resume, the checkpoint was trained with other "
+                    f"{'; '.join(differences)}; delete it or set training.resume to false"
                 )
             model.load_state_dict(checkpoint["model_state"])
             optimizer.load_state_dict(checkpoint["optimizer_state"])
@@ -500,15 +449,25 @@ def train(
             else:
                 log.info("starting from scratch")
             metrics_path.unlink(missing_ok=True)  # no stale rows of an earlier run
+        workers = _reader_processes(config, device)
+        window_chunks = max(1, config.shuffle_buffer // source.chunk_len)
+        step = model.loss
+        if config.compile:
+            step = torch.compile(model.loss)
         log.info(
-            "training %s on %d samples (%d train, %d validation) on %s%s, %d threads",
+            "training %s on %d samples (%d train, %d validation) on %s%s%s, %d threads, "
+            "%d reader processes, shuffle windows of %d chunks of %d samples",
             model.kind,
             n,
             len(train_index),
             len(val_index),
             device,
             f" with {dtype} autocast" if dtype else "",
+            ", compiled" if config.compile else "",
             torch.get_num_threads(),
+            workers,
+            window_chunks,
+            source.chunk_len,
         )
         frame = _write_metrics(rows, metrics_path) if rows else pd.DataFrame()
 
@@ -539,10 +498,11 @@ def train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             torch.manual_seed(_epoch_seed(config.seed, epoch))
-            batches = _epoch_batches(train_index, config.batch_size, config.seed, epoch)
+            windows = epoch_windows(source, train_index, window_chunks, config.seed, epoch)
             train_metrics = _run_epoch(
                 model,
-                _batches(data, batches, config, device, transform),
+                step,
+                iterate_batches(source, windows, config.batch_size, device, workers),
                 optimizer,
                 scaler,
                 config,
@@ -551,13 +511,13 @@ def train(
                 epoch,
             )
             if len(val_index):
-                val_batches = [
-                    val_index[i : i + config.batch_size]
-                    for i in range(0, len(val_index), config.batch_size)
-                ]
+                windows = epoch_windows(
+                    source, val_index, window_chunks, config.seed, epoch, shuffle=False
+                )
                 val_metrics = _run_epoch(
                     model,
-                    _batches(data, val_batches, config, device, transform),
+                    step,
+                    iterate_batches(source, windows, config.batch_size, device, workers),
                     None,
                     None,
                     config,
@@ -635,21 +595,19 @@ def encode(
     data: Any,
     batch_size: int = 256,
     device: str | torch.device = "auto",
-    transform: Transform | None = None,
 ) -> np.ndarray:
     """Latent vectors of all samples, in order: ``(N, *sample_shape)`` -> float32 ``(N, latent_dim)``.
 
-    For a VAE this is the posterior mean. Reads ``data`` in contiguous batches, so a Zarr array
-    larger than memory is fine; the output (``N * latent_dim`` floats) is held in memory.
+    For a VAE this is the posterior mean. ``data`` is a :class:`~latentsky.feed.SampleSource`
+    or an array-like, read one chunk at a time, so a store larger than memory is fine; the output
+    (``N * latent_dim`` floats) is held in memory.
     """
     device = resolve_device(device)
     model.to(device).eval()
-    n = int(data.shape[0])
-    out = np.empty((n, model.latent_dim), dtype=np.float32)
-    for start in range(0, n, batch_size):
-        index = np.arange(start, min(start + batch_size, n))
-        batch = _BatchDataset(data, transform)[index].to(device)
-        out[index] = model.encode(batch).float().cpu().numpy()
+    source = as_source(data)
+    out = np.empty((source.n, model.latent_dim), dtype=np.float32)
+    for start, batch in ordered_batches(source, batch_size, device):
+        out[start : start + len(batch)] = model.encode(batch).float().cpu().numpy()
     return out
 
 

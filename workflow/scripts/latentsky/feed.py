@@ -1,0 +1,320 @@
+"""Feeding stored samples to a model fast, in bounded memory, in an order fixed by the seed.
+
+Samples are an array ``(N, *sample_shape)`` chunked along its first axis (a Zarr variable, or a
+NumPy array for tests and small data). Reading one sample of a compressed chunk costs as much as
+reading the whole chunk, so every read here is a whole chunk, and shuffling follows the chunks:
+
+- each epoch, the chunks are put in a random order and grouped into *windows* of
+  ``window_chunks`` chunks (a shuffle buffer of ``window_chunks * chunk_len`` samples);
+- the member samples of a window (training or validation samples) are permuted within it;
+- batches are consecutive runs of the resulting sequence, so a batch may span two windows.
+
+The order depends on ``(seed, epoch)`` only, never on how many reader processes there are or
+how fast they are, so runs are reproducible and a run resumed at an epoch boundary repeats the
+uninterrupted one exactly. A window as large as the dataset is a full permutation.
+
+Stored values are *packed* (e.g. uint16 counts with a fill value for "no data", half the bytes
+of float32) and unpacked to float32 model input only at the last step: on the GPU for CUDA
+training, so that the host copies and the PCIe transfer carry the packed bytes.
+
+Memory: each reader holds one window of packed samples (plus the chunk it is reading); the main
+process holds the window it is cutting batches from and one float32 batch buffer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+#: Chunk length used for in-memory arrays, which have no chunks of their own.
+DEFAULT_CHUNK_LEN = 256
+
+
+@dataclass(frozen=True)
+class Unpacking:
+    """How stored values become model input: ``x = (stored - low) * scale``; ``fill`` -> NaN.
+
+    Attributes:
+        low: stored value that maps to 0 (e.g. the low percentile of the counts).
+        scale: factor after the shift (``1 / (high - low)``).
+        fill: stored value meaning "no data" (e.g. 65535 outside the field of view), or None.
+    """
+
+    low: float = 0.0
+    scale: float = 1.0
+    fill: int | float | None = None
+
+    @classmethod
+    def from_store_attrs(cls, store_attrs: dict, variable_attrs: dict, dtype) -> Unpacking:
+        """From a store's ``normalisation`` attribute (JSON with ``low_counts``/``high_counts``,
+        as written for images) and the variable's ``_FillValue`` for integer data."""
+        normalisation = store_attrs.get("normalisation", "{}")
+        if isinstance(normalisation, str):
+            normalisation = json.loads(normalisation)
+        low, high = normalisation.get("low_counts"), normalisation.get("high_counts")
+        fill = variable_attrs.get("_FillValue")
+        if not np.issubdtype(np.dtype(dtype), np.integer):
+            fill = None  # float data carry NaN themselves
+        if low is None or high is None:
+            return cls(fill=fill)
+        if not high > low:
+            raise ValueError(f"normalisation range is empty: low {low}, high {high}")
+        return cls(low=float(low), scale=1.0 / (float(high) - float(low)), fill=fill)
+
+    @property
+    def identity(self) -> bool:
+        return self.low == 0.0 and self.scale == 1.0 and self.fill is None
+
+    def numpy(self, raw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Unpack ``raw`` (any shape) into float32 ``out`` (same shape; allocated if None)."""
+        if out is None:
+            out = np.empty(raw.shape, dtype=np.float32)
+        np.subtract(raw, np.float32(self.low), out=out, casting="unsafe")
+        if self.scale != 1.0:
+            out *= np.float32(self.scale)
+        if self.fill is not None:
+            out[raw == self.fill] = np.nan
+        return out
+
+    def torch(self, raw: torch.Tensor) -> torch.Tensor:
+        """Unpack a tensor on its own device (for CUDA: after the copy of the packed bytes)."""
+        x = raw.to(torch.float32)
+        if self.identity:
+            return x
+        x = (x - self.low) * self.scale
+        if self.fill is not None:
+            x = torch.where(raw == self.fill, torch.nan, x)
+        return x
+
+
+class SampleSource:
+    """Samples ``(N, *sample_shape)`` read by whole chunks of ``chunk_len`` along axis 0.
+
+    Made from a NumPy array or from a Zarr store variable (:meth:`from_store`). A store source
+    pickles as its path, so reader processes open the store themselves.
+    """
+
+    def __init__(
+        self,
+        array: Any = None,
+        *,
+        store: str | Path | None = None,
+        variable: str | None = None,
+        unpacking: Unpacking | None = None,
+        chunk_len: int | None = None,
+    ):
+        if (array is None) == (store is None):
+            raise ValueError("give either an array or a store path with a variable name")
+        self.store = None if store is None else str(store)
+        self.variable = variable
+        self._array = array
+        self._pid = os.getpid()
+        array = self.array
+        self.n = int(array.shape[0])
+        self.sample_shape = tuple(int(s) for s in array.shape[1:])
+        self.dtype = np.dtype(array.dtype)
+        if chunk_len is None:
+            chunks = getattr(array, "chunks", None) or (DEFAULT_CHUNK_LEN,)
+            chunk_len = chunks[0][0] if isinstance(chunks[0], tuple) else chunks[0]  # dask: runs
+        if chunk_len < 1:
+            raise ValueError(f"chunk_len must be >= 1, got {chunk_len}")
+        self.chunk_len = int(chunk_len)
+        self.unpacking = unpacking or Unpacking()
+
+    @classmethod
+    def from_store(cls, path: str | Path, variable: str) -> SampleSource:
+        """The variable ``variable`` of the Zarr store at ``path``, unpacked as its attributes say."""
+        import zarr
+
+        group = zarr.open_group(str(path), mode="r")
+        if variable not in group:
+            raise KeyError(f"{path}: no variable {variable!r}")
+        array = group[variable]
+        unpacking = Unpacking.from_store_attrs(dict(group.attrs), dict(array.attrs), array.dtype)
+        return cls(store=path, variable=variable, unpacking=unpacking)
+
+    @property
+    def array(self):
+        """The underlying array; a store is (re)opened once per process."""
+        if self._array is None or self._pid != os.getpid():
+            import zarr
+
+            self._array = zarr.open_group(self.store, mode="r")[self.variable]
+            self._pid = os.getpid()
+        return self._array
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        if self.store is not None:
+            state["_array"] = None  # reopened by the reader process
+        return state
+
+    @property
+    def sample_bytes(self) -> int:
+        return int(np.prod(self.sample_shape)) * self.dtype.itemsize
+
+    def chunk_bounds(self) -> np.ndarray:
+        """``(n_chunks, 2)`` start and stop of each chunk."""
+        starts = np.arange(0, self.n, self.chunk_len)
+        return np.stack([starts, np.minimum(starts + self.chunk_len, self.n)], axis=1)
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        """Packed samples ``start:stop`` as a NumPy array of the stored dtype."""
+        return np.asarray(self.array[start:stop])
+
+    def gather(self, index: np.ndarray) -> np.ndarray:
+        """Packed samples ``index`` (any order), reading each chunk they touch once."""
+        index = np.asarray(index, dtype=np.int64)
+        out = np.empty((len(index), *self.sample_shape), dtype=self.dtype)
+        chunk_of = index // self.chunk_len
+        for chunk in np.unique(chunk_of):
+            start = int(chunk) * self.chunk_len
+            rows = np.flatnonzero(chunk_of == chunk)
+            block = self.read(start, min(start + self.chunk_len, self.n))
+            out[rows] = block[index[rows] - start]
+        return out
+
+
+def epoch_windows(
+    source: SampleSource,
+    members: np.ndarray,
+    window_chunks: int,
+    seed: int,
+    epoch: int,
+    shuffle: bool = True,
+) -> list[np.ndarray]:
+    """The samples of one pass, window by window, in the order they are used.
+
+    Args:
+        source: the samples (only their chunking matters here).
+        members: sorted indices of the samples of this pass (e.g. the training split).
+        window_chunks: chunks per window (the shuffle buffer); >= the number of chunks means one
+            window, a full permutation.
+        seed, epoch: the order depends on these alone.
+        shuffle: False keeps chunks and samples in store order (validation, encoding).
+
+    Returns:
+        One int64 array of sample indices per window, windows without members left out; every
+        member appears exactly once over all windows.
+    """
+    if window_chunks < 1:
+        raise ValueError(f"window_chunks must be >= 1, got {window_chunks}")
+    members = np.asarray(members, dtype=np.int64)
+    n_chunks = len(source.chunk_bounds())
+    chunk_of = members // source.chunk_len
+    # Members of each chunk: members are sorted, so each chunk's members are one run.
+    edges = np.searchsorted(chunk_of, np.arange(n_chunks + 1))
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(n_chunks) if shuffle else np.arange(n_chunks)
+    windows = []
+    for w, first in enumerate(range(0, n_chunks, window_chunks)):
+        chunks = order[first : first + window_chunks]
+        if shuffle:
+            chunks = np.sort(chunks)  # read in store order; the samples are permuted below
+        index = np.concatenate([members[edges[c] : edges[c + 1]] for c in chunks])
+        if not len(index):
+            continue
+        if shuffle:
+            index = np.random.default_rng([seed, epoch, w]).permutation(index)
+        windows.append(index)
+    return windows
+
+
+class _WindowReader(Dataset):
+    """Map-style dataset whose item ``i`` is the packed samples of window ``i`` (one read per
+    chunk), so reader processes deliver windows in order whatever their number."""
+
+    def __init__(self, source: SampleSource, windows: list[np.ndarray]):
+        self.source = source
+        self.windows = windows
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(self.source.gather(self.windows[i]))
+
+
+def _packed_windows(
+    source: SampleSource, windows: list[np.ndarray], workers: int, pin_memory: bool
+) -> Iterator[torch.Tensor]:
+    reader = _WindowReader(source, windows)
+    if workers == 0:
+        for i in range(len(reader)):
+            yield reader[i]
+        return
+    loader = DataLoader(
+        reader,
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,
+        # One window in flight per reader bounds memory; a window holds many batches, so one
+        # is enough to keep the device busy.
+        prefetch_factor=1,
+        persistent_workers=False,
+        pin_memory=pin_memory,
+    )
+    yield from loader
+
+
+def iterate_batches(
+    source: SampleSource,
+    windows: list[np.ndarray],
+    batch_size: int,
+    device: torch.device,
+    workers: int = 0,
+) -> Iterator[torch.Tensor]:
+    """Float32 model-input batches ``(B, *sample_shape)`` on ``device``, in window order.
+
+    Batches are ``batch_size`` consecutive samples of the windows' concatenated sequence (the
+    last may be shorter). On CUDA the packed bytes travel (pinned, non-blocking) and are unpacked
+    on the device; on the CPU each batch is unpacked into one reused buffer, which the caller
+    must be done with before asking for the next batch.
+    """
+    cuda = device.type == "cuda"
+    buffer = None if cuda else np.empty((batch_size, *source.sample_shape), dtype=np.float32)
+
+    def ready(raw: torch.Tensor) -> torch.Tensor:
+        if cuda:
+            return source.unpacking.torch(raw.to(device, non_blocking=True))
+        out = buffer[: len(raw)]
+        source.unpacking.numpy(raw.numpy(), out=out)
+        return torch.from_numpy(out)
+
+    carry = None  # samples left over from the previous window (fewer than a batch)
+    for packed in _packed_windows(source, windows, workers, pin_memory=cuda):
+        if carry is not None:
+            need = batch_size - len(carry)
+            joined = torch.cat([carry, packed[:need]])
+            packed = packed[need:]
+            carry = None
+            if len(joined) < batch_size:  # a window smaller than what the batch still needs
+                carry = joined
+                continue
+            yield ready(joined)
+        full = len(packed) // batch_size * batch_size
+        for first in range(0, full, batch_size):
+            yield ready(packed[first : first + batch_size])
+        if full < len(packed):
+            carry = packed[full:].clone()
+    if carry is not None:
+        yield ready(carry)
+
+
+def ordered_batches(
+    source: SampleSource, batch_size: int, device: torch.device
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """``(start, batch)`` over all samples in store order (for encoding), one chunk read at a time."""
+    windows = epoch_windows(source, np.arange(source.n), 1, seed=0, epoch=0, shuffle=False)
+    start = 0
+    for batch in iterate_batches(source, windows, batch_size, device):
+        yield start, batch
+        start += len(batch)

@@ -1,0 +1,293 @@
+"""Ingest one UT date: raw frame files -> projected counts in a Zarr store, at the decode rate.
+
+Decoding a file (gzip and PGM parsing, or CDF reading) is the expensive step. It runs in a reader
+thread, a few files ahead, while the main thread checks times, projects and writes; both release
+the GIL in their heavy parts (zlib, NumPy, the projection kernel, Blosc), so on two cores the
+ingest runs at about the rate at which the files merely decode. Projected frames are gathered into
+chunk-sized blocks before each write (:class:`~latentsky.stores.ChunkedStoreWriter`): the store
+is written a whole chunk at a time, never once per file or per frame.
+
+Memory: the reader's prefetched files, one block of projected frames and one projection buffer.
+
+Stored values are counts rounded to integers (uint16; 65535 = outside the field of view):
+projecting averages pixels, and the rounding (at most half a count) is far below the photon noise
+of tens of counts, while it halves the bytes of every later read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse
+import xarray as xr
+
+from latentsky.cadence import keep_at_interval
+from latentsky.errors import BadInputError
+from latentsky.geometry import Grid, project_frames
+from latentsky.readers import FrameRead, read_themis_l1_cdf, read_themis_pgm_frames
+from latentsky.stores import SAMPLE_CHUNK, ChunkedStoreWriter, bulk_compressor, write_zarr_atomic
+
+#: Stored count meaning "no data" (outside the field of view).
+COUNTS_FILL = 65535
+#: Files decoded ahead of the one being projected.
+PREFETCH_FILES = 3
+
+
+def frame_reader(
+    image_source: str, site: str, skip_bad_frames: bool
+) -> Callable[[Path], FrameRead]:
+    """A function reading one raw file of ``image_source`` into a :class:`FrameRead`."""
+    if image_source == "ucalgary_stream0":
+        return lambda path: read_themis_pgm_frames(path, skip_bad_frames=skip_bad_frames)
+
+    def read_cdf(path):
+        frames, times = read_themis_l1_cdf(path, site)
+        return FrameRead(frames, times)
+
+    return read_cdf
+
+
+@dataclass
+class TimeCheck:
+    """Frame times across the files of one date: repeats are dropped, backward steps counted.
+
+    A frame whose time repeats an earlier frame's is dropped (and counted); one earlier than a
+    previous frame is counted and kept (the stacking sorts it into place). With ``skip`` False,
+    either raises :class:`BadInputError` naming the file and frame.
+    """
+
+    skip: bool
+    seen: set = field(default_factory=set)
+    latest: int = np.iinfo(np.int64).min
+    duplicate_times: int = 0
+    times_out_of_order: int = 0
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger(__name__))
+
+    def keep(self, path, times: np.ndarray) -> np.ndarray:
+        """Boolean mask of the frames of ``path`` to keep, given their times ``(N,)``."""
+        keep = np.ones(len(times), dtype=bool)
+        for index, stamp in enumerate(times.astype("datetime64[ns]").astype(np.int64).tolist()):
+            if stamp in self.seen:
+                self._problem(path, index, f"time {times[index]} repeats an earlier frame's")
+                self.duplicate_times += 1
+                keep[index] = False
+                continue
+            if stamp < self.latest:
+                self._problem(
+                    path, index, f"time {times[index]} is earlier than a previous frame's", True
+                )
+                self.times_out_of_order += 1
+            self.seen.add(stamp)
+            self.latest = max(self.latest, stamp)
+        return keep
+
+    def _problem(self, path, index: int, reason: str, kept: bool = False) -> None:
+        problem = BadInputError(path, reason, where=f"frame {index}")
+        if not self.skip:
+            raise problem
+        self.log.warning("%s: %s", "kept, sorted into place" if kept else "skipped", problem)
+
+
+def empty_image_store(grid: Grid, band: str = "white_light") -> xr.Dataset:
+    """The projected-image store with no frames: ``image (time, band, lat, lon)`` uint16 counts."""
+    return xr.Dataset(
+        {
+            "image": (
+                ("time", "band", "lat", "lon"),
+                np.empty((0, 1, *grid.shape), np.uint16),
+                {"long_name": "white-light counts projected onto the grid", "units": "counts"},
+            )
+        },
+        coords={
+            "time": ("time", np.array([], dtype="datetime64[ns]")),
+            "band": [band],
+            "lat": ("lat", grid.lat, {"units": "degrees_north"}),
+            "lon": ("lon", grid.lon, {"units": "degrees_east"}),
+        },
+    )
+
+
+def ingest_files(
+    files: Iterable[Path],
+    read: Callable[[Path], FrameRead],
+    operator: scipy.sparse.csr_matrix,
+    fov_mask: np.ndarray,
+    grid: Grid,
+    out_path: str | Path,
+    attrs: dict,
+    frame_interval_s: float = 0.0,
+    skip: bool = True,
+    log: logging.Logger | None = None,
+) -> dict[str, int]:
+    """Project every frame of ``files`` (in time order) into a new store at ``out_path``.
+
+    Args:
+        files: raw files of one date, sorted by time.
+        read: decodes one file (see :func:`frame_reader`); :class:`BadInputError` marks it
+            unreadable.
+        operator, fov_mask, grid: the projection (see :mod:`latentsky.geometry`).
+        out_path: the store, written atomically (nothing is left there on failure).
+        attrs: attributes of the store; ``bad_input`` counts are added as JSON.
+        frame_interval_s: keep frames at least this far apart (0: all).
+        skip: count and leave out unreadable files and bad frames; False raises at the first.
+
+    Returns:
+        Counts: ``files_read``, ``files_unreadable``, ``frames_skipped``, ``duplicate_times``,
+        ``times_out_of_order`` (also stored as the ``bad_input`` attribute).
+    """
+    log = log or logging.getLogger(__name__)
+    counts = {"files_read": 0, "files_unreadable": 0, "frames_skipped": 0}
+    check = TimeCheck(skip=skip, log=log)
+    writer = ChunkedStoreWriter(out_path, "time", template=empty_image_store(grid))
+    state = {"buffer": np.empty((0, *grid.shape), np.uint16), "last_kept": None}
+
+    def project(path, decoded) -> None:
+        try:
+            read_back = decoded.result()
+        except BadInputError as error:
+            if not skip:
+                raise
+            counts["files_unreadable"] += 1
+            log.warning("skipped unreadable file: %s", error)
+            return
+        counts["files_read"] += 1
+        counts["frames_skipped"] += read_back.n_skipped
+        for problem in read_back.problems:
+            log.warning("skipped: %s", problem)
+        keep = check.keep(path, read_back.times)
+        # Thinning carries across the files of a date.
+        thinned, state["last_kept"] = keep_at_interval(
+            read_back.times[keep], frame_interval_s, state["last_kept"]
+        )
+        keep[keep] = thinned
+        n = int(keep.sum())
+        if not n:
+            return
+        if len(state["buffer"]) < n:  # grown once, to the largest file
+            state["buffer"] = np.empty((n, *grid.shape), np.uint16)
+        projected = _project_counts(operator, fov_mask, read_back.frames[keep], state["buffer"][:n])
+        writer.add_arrays(image=projected[:, np.newaxis], time=read_back.times[keep])
+
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode") as decoder:
+            pending: deque = deque()
+            for path in files:
+                pending.append((path, decoder.submit(read, path)))
+                if len(pending) > PREFETCH_FILES:
+                    project(*pending.popleft())
+            while pending:
+                project(*pending.popleft())
+        counts["duplicate_times"] = check.duplicate_times
+        counts["times_out_of_order"] = check.times_out_of_order
+        log.info("%d frames projected from %d files", writer.count, counts["files_read"])
+        writer.commit({**attrs, "bad_input": json.dumps(counts)})
+    except BaseException:
+        writer.abort()
+        raise
+    return counts
+
+
+def _project_counts(operator, fov_mask, frames: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Project ``frames`` (N, H, W) into ``out`` (N, n_lat, n_lon) uint16 counts, fill outside."""
+    projected = project_frames(operator, fov_mask, frames)
+    np.rint(np.clip(np.nan_to_num(projected, nan=COUNTS_FILL), 0, COUNTS_FILL - 1), out=projected)
+    out[...] = projected
+    out[:, ~fov_mask] = COUNTS_FILL
+    return out
+
+
+def stack_dates(
+    paths: Iterable[str | Path],
+    out_path: str | Path,
+    low_percentile: float,
+    high_percentile: float,
+    log: logging.Logger | None = None,
+) -> dict:
+    """Stack per-date stores of :func:`ingest_files` into one store of samples for training.
+
+    Frames keep their uint16 counts; the normalisation the model applies on the fly,
+    ``(counts - low_counts) / (high_counts - low_counts)``, is stored in the ``normalisation``
+    attribute, from percentiles of an evenly spaced subsample of at most 1,000 frames (a stable
+    scale in bounded memory). Times repeated across dates are dropped and counted. The copy is
+    chunk by chunk (dask), so memory stays bounded whatever the number of frames.
+
+    Returns the store's attributes.
+    """
+    log = log or logging.getLogger(__name__)
+    stores = [xr.open_zarr(path, consolidated=True, mask_and_scale=False) for path in paths]
+    images = xr.concat([s for s in stores if s.sizes["time"]] or stores[:1], dim="time")
+    images = images.sortby("time")
+    _, first = np.unique(images["time"].to_numpy(), return_index=True)
+    duplicates = images.sizes["time"] - len(first)
+    images = images.isel(time=np.sort(first))
+    n = images.sizes["time"]
+    log.info("%d frames from %d dates (%d duplicate times dropped)", n, len(stores), duplicates)
+    if not n:
+        raise ValueError(f"no frame in any of {len(stores)} projected dates: nothing to train on")
+
+    sample = images["image"].isel(time=np.unique(np.linspace(0, n - 1, min(n, 1000)).astype(int)))
+    sample = sample.to_numpy()
+    valid = sample != COUNTS_FILL
+    low, high = np.percentile(sample[valid], [low_percentile, high_percentile])
+    if not high > low:
+        raise ValueError(f"normalisation percentiles give an empty range ({low} .. {high})")
+    fov_mask = valid.any(axis=(0, 1))
+
+    bad_input: dict[str, int] = {}
+    for store in stores:
+        for key, value in json.loads(store.attrs.get("bad_input", "{}")).items():
+            bad_input[key] = bad_input.get(key, 0) + value
+    # Within a date, ingest_files has dropped repeated times already; these repeat across dates.
+    bad_input["duplicate_times"] = bad_input.get("duplicate_times", 0) + int(duplicates)
+    first_attrs = stores[0].attrs
+    attrs = {
+        "title": "All-sky images projected onto a latitude-longitude grid",
+        "site": first_attrs["site"],
+        "altitude_km": first_attrs["altitude_km"],
+        "min_elevation_deg": first_attrs["min_elevation_deg"],
+        "skymaps": json.dumps(sorted({s.attrs["skymap"] for s in stores})),
+        "normalisation": json.dumps(
+            {
+                "method": "percentile",
+                "low_counts": float(low),
+                "high_counts": float(high),
+                "low_percentile": low_percentile,
+                "high_percentile": high_percentile,
+            }
+        ),
+        "files_missing": int(sum(s.attrs.get("files_missing", 0) for s in stores)),
+        "bad_input": json.dumps(bad_input),
+    }
+    image = images["image"].chunk({"time": SAMPLE_CHUNK, "band": 1, "lat": -1, "lon": -1})
+    image.attrs = {
+        "long_name": "white-light counts projected onto the grid",
+        "units": "counts",
+        "description": "model input is (counts - low_counts) / (high_counts - low_counts), "
+        "see the normalisation attribute",
+    }
+    ds = xr.Dataset(
+        {"image": image, "fov_mask": (("lat", "lon"), fov_mask)},
+        coords={"time": images["time"].to_numpy()},
+        attrs=attrs,
+    )
+    write_zarr_atomic(
+        ds,
+        out_path,
+        encoding={
+            "image": {
+                "chunks": (SAMPLE_CHUNK, 1, *fov_mask.shape),
+                "compressors": [bulk_compressor()],
+                "_FillValue": COUNTS_FILL,
+            },
+            "time": {"chunks": (n,)},
+        },
+    )
+    log.info("normalisation: %s", attrs["normalisation"])
+    return attrs
