@@ -11,6 +11,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import scipy.sparse
 from scipy.ndimage import maximum_filter, median_filter
 
 from latentsky.errors import BadInputError
@@ -260,23 +261,109 @@ def test_point_source_lands_in_its_cell(sky, projection, offset_deg):
     assert lit_km.max() <= corners_km.max() + cell_diag_km + 1e-6
 
 
-def test_project_frames_chunks_and_dtypes(shared_data, projection):
+def _csr_reference(operator, fov, frames):
+    """What project_frames must give: scipy's CSR product on float32 frames laid out (pixels x
+    frames), (N, n_lat, n_lon) float32, NaN outside the field of view."""
+    n = len(frames)
+    pixels_by_frames = frames.reshape(n, -1).T.astype(np.float32)
+    reference = np.asarray(operator @ pixels_by_frames).T.reshape(n, *fov.shape)
+    reference[:, ~fov] = np.nan
+    return reference
+
+
+def _as_counts(values, fov):
+    return np.where(fov, np.clip(np.rint(values), 0, 65534), 65535).astype(np.uint16)
+
+
+def _random_projection(rng, n_lat=5, n_lon=7, h=12, w=10):
+    """A small random operator whose rows outside the field of view are NOT empty (project_frames
+    must fill them anyway), with a few empty rows inside it (which must give 0)."""
+    n_cells = n_lat * n_lon
+    dense = rng.random((n_cells, h * w)) * (rng.random((n_cells, h * w)) < 0.08)
+    dense[:3] = 0.0
+    fov = rng.random((n_lat, n_lon)) < 0.7
+    fov.ravel()[:3] = True
+    return scipy.sparse.csr_matrix(dense.astype(np.float32)), fov
+
+
+def test_project_frames_equals_the_csr_product():
+    rng = np.random.default_rng(3)
+    operator, fov = _random_projection(rng)
+    frames = rng.integers(0, 65535, (19, 12, 10), dtype=np.uint16)  # 19: a short last block
+    reference = _csr_reference(operator, fov, frames)
+    got = project_frames(operator, fov, frames)
+    assert got.shape == (19, 5, 7) and got.dtype == np.float32
+    np.testing.assert_allclose(got, reference, rtol=1e-6)  # NaN where the reference is NaN
+    assert np.all(got.reshape(19, -1)[:, :3] == 0)
+    # Frames that need converting (float64, not C-contiguous) go through chunks of any size.
+    as_float = np.asfortranarray(frames.astype(np.float64))
+    np.testing.assert_array_equal(project_frames(operator, fov, as_float, chunk_size=4), got)
+    np.testing.assert_array_equal(project_frames(operator, fov, as_float, chunk_size=64), got)
+    # Each frame is independent of its neighbours in a block.
+    np.testing.assert_array_equal(project_frames(operator, fov, frames[11]), got[11])
+    np.testing.assert_array_equal(project_frames(operator, fov, frames[:0]), got[:0])
+    with pytest.raises(ValueError, match="does not fit"):
+        project_frames(operator, fov, frames[:, :6, :])
+
+
+def test_project_frames_as_counts():
+    rng = np.random.default_rng(4)
+    operator, fov = _random_projection(rng)
+    frames = rng.integers(0, 65535, (11, 12, 10), dtype=np.uint16)
+    as_float = project_frames(operator, fov, frames)
+    counts = project_frames(operator, fov, frames, dtype=np.uint16)
+    assert counts.dtype == np.uint16 and counts.shape == as_float.shape
+    np.testing.assert_array_equal(counts, _as_counts(as_float, fov))
+    assert (counts[:, ~fov] == 65535).all() and (counts[:, fov] == 65534).any()  # clipped
+    # Rounding: a weight of 0.5 turns pixel values 3, 5 and 6 into 1.5, 2.5 and 3 counts.
+    half = scipy.sparse.csr_matrix(np.array([[0.5, 0.0]], dtype=np.float32))
+    one_cell = np.ones((1, 1), dtype=bool)
+    values = np.array([3.0, 5.0, 6.0, -4.0, np.nan])[:, None, None] * [[[1.0, 0.0]]]
+    np.testing.assert_array_equal(
+        project_frames(half, one_cell, values, dtype=np.uint16).ravel(), [2, 2, 3, 0, 65535]
+    )
+
+
+def test_project_frames_writes_into_out():
+    rng = np.random.default_rng(5)
+    operator, fov = _random_projection(rng)
+    frames = rng.integers(0, 4000, (10, 12, 10), dtype=np.uint16)
+    expected = project_frames(operator, fov, frames)
+    # A slice of a larger reused buffer with a band axis, as a block writer would hold it.
+    block = np.full((16, 1, 5, 7), 7, dtype=np.uint16)
+    got = project_frames(operator, fov, frames, out=block[3:13, 0], dtype=np.uint16)
+    assert np.shares_memory(got, block)
+    np.testing.assert_array_equal(block[3:13, 0], _as_counts(expected, fov))
+    assert (block[:3] == 7).all() and (block[13:] == 7).all()
+    # Not contiguous: every other cell of a wider array.
+    wide = np.zeros((10, 5, 14), dtype=np.float32)
+    project_frames(operator, fov, frames, out=wide[:, :, ::2])
+    np.testing.assert_array_equal(wide[:, :, ::2], expected)
+    assert (wide[:, :, 1::2] == 0).all()
+    single = np.empty((5, 7), dtype=np.float32)
+    assert project_frames(operator, fov, frames[4], out=single) is single
+    np.testing.assert_array_equal(single, expected[4])
+    with pytest.raises(ValueError, match="out must be"):
+        project_frames(operator, fov, frames, out=np.empty((10, 5, 7), np.float64))
+    with pytest.raises(ValueError, match="out must be"):
+        project_frames(operator, fov, frames, out=block[:9, 0], dtype=np.uint16)
+    with pytest.raises(ValueError, match="dtype"):
+        project_frames(operator, fov, frames, dtype=np.int32)
+
+
+def test_project_frames_real_operator(shared_data, projection):
+    """On the real GAKO operator and frames: the CSR product, as float32 and as counts."""
     _, operator, fov = projection
     frames, _ = read_themis_l1_cdf(shared_data / L1_NAME, "gako")
-    whole = project_frames(operator, fov, frames, chunk_size=64)
-    pieces = project_frames(operator, fov, frames, chunk_size=5)
-    np.testing.assert_array_equal(whole, pieces)
-    as_float = project_frames(operator, fov, frames.astype(np.float64))
-    np.testing.assert_allclose(as_float, whole, rtol=1e-6)
-    # One frame in, one image out, equal to the stacked result.
-    np.testing.assert_array_equal(project_frames(operator, fov, frames[7]), whole[7])
+    got = project_frames(operator, fov, frames)
+    np.testing.assert_allclose(got, _csr_reference(operator, fov, frames), rtol=1e-6)
+    counts = project_frames(operator, fov, frames, dtype=np.uint16)
+    np.testing.assert_array_equal(counts, _as_counts(got, fov))
     # Linear: a direct dense average of the pixels in one FOV cell matches.
     row = int(np.flatnonzero(fov.ravel())[len(np.flatnonzero(fov.ravel())) // 2])
     weights = operator.getrow(row).toarray().ravel()
     direct = (frames[3].ravel().astype(np.float64) * weights).sum()
-    assert whole[3].ravel()[row] == pytest.approx(direct, rel=1e-5)
-    with pytest.raises(ValueError):
-        project_frames(operator, fov, frames[:, :128, :])
+    assert got[3].ravel()[row] == pytest.approx(direct, rel=1e-5)
 
 
 def test_save_and_load_operator(tmp_path, projection):

@@ -2,9 +2,10 @@
 
 The projection is linear in the pixel values, so it is precomputed once per (skymap, grid,
 altitude, elevation cut) as a sparse matrix of shape ``(n_lat * n_lon, 256 * 256)`` and applied to
-whole stacks of frames with one sparse-dense product per chunk. Each grid cell averages the pixels
-whose centres fall inside it; cells inside the field of view that no pixel centre falls in (where
-pixels are larger than cells, towards the horizon) take their nearest valid pixel.
+whole stacks of frames by a compiled (numba) kernel that reads the frames in place. Each grid cell
+averages the pixels whose centres fall inside it; cells inside the field of view that no pixel
+centre falls in (where pixels are larger than cells, towards the horizon) take their nearest valid
+pixel.
 
 Conventions: latitudes and longitudes in degrees (longitudes -180..180 unless a grid's bounds say
 otherwise), altitudes in km, arrays in the canonical image orientation of
@@ -17,11 +18,14 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numba
 import numpy as np
 import scipy.sparse
+from numba import prange
 from scipy.spatial import cKDTree
 
 from latentsky.errors import BadInputError
+from latentsky.lanes import LANES, add_scaled, store_lanes, zero_lanes
 from latentsky.readers import Skymap
 
 #: Mean Earth radius used by the spherical mapping, km.
@@ -340,25 +344,193 @@ def build_projection_operator(
     return operator, fov_mask.reshape(grid.shape)
 
 
+#: Projected counts (uint16 output of :func:`project_frames`) in cells outside the field of view.
+UINT16_FILL = 65535
+#: Largest count :func:`project_frames` writes as uint16; larger values are clipped to it.
+UINT16_MAX_COUNT = 65534
+
+
+# The kernel's helpers are inlined by numba (inline="always"): left as calls, which LLVM did not
+# inline, they made the kernel 10-25% slower.
+@numba.njit(inline="always")
+def _as_count(value, fill):
+    """A float32 projected value -> float32 count rounded to the nearest integer (ties to even),
+    clipped to [0, UINT16_MAX_COUNT]; NaN (from NaN frames) -> ``fill``."""
+    if value != value:
+        return fill
+    return min(max(np.rint(value), np.float32(0.0)), np.float32(UINT16_MAX_COUNT))
+
+
+@numba.njit(inline="always")
+def _interleave(frames, first, tile):
+    """``tile[pixel * 8 + k] = frames[first + k, pixel]`` for k = 0..7, frames (N, n_pix), tile
+    (n_pix * 8,) of the same dtype. Past the last frame the last frame is repeated, so that all
+    eight lanes hold numbers."""
+    last = frames.shape[0] - 1
+    f0 = frames[first]
+    f1 = frames[min(first + 1, last)]
+    f2 = frames[min(first + 2, last)]
+    f3 = frames[min(first + 3, last)]
+    f4 = frames[min(first + 4, last)]
+    f5 = frames[min(first + 5, last)]
+    f6 = frames[min(first + 6, last)]
+    f7 = frames[min(first + 7, last)]
+    for pixel in range(frames.shape[1]):
+        q = LANES * pixel
+        tile[q] = f0[pixel]
+        tile[q + 1] = f1[pixel]
+        tile[q + 2] = f2[pixel]
+        tile[q + 3] = f3[pixel]
+        tile[q + 4] = f4[pixel]
+        tile[q + 5] = f5[pixel]
+        tile[q + 6] = f6[pixel]
+        tile[q + 7] = f7[pixel]
+
+
+@numba.njit(inline="always")
+def _deinterleave(row_sums, out, first, row):
+    """``out[first + k, row, col] = row_sums[col * 8 + k]`` for k = 0..7 while first + k < N,
+    out (N, n_lat, n_lon), row_sums (n_lon * 8,); the inverse of :func:`_interleave`, so that
+    every write to ``out`` runs along a row."""
+    count = min(LANES, out.shape[0] - first)
+    if count < LANES:
+        for k in range(count):
+            line = out[first + k, row]
+            for col in range(out.shape[2]):
+                line[col] = row_sums[LANES * col + k]
+        return
+    l0 = out[first, row]
+    l1 = out[first + 1, row]
+    l2 = out[first + 2, row]
+    l3 = out[first + 3, row]
+    l4 = out[first + 4, row]
+    l5 = out[first + 5, row]
+    l6 = out[first + 6, row]
+    l7 = out[first + 7, row]
+    for col in range(out.shape[2]):
+        q = LANES * col
+        l0[col] = row_sums[q]
+        l1[col] = row_sums[q + 1]
+        l2[col] = row_sums[q + 2]
+        l3[col] = row_sums[q + 3]
+        l4[col] = row_sums[q + 4]
+        l5[col] = row_sums[q + 5]
+        l6[col] = row_sums[q + 6]
+        l7[col] = row_sums[q + 7]
+
+
+@numba.njit(cache=True, nogil=True)
+def _project_blocks(
+    indptr, indices, weights, fov, frames, out, as_counts, fill, tile, worker, n_workers
+):
+    """One worker's share of ``out[f] = operator @ frames[f]``, written in place.
+
+    The frames are taken in blocks of LANES (8); this worker does blocks ``worker, worker +
+    n_workers, ...``. A block is copied interleaved into ``tile`` (for 256 x 256 uint16 frames
+    1 MiB, so it stays in a core's L2 cache), then the CSR rows are walked once: each entry adds
+    weight * (its pixel in the eight frames) to eight float32 lanes with one vector operation
+    (:mod:`latentsky.lanes`). Each cell sums its entries in CSR order, a multiply and an add per
+    entry, as scipy's CSR product does. A grid row of sums is kept interleaved the same way, then
+    written out frame by frame.
+
+    Args:
+        indptr, indices, weights: the operator's CSR arrays: (n_cells + 1,) and (nnz,) integers
+            (column indices within 0..n_pix - 1), (nnz,) float32.
+        fov: (n_cells,) bool, cells with a value; the others get ``fill``.
+        frames: (N, n_pix) uint16 or float32, C-contiguous.
+        out: (N, n_lat, n_lon) float32 or uint16, n_lat * n_lon == n_cells, any strides.
+        as_counts: write counts (see :func:`_as_count`) instead of the float32 values.
+        fill: float32 value for cells outside ``fov``: NaN, or UINT16_FILL for counts.
+        tile: (n_pix * 8,) scratch of the frames' dtype.
+        worker, n_workers: this worker's number and the number of workers.
+    """
+    n_lat, n_lon = out.shape[1], out.shape[2]
+    row_sums = np.empty(n_lon * LANES, dtype=np.float32)
+    for block in range(worker, (frames.shape[0] + LANES - 1) // LANES, n_workers):
+        first = block * LANES
+        _interleave(frames, first, tile)
+        for row in range(n_lat):
+            inside = fov[row * n_lon : (row + 1) * n_lon]
+            for col in range(n_lon):
+                sums = zero_lanes()
+                if inside[col]:
+                    cell = row * n_lon + col
+                    for entry in range(indptr[cell], indptr[cell + 1]):
+                        start = LANES * np.intp(indices[entry])
+                        sums = add_scaled(sums, weights[entry], tile, start)
+                store_lanes(sums, row_sums, LANES * col)
+            if as_counts:
+                for q in range(n_lon * LANES):
+                    row_sums[q] = _as_count(row_sums[q], fill)
+            for col in range(n_lon):
+                if not inside[col]:
+                    for q in range(LANES * col, LANES * col + LANES):
+                        row_sums[q] = fill
+            _deinterleave(row_sums, out, first, row)
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def _project_parallel(indptr, indices, weights, fov, frames, out, as_counts, fill, tiles):
+    """:func:`_project_blocks` on numba's threads, one worker per row of ``tiles``."""
+    n_workers = tiles.shape[0]
+    for worker in prange(n_workers):
+        _project_blocks(
+            indptr,
+            indices,
+            weights,
+            fov,
+            frames,
+            out,
+            as_counts,
+            fill,
+            tiles[worker],
+            worker,
+            n_workers,
+        )
+
+
 def project_frames(
     operator: scipy.sparse.csr_matrix,
     fov_mask: np.ndarray,
     frames: np.ndarray,
     chunk_size: int = 256,
+    out: np.ndarray | None = None,
+    dtype=np.float32,
 ) -> np.ndarray:
     """Project a stack of frames onto the grid.
+
+    Every cell is the operator's weighted sum of the frame's pixels, summed in float32 in CSR
+    order: the values are those of ``operator @ X`` for X the frames converted to float32 and laid
+    out (pixels x frames), to float32 rounding (bit for bit where scipy does not fuse the multiply
+    and the add, as in its x86-64 wheels). Runs on numba's threads, at most one per 8 frames
+    (``numba.set_num_threads`` limits them; with one thread no thread pool is involved, and the
+    call may run alongside other Python threads: it releases the GIL. numba's default threading
+    layer does not allow threaded calls from two Python threads at once). Compiled on first use
+    and cached on disk next to this module.
 
     Args:
         operator: from :func:`build_projection_operator`, shape (n_lat * n_lon, H * W).
         fov_mask: (n_lat, n_lon) bool.
         frames: (N, H, W) any numeric type, same orientation as the skymap (one frame (H, W)
-            is accepted too).
-        chunk_size: frames per sparse product; bounds the float32 working buffer to
-            H * W * chunk_size values.
+            is accepted too). C-contiguous native uint16 or float32 frames are read in place;
+            others are converted chunk by chunk (to float32, or to native uint16 from uint16).
+        chunk_size: frames per conversion when ``frames`` must be converted; bounds that copy to
+            H * W * chunk_size values. Irrelevant for C-contiguous uint16 or float32 frames.
+        out: optional (N, n_lat, n_lon) (or (n_lat, n_lon) for one frame) array of ``dtype`` to
+            write into, e.g. a slice of a reused block buffer; no result array is allocated then.
+        dtype: np.float32: values in frame units, NaN outside ``fov_mask``. np.uint16: counts,
+            rounded to the nearest integer (ties to even) and clipped to [0, UINT16_MAX_COUNT],
+            UINT16_FILL outside ``fov_mask`` (and where the value is NaN).
 
     Returns:
-        (N, n_lat, n_lon) float32 (or (n_lat, n_lon) for one frame), NaN outside ``fov_mask``.
+        (N, n_lat, n_lon) array of ``dtype`` (or (n_lat, n_lon) for one frame): ``out`` when given.
+
+    Memory: besides the result and any conversion chunk, one tile of H * W * 8 values of the
+    frames' dtype (1 MiB for 256 x 256 uint16 frames) per numba thread used.
     """
+    dtype = np.dtype(dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.uint16)):
+        raise ValueError(f"dtype must be float32 or uint16, got {dtype}")
     frames = np.asarray(frames)
     single = frames.ndim == 2
     if single:
@@ -372,16 +544,52 @@ def project_frames(
             f"operator {operator.shape} does not fit frames {frames.shape} and grid "
             f"{fov_mask.shape}"
         )
-    out = np.empty((n, *fov_mask.shape), dtype=np.float32)
-    chunk_size = max(1, min(int(chunk_size), n)) if n else 1
-    buffer = np.empty((n_pix, chunk_size), dtype=np.float32)  # reused: pixels x frames
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
-        block = buffer[:, : stop - start]
-        block[...] = frames[start:stop].reshape(stop - start, n_pix).T
-        out[start:stop] = (operator @ block).T.reshape(stop - start, *fov_mask.shape)
-    out[:, ~fov_mask] = np.nan
-    return out[0] if single else out
+    shape = (n, *fov_mask.shape)
+    if out is None:
+        result = np.empty(shape, dtype=dtype)
+    else:
+        result = out[np.newaxis] if single else out
+        if result.shape != shape or result.dtype != dtype:
+            raise ValueError(
+                f"out must be a {dtype} array of shape {shape[1:] if single else shape}, "
+                f"got {out.dtype} {out.shape}"
+            )
+        if not result.flags.writeable:
+            raise ValueError("out is read-only")
+    if n:
+        operator = scipy.sparse.csr_matrix(operator)
+        if operator.nnz and not 0 <= operator.indices.min() <= operator.indices.max() < n_pix:
+            raise ValueError("operator has column indices outside 0..H * W - 1")
+        arrays = (
+            operator.indptr,
+            operator.indices,
+            operator.data.astype(np.float32, copy=False),
+            np.ascontiguousarray(fov_mask, dtype=bool).ravel(),
+        )
+        as_counts = dtype == np.uint16
+        fill = np.float32(UINT16_FILL if as_counts else np.nan)
+        unsigned16 = frames.dtype.kind == "u" and frames.dtype.itemsize == 2
+        native = np.dtype(np.uint16) if unsigned16 else np.dtype(np.float32)
+        step = n if frames.dtype == native and frames.flags.c_contiguous else max(1, chunk_size)
+        n_workers = min(numba.get_num_threads(), -(-min(step, n) // LANES))
+        tiles = np.empty((n_workers, n_pix * LANES), dtype=native)
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            chunk = np.ascontiguousarray(frames[start:stop], dtype=native)
+            args = (
+                *arrays,
+                chunk.reshape(stop - start, n_pix),
+                result[start:stop],
+                as_counts,
+                fill,
+            )
+            if n_workers == 1:  # no thread pool: nothing to wait for on a busy machine
+                _project_blocks(*args, tiles[0], 0, 1)
+            else:
+                _project_parallel(*args, tiles)
+    if out is not None:
+        return out
+    return result[0] if single else result
 
 
 def save_operator(
