@@ -82,15 +82,15 @@ def test_unshuffled_windows_keep_store_order():
     assert starts == [0, 50, 100, 150]
 
 
-def test_reader_processes_give_the_same_batches_as_none(tmp_path):
+def test_reader_threads_give_the_same_batches_as_none(tmp_path):
     data = numbered(700)
     ds = xr.Dataset({"x": (("sample", "band", "a", "b"), data)})
     ds.to_zarr(tmp_path / "s.zarr", encoding={"x": {"chunks": (50, 1, 2, 3)}}, consolidated=False)
     source = SampleSource.from_store(tmp_path / "s.zarr", "x")
     assert source.chunk_len == 50
     windows = epoch_windows(source, np.arange(700), 4, seed=2, epoch=1)
-    inline = [b.clone() for b in iterate_batches(source, windows, 64, CPU, workers=0)]
-    readers = [b.clone() for b in iterate_batches(source, windows, 64, CPU, workers=2)]
+    inline = [b.clone() for b in iterate_batches(source, windows, 64, CPU, readers=0)]
+    readers = [b.clone() for b in iterate_batches(source, windows, 64, CPU, readers=2)]
     assert len(inline) == len(readers)
     for a, b in zip(inline, readers, strict=True):
         assert torch.equal(a, b)
@@ -102,8 +102,7 @@ def test_packed_counts_unpack_to_normalised_values_with_nan_for_the_fill(tmp_pat
         {"image": (("time", "band", "lat", "lon"), counts)},
         attrs={"normalisation": json.dumps({"low_counts": 3000.0, "high_counts": 4000.0})},
     )
-    ds["image"].attrs["_FillValue"] = 65535
-    ds.to_zarr(tmp_path / "i.zarr", consolidated=False)
+    ds.to_zarr(tmp_path / "i.zarr", encoding={"image": {"_FillValue": 65535}}, zarr_format=2)
     source = SampleSource.from_store(tmp_path / "i.zarr", "image")
     assert source.dtype == np.uint16
     expected = np.array([[0.0, 0.5], [np.nan, 1.0]], dtype=np.float32)

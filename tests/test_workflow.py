@@ -68,6 +68,11 @@ def test_images_store_has_the_documented_layout(tiny_run):
     normalised = (values - scale["low_counts"]) / (scale["high_counts"] - scale["low_counts"])
     assert -0.5 < np.nanmedian(normalised) < 1.0
     assert np.nanpercentile(normalised, 99.5) == pytest.approx(1.0, abs=0.05)
+    # The model saw the normalised counts with NaN outside the field of view, never the fill.
+    examples = np.load(tiny_run / "results/tiny/model/reconstructions.npz")
+    originals = examples["originals"]
+    assert np.isnan(originals[:, ~images["fov_mask"].to_numpy()]).all()
+    assert -0.5 < np.nanmedian(originals) < 1.0
 
 
 def test_sigma_phi_store_is_aligned_with_images(tiny_run):

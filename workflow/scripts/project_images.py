@@ -35,6 +35,7 @@ counts = ingest_files(
     },
     frame_interval_s=params.frame_interval_s,
     skip=skip,
+    threads=snakemake.threads,
     log=log,
 )
 log.info("%s: %s from %d files via %s", snakemake.wildcards.date, counts, len(files), skymap)

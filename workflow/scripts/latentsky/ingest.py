@@ -24,18 +24,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 import scipy.sparse
 import xarray as xr
 
 from latentsky.cadence import keep_at_interval
 from latentsky.errors import BadInputError
-from latentsky.geometry import Grid, project_frames
+from latentsky.geometry import UINT16_FILL, Grid, project_frames
 from latentsky.readers import FrameRead, read_themis_l1_cdf, read_themis_pgm_frames
 from latentsky.stores import SAMPLE_CHUNK, ChunkedStoreWriter, bulk_compressor, write_zarr_atomic
 
 #: Stored count meaning "no data" (outside the field of view).
-COUNTS_FILL = 65535
+COUNTS_FILL = UINT16_FILL
 #: Files decoded ahead of the one being projected.
 PREFETCH_FILES = 3
 
@@ -124,6 +125,7 @@ def ingest_files(
     attrs: dict,
     frame_interval_s: float = 0.0,
     skip: bool = True,
+    threads: int = 2,
     log: logging.Logger | None = None,
 ) -> dict[str, int]:
     """Project every frame of ``files`` (in time order) into a new store at ``out_path``.
@@ -137,12 +139,14 @@ def ingest_files(
         attrs: attributes of the store; ``bad_input`` counts are added as JSON.
         frame_interval_s: keep frames at least this far apart (0: all).
         skip: count and leave out unreadable files and bad frames; False raises at the first.
+        threads: cores to use: one decodes, the others project (numba threads).
 
     Returns:
         Counts: ``files_read``, ``files_unreadable``, ``frames_skipped``, ``duplicate_times``,
         ``times_out_of_order`` (also stored as the ``bad_input`` attribute).
     """
     log = log or logging.getLogger(__name__)
+    numba.set_num_threads(max(1, min(threads - 1, numba.config.NUMBA_NUM_THREADS)))
     counts = {"files_read": 0, "files_unreadable": 0, "frames_skipped": 0}
     check = TimeCheck(skip=skip, log=log)
     writer = ChunkedStoreWriter(out_path, "time", template=empty_image_store(grid))
@@ -172,7 +176,9 @@ def ingest_files(
             return
         if len(state["buffer"]) < n:  # grown once, to the largest file
             state["buffer"] = np.empty((n, *grid.shape), np.uint16)
-        projected = _project_counts(operator, fov_mask, read_back.frames[keep], state["buffer"][:n])
+        projected = project_frames(
+            operator, fov_mask, read_back.frames[keep], out=state["buffer"][:n], dtype=np.uint16
+        )
         writer.add_arrays(image=projected[:, np.newaxis], time=read_back.times[keep])
 
     try:
@@ -192,15 +198,6 @@ def ingest_files(
         writer.abort()
         raise
     return counts
-
-
-def _project_counts(operator, fov_mask, frames: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Project ``frames`` (N, H, W) into ``out`` (N, n_lat, n_lon) uint16 counts, fill outside."""
-    projected = project_frames(operator, fov_mask, frames)
-    np.rint(np.clip(np.nan_to_num(projected, nan=COUNTS_FILL), 0, COUNTS_FILL - 1), out=projected)
-    out[...] = projected
-    out[:, ~fov_mask] = COUNTS_FILL
-    return out
 
 
 def stack_dates(

@@ -18,6 +18,8 @@ import numcodecs
 import numpy as np
 import xarray as xr
 import zarr
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
 
 ZARR_FORMAT = 2
 #: Samples per chunk along the sample axis (time for images, window for photometer windows).
@@ -67,6 +69,24 @@ def write_zarr_atomic(ds: xr.Dataset, path: str | Path, encoding: dict | None = 
 def open_zarr(path: str | Path) -> xr.Dataset:
     """Open a store written here (lazy, dask-backed)."""
     return xr.open_zarr(path, consolidated=True)
+
+
+def _write_whole_chunk(array: zarr.Array, index: int, block: np.ndarray) -> None:
+    """Store ``block`` (one whole chunk) as chunk ``index`` along the first axis of a format-2
+    array whose other axes are one chunk each.
+
+    The chunk is encoded with the array's own compressor and handed to its store directly:
+    Zarr's array-level write of a 32 MB chunk copies it several times and took five times as
+    long as this (115 against 21 ms). The caller sets the array's shape once, at the end."""
+    metadata = array.metadata
+    if metadata.filters or metadata.order != "C":
+        raise ValueError(f"{array.store_path}: only unfiltered C-order arrays are written directly")
+    key = metadata.encode_chunk_key((index,) + (0,) * (block.ndim - 1))
+    data = np.ascontiguousarray(block)
+    encoded = metadata.compressor.encode(data) if metadata.compressor else data.tobytes()
+    path = f"{array.store_path.path}/{key}" if array.store_path.path else key
+    buffer = default_buffer_prototype().buffer.from_bytes(encoded)
+    sync(array.store_path.store.set(path, buffer))
 
 
 class ChunkedStoreWriter:
@@ -125,6 +145,7 @@ class ChunkedStoreWriter:
             for name in self.bulk
         }
         self.filled = 0
+        self.written = 0
         self.template = template
 
     def add(self, piece: xr.Dataset) -> None:
@@ -155,9 +176,15 @@ class ChunkedStoreWriter:
         self.count += m
 
     def _flush(self) -> None:
-        if self.filled:
-            for name in self.bulk:
-                self.arrays[name].append(self.buffers[name][: self.filled], axis=0)
+        """Write the buffered samples as one chunk (a last, partial chunk is padded, as format 2
+        stores edge chunks at full size)."""
+        if not self.filled:
+            return
+        for name in self.bulk:
+            buffer = self.buffers[name]
+            buffer[self.filled :] = self.arrays[name].fill_value or 0
+            _write_whole_chunk(self.arrays[name], self.written // self.chunk_len, buffer)
+        self.written += self.filled
         self.filled = 0
 
     def commit(self, attrs: dict, empty: xr.Dataset | None = None) -> Path:
@@ -170,6 +197,9 @@ class ChunkedStoreWriter:
                 raise ValueError(f"{self.path}: no sample and no layout to write")
             self._create(empty)
         self._flush()
+        for array in self.arrays.values():
+            if array.shape[0] != self.written:
+                array.resize((self.written, *array.shape[1:]))
         kept = {}
         for name, parts in self.kept.items():
             var = self.template[name]

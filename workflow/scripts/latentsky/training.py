@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import logging
 import math
 import os
@@ -63,9 +64,8 @@ class TrainConfig:
         validation_fraction: share of samples held out, in [0, 1); 0 disables validation,
             early stopping and best-epoch selection (the last epoch is then the best).
         seed: seed of the split, the batch order and torch's RNG.
-        num_workers: reader processes (``None``: ``num_threads - 1`` of them on CUDA, none on
-            the CPU, where training itself needs the cores). The batch order does not depend
-            on it.
+        num_workers: reader threads that read shuffle windows ahead (``None``: one on the CPU,
+            ``num_threads - 1`` up to 4 on CUDA). The batch order does not depend on it.
         shuffle_buffer: samples mixed in one shuffle window (rounded down to whole chunks, at
             least one chunk); each reader holds one window. At least the number of samples:
             a full permutation every epoch.
@@ -162,12 +162,14 @@ def as_source(data: Any) -> SampleSource:
     return data if isinstance(data, SampleSource) else SampleSource(data)
 
 
-def _reader_processes(config: TrainConfig, device: torch.device) -> int:
+def _readers(config: TrainConfig, device: torch.device) -> int:
+    """Reader threads: one reads ahead on the CPU, where the step is far slower than reading;
+    on CUDA, the cores left by the main thread, up to 4 (more gain little under the GIL)."""
     if config.num_workers is not None:
         return config.num_workers
     if device.type != "cuda":
-        return 0
-    return max(1, (config.num_threads or os.cpu_count() or 2) - 1)
+        return 1
+    return min(4, max(1, (config.num_threads or os.cpu_count() or 2) - 1))
 
 
 def split_indices(n: int, validation_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -331,6 +333,68 @@ def _run_epoch(
     return means
 
 
+def _prepare(model: LatentModel, config: TrainConfig, device: torch.device, dtype) -> tuple:
+    """Move ``model`` to ``device``; return its optimiser, gradient scaler and step function."""
+    model.to(device)
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)  # tensor-core friendly layout for conv2d
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
+    # A GradScaler only matters for float16; with bfloat16 or float32 it is a no-op.
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    step = torch.compile(model.loss) if config.compile else model.loss
+    return optimizer, scaler, step
+
+
+def measure_steps(
+    model: LatentModel, data: Any, config: TrainConfig, n_batches: int, warmup: int = 2
+) -> dict[str, float]:
+    """Samples per second of full training steps (read, unpack, forward, backward, update).
+
+    Runs ``warmup`` batches (cuDNN autotuning, compilation), then times ``n_batches`` more of an
+    epoch's batches from ``data`` exactly as :func:`train` makes them. Returns ``samples_per_s``,
+    ``seconds`` and ``samples``. The model's weights change.
+    """
+    device = resolve_device(config.device)
+    dtype = _autocast_dtype(device, config.mixed_precision)
+    source = as_source(data)
+    previous_threads = torch.get_num_threads()
+    try:
+        if config.num_threads is not None:
+            torch.set_num_threads(config.num_threads)
+        torch.backends.cudnn.benchmark = device.type == "cuda"
+        optimizer, scaler, step = _prepare(model, config, device, dtype)
+        window_chunks = max(1, config.shuffle_buffer // source.chunk_len)
+        windows = epoch_windows(source, np.arange(source.n), window_chunks, config.seed, 0)
+        batches = iterate_batches(
+            source, windows, config.batch_size, device, _readers(config, device)
+        )
+        sizes: list[int] = []
+
+        def counted(limit: int):
+            for batch in itertools.islice(batches, limit):
+                sizes.append(len(batch))
+                yield batch
+
+        args = (optimizer, scaler, config, device, dtype, 0)
+        _run_epoch(model, step, counted(warmup), *args)
+        _synchronise(device)
+        sizes.clear()
+        started = time.perf_counter()
+        _run_epoch(model, step, counted(n_batches), *args)
+        _synchronise(device)
+        seconds = time.perf_counter() - started
+    finally:
+        torch.set_num_threads(previous_threads)
+    return {"samples_per_s": sum(sizes) / seconds, "seconds": seconds, "samples": sum(sizes)}
+
+
+def _synchronise(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def train(
     model: LatentModel,
     data: Any,
@@ -393,14 +457,7 @@ def train(
         else:
             torch.backends.cudnn.benchmark = True  # fastest kernels; GPU runs are not bitwise
 
-        model.to(device)
-        if device.type == "cuda":
-            model.to(memory_format=torch.channels_last)  # tensor-core friendly layout for conv2d
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-        )
-        # A GradScaler only matters for float16; with bfloat16 or float32 it is a no-op.
-        scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+        optimizer, scaler, step = _prepare(model, config, device, dtype)
 
         train_index, val_index = split_indices(n, config.validation_fraction, config.seed)
         rows: list[dict] = []
@@ -449,14 +506,11 @@ def train(
             else:
                 log.info("starting from scratch")
             metrics_path.unlink(missing_ok=True)  # no stale rows of an earlier run
-        workers = _reader_processes(config, device)
+        workers = _readers(config, device)
         window_chunks = max(1, config.shuffle_buffer // source.chunk_len)
-        step = model.loss
-        if config.compile:
-            step = torch.compile(model.loss)
         log.info(
             "training %s on %d samples (%d train, %d validation) on %s%s%s, %d threads, "
-            "%d reader processes, shuffle windows of %d chunks of %d samples",
+            "%d reader threads, shuffle windows of %d chunks of %d samples",
             model.kind,
             n,
             len(train_index),
