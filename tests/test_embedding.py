@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+from sklearn.decomposition import PCA
 
 from latentsky import embedding as E
 
@@ -177,6 +179,42 @@ def test_tsne_shape_and_keeps_classes_apart(latent_blobs, tsne_xy):
 def test_tsne_seeded_rerun_is_identical(latent_blobs, tsne_xy):
     x, _ = latent_blobs
     np.testing.assert_array_equal(E.tsne_embed(x, perplexity=30, seed=0), tsne_xy)
+
+
+def test_nearest_neighbours_are_exact_and_exclude_the_point_itself(latent_blobs):
+    x, _ = latent_blobs
+    indices, distances = E.nearest_neighbours(x, k=20)
+    assert indices.shape == distances.shape == (300, 20)
+    standardised = (x - x.mean(axis=0)) / x.std(axis=0)
+    expected_d, expected_i = cKDTree(standardised).query(standardised, k=21)
+    np.testing.assert_array_equal(indices, expected_i[:, 1:])
+    np.testing.assert_allclose(distances, expected_d[:, 1:], rtol=1e-10)
+    assert E.neighbours_needed(n_neighbors=15, perplexity=30) == 90
+    assert E.neighbours_needed(n_neighbors=100, perplexity=5) == 99
+
+
+def test_nearest_neighbours_reduce_wide_latents_to_50_components():
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((200, 80))
+    indices, _ = E.nearest_neighbours(x, k=5)
+    reduced = PCA(n_components=50, random_state=0).fit_transform((x - x.mean(0)) / x.std(0))
+    np.testing.assert_array_equal(indices, cKDTree(reduced).query(reduced, k=6)[1][:, 1:])
+
+
+def test_shared_neighbours_give_the_same_embeddings(latent_blobs, umap_xy, tsne_xy):
+    # The workflow computes the neighbours once for both embeddings; more columns than either
+    # needs, and any thread count, change nothing.
+    x, _ = latent_blobs
+    neighbours = E.nearest_neighbours(x, k=E.neighbours_needed(15, 30) + 10, n_jobs=2)
+    np.testing.assert_array_equal(E.umap_embed(x, n_neighbors=15, neighbours=neighbours), umap_xy)
+    np.testing.assert_array_equal(E.tsne_embed(x, perplexity=30, neighbours=neighbours), tsne_xy)
+    with pytest.raises(ValueError, match="neighbours"):
+        E.tsne_embed(x, perplexity=30, neighbours=E.nearest_neighbours(x, k=20))
+
+
+def test_tsne_does_not_depend_on_the_thread_count(latent_blobs, tsne_xy):
+    x, _ = latent_blobs
+    np.testing.assert_array_equal(E.tsne_embed(x, perplexity=30, n_jobs=2), tsne_xy)
 
 
 def test_tsne_works_on_tiny_inputs():
