@@ -82,14 +82,14 @@ def measure_analysis(n: int = STUDY_N, dim: int = 32, threads: int = 2, seed: in
     import openTSNE  # noqa: F401
     import umap  # noqa: F401
 
-    from latentsky.embedding import (
+    from latentsky.analysis.embedding import (
         nearest_neighbours,
         neighbours_needed,
         spectral_clusters,
         tsne_embed,
         umap_embed,
     )
-    from latentsky.lognormal import fit_groups
+    from latentsky.analysis.lognormal import fit_groups
 
     seconds["imports_s"] = time.perf_counter() - start
 
@@ -142,7 +142,7 @@ def measure_umap(n: int = STUDY_N, dim: int = 32, threads: int = 2, seed: int | 
     ``seed=None`` is UMAP's parallel mode on ``threads`` threads (not reproducible); with a seed it
     runs on one thread, as the workflow does.
     """
-    from latentsky.embedding import nearest_neighbours, neighbours_needed, umap_embed
+    from latentsky.analysis.embedding import nearest_neighbours, neighbours_needed, umap_embed
 
     latents, _, _ = synthetic_latents(n, dim, 0)
     neighbours = nearest_neighbours(latents, neighbours_needed(UMAP_NEIGHBORS, PERPLEXITY), threads)

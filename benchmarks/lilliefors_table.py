@@ -1,4 +1,4 @@
-"""Monte Carlo percentage points of the Lilliefors statistic, for latentsky.lognormal's table.
+"""Monte Carlo percentage points of the Lilliefors statistic, for latentsky.analysis.lognormal's table.
 
 Simulates the null distribution of the KS distance of a normal sample to the normal fitted with its
 own mean and n - 1 standard deviation (the Lilliefors statistic), for sample sizes from 10 to 5000,
@@ -18,7 +18,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
-from latentsky.lognormal import _ks_ad_sorted, _stephens_factor  # noqa: E402
+from latentsky.analysis.lognormal import _ks_ad_sorted, _stephens_factor  # noqa: E402
 
 #: Upper-tail probabilities of the table.
 P = (0.999, 0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15)

@@ -3,12 +3,12 @@
     python benchmarks/paper_scale.py --json paper_scale.json [--frames 35277] [--keep DIR]
 
 1. Writes, seeded, ``--frames`` frames of 256x256 counts as raw UCalgary stream0 minute files
-   (20 frames a minute, gzipped PGM with the real header; :mod:`latentsky.synthetic_stream0`).
+   (20 frames a minute, gzipped PGM with the real header; :mod:`latentsky.demo.stream0`).
 2. Decode: frames/s of merely reading those files (the reader alone, one thread).
-3. Ingest: frames/s of the workflow's ingest (:func:`latentsky.ingest.ingest_files`: decode,
+3. Ingest: frames/s of the workflow's ingest (:func:`latentsky.samples.images.ingest_files`: decode,
    time checks, projection, chunk-block writes) of the same files, date by date, onto 128x128 and
    256x256 grids, as a ratio to the decode rate; then the stacking into the training store.
-4. Projection: :func:`latentsky.geometry.project_frames` against a plain CSR product of the same
+4. Projection: :func:`latentsky.projection.geometry.project_frames` against a plain CSR product of the same
    weights at 64x64 and 256x256 grids (benchmarks/projection.py).
 5. Feed: float32 training batches per second from the stacked stores on disk (128x128 and
    256x256), with the shuffle windows and reader threads that training uses.
@@ -66,7 +66,7 @@ def _measured(function, *args) -> dict:
 
 
 def generate(root: str, n_frames: int, seed: int) -> dict:
-    from latentsky.synthetic_stream0 import archive
+    from latentsky.demo.stream0 import archive
 
     started = time.perf_counter()
     paths = archive(root, n_frames, seed=seed)
@@ -74,7 +74,7 @@ def generate(root: str, n_frames: int, seed: int) -> dict:
 
 
 def decode(files: list[str]) -> dict:
-    from latentsky.readers import read_themis_pgm_frames
+    from latentsky.instruments.themis import read_themis_pgm_frames
 
     started = time.perf_counter()
     frames = sum(len(read_themis_pgm_frames(path).frames) for path in files)
@@ -85,7 +85,7 @@ def decode(files: list[str]) -> dict:
 def _operator(grid_size: int):
     from projection import load_skymap
 
-    from latentsky.geometry import build_projection_operator, grid_covering
+    from latentsky.projection.geometry import build_projection_operator, grid_covering
 
     skymap, _ = load_skymap()
     grid = grid_covering([skymap], ALTITUDE_KM, MIN_ELEVATION, grid_size, grid_size)
@@ -97,7 +97,7 @@ def ingest(files: list[str], grid_size: int, out_dir: str) -> dict:
     """The workflow's ingest of every date (like its per-date jobs, one after the other)."""
     import logging
 
-    from latentsky.ingest import frame_reader, ingest_files
+    from latentsky.samples.images import frame_reader, ingest_files
 
     logging.getLogger("latentsky").setLevel(logging.WARNING)
     operator, fov_mask, grid = _operator(grid_size)
@@ -126,7 +126,7 @@ def ingest(files: list[str], grid_size: int, out_dir: str) -> dict:
 
 
 def stack(stores: list[str], out: str) -> dict:
-    from latentsky.ingest import stack_dates
+    from latentsky.samples.images import stack_dates
 
     started = time.perf_counter()
     stack_dates(stores, out, 1.0, 99.5)
@@ -146,7 +146,7 @@ def feed(store: str, batch_size: int = 64, readers: int = 2) -> dict:
     import torch
     from training_throughput import feed_rate
 
-    from latentsky.feed import SampleSource
+    from latentsky.models.feed import SampleSource
 
     source = SampleSource.from_store(store, "image")
     torch.set_num_threads(2)
@@ -160,12 +160,12 @@ def feed(store: str, batch_size: int = 64, readers: int = 2) -> dict:
 def training_steps(store: str, n_batches: int = 6) -> dict:
     from training_throughput import RES_AE
 
-    from latentsky.feed import SampleSource
     from latentsky.models import build_model
-    from latentsky.training import TrainConfig, measure_steps
+    from latentsky.models.feed import SampleSource
+    from latentsky.models.training import TrainConfig, measure_steps
 
     source = SampleSource.from_store(store, "image")
-    model = build_model("asi", RES_AE, source.sample_shape, seed=0)
+    model = build_model("res_ae", RES_AE, source.sample_shape, seed=0)
     config = TrainConfig(batch_size=64, device="cpu", num_threads=2)
     return measure_steps(model, source, config, n_batches)
 

@@ -32,13 +32,13 @@ from scipy.spatial import Delaunay
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
-from latentsky.geometry import (  # noqa: E402
+from latentsky.instruments.themis import read_berkeley_calibration, read_ucalgary_skymap  # noqa: E402
+from latentsky.projection.geometry import (  # noqa: E402
     build_projection_operator,
     grid_covering,
     pixel_lat_lon,
     project_frames,
 )
-from latentsky.readers import read_berkeley_calibration, read_ucalgary_skymap  # noqa: E402
 
 ALTITUDE_KM, MIN_ELEVATION = 110.0, 10.0
 
@@ -48,7 +48,7 @@ def load_skymap():
     real = ROOT.parent / "shared/data/themis/gako/themis_skymap_gako_20110305-+_vXX.sav"
     if real.exists():
         return read_ucalgary_skymap(real), "real GAKO skymap"
-    from latentsky.synthetic_aurora import DemoParams, SkyGeometry, write_calibration_cdf
+    from latentsky.demo.aurora import DemoParams, SkyGeometry, write_calibration_cdf
 
     params = DemoParams()
     with tempfile.TemporaryDirectory() as folder:
@@ -61,7 +61,7 @@ _FIRST_CALL = """
 import sys, time
 import numpy as np, scipy.sparse
 sys.path.insert(0, sys.argv[1])
-from latentsky.geometry import project_frames
+from latentsky.projection.geometry import project_frames
 operator = scipy.sparse.random(35, 120, density=0.1, format="csr", dtype=np.float32, rng=0)
 frames = np.zeros((19, 12, 10), np.uint16)
 start = time.perf_counter()

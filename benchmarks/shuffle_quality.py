@@ -31,12 +31,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 
-from latentsky.embedding import knn_accuracy  # noqa: E402
-from latentsky.feed import SampleSource  # noqa: E402
-from latentsky.labels import labels_for_times, read_labels  # noqa: E402
+from latentsky.analysis.embedding import knn_accuracy  # noqa: E402
+from latentsky.analysis.labels import labels_for_times, read_labels  # noqa: E402
 from latentsky.models import build_model  # noqa: E402
+from latentsky.models.feed import SampleSource  # noqa: E402
+from latentsky.models.training import TrainConfig, encode, train  # noqa: E402
 from latentsky.stores import open_zarr  # noqa: E402
-from latentsky.training import TrainConfig, encode, train  # noqa: E402
 
 
 def main(argv=None) -> list[dict]:
@@ -59,7 +59,7 @@ def main(argv=None) -> list[dict]:
     for seed in args.seeds:
         for name, buffer in shuffles:
             training = {**config["training"], "shuffle_buffer": buffer, "seed": seed}
-            model = build_model("asi", config["model"]["asi"], source.sample_shape, seed)
+            model = build_model("res_ae", config["model"]["asi"], source.sample_shape, seed)
             started = time.perf_counter()
             with tempfile.TemporaryDirectory() as tmp:
                 metrics = train(

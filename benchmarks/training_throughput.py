@@ -7,11 +7,11 @@ For each model (the Res-AE on 128x128 and 256x256 projected images; the Beta VAE
 workflow's own layout (uint16 counts for images, float32 for windows; 256 samples per chunk) and
 measures, on every device asked for:
 
-- the feed alone: float32 batches delivered by :func:`latentsky.feed.iterate_batches` from that
+- the feed alone: float32 batches delivered by :func:`latentsky.models.feed.iterate_batches` from that
   store, with the shuffle windows and reader processes that training uses (on CUDA the batches
   are unpacked on the device and the figure includes the copy; two reader threads on the CPU,
   four on CUDA);
-- full training steps: :func:`latentsky.training.measure_steps` (read, unpack, forward,
+- full training steps: :func:`latentsky.models.training.measure_steps` (read, unpack, forward,
   backward, optimiser update; bfloat16 autocast and channels-last on CUDA), optionally compiled.
 
 Each figure is the median of ``--repeats`` runs. Models use the study config's sizes
@@ -35,10 +35,10 @@ import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
 
-from latentsky.feed import SampleSource, epoch_windows, iterate_batches  # noqa: E402
 from latentsky.models import build_model  # noqa: E402
+from latentsky.models.feed import SampleSource, epoch_windows, iterate_batches  # noqa: E402
+from latentsky.models.training import TrainConfig, measure_steps, resolve_device  # noqa: E402
 from latentsky.stores import SAMPLE_CHUNK, bulk_compressor, write_zarr_atomic  # noqa: E402
-from latentsky.training import TrainConfig, measure_steps, resolve_device  # noqa: E402
 
 RES_AE = {"base_channels": 16, "depth": 3, "latent_dim": 32}
 BETA_VAE = {"base_channels": 16, "depth": 5, "latent_dim": 50, "max_channels": 128}
@@ -124,8 +124,10 @@ def run(devices: list[str], repeats: int, n_images: int, n_windows: int, compile
                 )
 
                 def steps(kind=kind, source=source, config=config, n_batches=n_batches):
-                    params = RES_AE if kind == "asi" else BETA_VAE
-                    model = build_model(kind, params, source.sample_shape, seed=0)
+                    name, params = (
+                        ("res_ae", RES_AE) if kind == "asi" else ("beta_vae_1d", BETA_VAE)
+                    )
+                    model = build_model(name, params, source.sample_shape, seed=0)
                     return measure_steps(model, source, config, n_batches)["samples_per_s"]
 
                 train = median_of(repeats, steps)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from latentsky.cadence import keep_at_interval
+from latentsky.samples.cadence import keep_at_interval
 
 START = np.datetime64("2014-03-10T06:00:00.063", "ns")
 

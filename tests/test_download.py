@@ -14,24 +14,27 @@ import numpy as np
 import pytest
 from http_mirror import MirrorServer, idl_save, ismr_text, pgm_minute
 
-from latentsky import archive, layouts
-from latentsky.download import (
-    USER_AGENT,
-    DownloadError,
-    DownloadSettings,
-    Fetcher,
+from latentsky.acquisition import jobs as archive
+from latentsky.acquisition import layouts
+from latentsky.acquisition.checks import (
     VerificationError,
     check_cdf,
     check_gzip,
     check_idl_save,
     check_ismr_gz,
     check_pgm_gz,
+)
+from latentsky.acquisition.gaps import gap_summary
+from latentsky.acquisition.http import (
+    USER_AGENT,
+    DownloadError,
+    DownloadSettings,
+    Fetcher,
     fetch_all,
     is_safe_name,
 )
-from latentsky.gaps import gap_summary
-from latentsky.manifest import read_manifest, write_manifest
-from latentsky.synthetic_aurora import write_l1_cdf
+from latentsky.acquisition.manifest import read_manifest, write_manifest
+from latentsky.demo.aurora import write_l1_cdf
 
 
 @pytest.fixture

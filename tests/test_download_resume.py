@@ -20,9 +20,14 @@ import yaml
 from http_mirror import MirrorServer, idl_save, ismr_text, pgm_minute
 from workflow_helpers import SNAKEMAKE, copy_workflow, run_snakemake
 
-from latentsky import layouts
-from latentsky.download import VerificationError, check_idl_save, check_ismr_gz, check_pgm_gz
-from latentsky.manifest import read_manifest
+from latentsky.acquisition import layouts
+from latentsky.acquisition.checks import (
+    VerificationError,
+    check_idl_save,
+    check_ismr_gz,
+    check_pgm_gz,
+)
+from latentsky.acquisition.manifest import read_manifest
 
 pytestmark = pytest.mark.slow
 

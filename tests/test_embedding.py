@@ -11,7 +11,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from sklearn.decomposition import PCA
 
-from latentsky import embedding as E
+from latentsky.analysis import embedding as E
 
 
 def planted_blobs(sizes, centres, spread, seed):

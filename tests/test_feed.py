@@ -9,7 +9,7 @@ import pytest
 import torch
 import xarray as xr
 
-from latentsky.feed import (
+from latentsky.models.feed import (
     SampleSource,
     Unpacking,
     epoch_windows,

@@ -15,7 +15,8 @@ import scipy.sparse
 from scipy.ndimage import maximum_filter, median_filter
 
 from latentsky.errors import BadInputError
-from latentsky.geometry import (
+from latentsky.instruments.themis import read_themis_l1_cdf, read_ucalgary_skymap
+from latentsky.projection.geometry import (
     EARTH_RADIUS_KM,
     Grid,
     build_projection_operator,
@@ -26,7 +27,6 @@ from latentsky.geometry import (
     project_frames,
     save_operator,
 )
-from latentsky.readers import read_themis_l1_cdf, read_ucalgary_skymap
 
 L1_NAME = "themis/gako/thg_l1_asf_gako_2011010617_v01.cdf"
 SAV_NAME = "themis/gako/themis_skymap_gako_20110305-+_vXX.sav"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from latentsky.gpstime import SECONDS_PER_WEEK, gps_minus_utc, gps_to_utc, utc_to_gps
+from latentsky.instruments.gpstime import SECONDS_PER_WEEK, gps_minus_utc, gps_to_utc, utc_to_gps
 
 
 def utc(text: str) -> np.datetime64:

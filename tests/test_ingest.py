@@ -11,9 +11,14 @@ import xarray as xr
 import zarr
 
 from latentsky.errors import BadInputError
-from latentsky.geometry import UINT16_FILL, build_projection_operator, grid_covering, project_frames
-from latentsky.ingest import frame_reader, ingest_files, stack_dates
-from latentsky.readers import read_themis_pgm_frames, read_ucalgary_skymap
+from latentsky.instruments.themis import read_themis_pgm_frames, read_ucalgary_skymap
+from latentsky.projection.geometry import (
+    UINT16_FILL,
+    build_projection_operator,
+    grid_covering,
+    project_frames,
+)
+from latentsky.samples.images import frame_reader, ingest_files, stack_dates
 from latentsky.stores import ChunkedStoreWriter, open_zarr
 
 GILL = "themis/gill"

@@ -28,13 +28,13 @@ import yaml
 from cdflib.cdfwrite import CDF
 from workflow_helpers import ROOT, copy_workflow, run_snakemake
 
-from latentsky import layouts
+from latentsky.acquisition import layouts
+from latentsky.acquisition.gaps import gap_summary
+from latentsky.acquisition.manifest import read_manifest
+from latentsky.demo.aurora import DemoParams, generate_demo_mirror, write_l1_cdf
 from latentsky.errors import BadInputError
-from latentsky.gaps import gap_summary
-from latentsky.manifest import read_manifest
-from latentsky.readers import read_themis_l1_cdf, read_themis_pgm_frames
-from latentsky.scintillation import read_ismr_files
-from latentsky.synthetic_aurora import DemoParams, generate_demo_mirror, write_l1_cdf
+from latentsky.instruments.chain import read_ismr_files
+from latentsky.instruments.themis import read_themis_l1_cdf, read_themis_pgm_frames
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from latentsky.lognormal import (
+from latentsky.analysis.lognormal import (
     FIT_KEYS,
     MIN_GOF_VALUES,
     _anderson_darling_pvalue,

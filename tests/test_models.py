@@ -7,17 +7,10 @@ import math
 import pytest
 import torch
 
-from latentsky.models import (
-    MODELS,
-    BetaVAE1d,
-    LatentModel,
-    ResidualAutoencoder,
-    build_model,
-    depth_to_space,
-    masked_mse,
-    model_from_config,
-    space_to_depth,
-)
+from latentsky.models import MODELS, LatentModel, build_model, model_from_config
+from latentsky.models.beta_vae import BetaVAE1d
+from latentsky.models.blocks import depth_to_space, masked_mse, space_to_depth
+from latentsky.models.res_ae import ResidualAutoencoder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -36,7 +29,7 @@ SMALL = {"base_channels": 4, "latent_dim": 6}
     ],
 )
 def test_res_ae_shapes(shape, config):
-    model = build_model("asi", config, shape, seed=0)
+    model = build_model("res_ae", config, shape, seed=0)
     x = torch.randn(3, *shape)
     x_hat, z = model(x)
     assert x_hat.shape == x.shape
@@ -48,7 +41,7 @@ def test_res_ae_shapes(shape, config):
 
 def test_res_ae_is_multiscale():
     """The latent reads every encoder scale, and every decoder scale gets its own latent projection."""
-    model = build_model("asi", {**SMALL, "depth": 3}, (1, 32, 32), seed=0)
+    model = build_model("res_ae", {**SMALL, "depth": 3}, (1, 32, 32), seed=0)
     channels = [4, 8, 16]
     coarse = 16 * 4 * 4  # channels of the coarsest scale x its 4x4 grid
     assert model.encoder.to_latent.in_features == coarse + sum(channels)
@@ -168,15 +161,15 @@ def _all_bypass_checks(model, x1, x2):
 
 
 @pytest.mark.parametrize(
-    ("kind", "shape", "config"),
+    ("name", "shape", "config"),
     [
-        ("asi", (1, 32, 32), {**SMALL, "depth": 3}),
-        ("asi", (2, 24, 40), {**SMALL, "depth": 2, "blocks_per_scale": 2}),
-        ("photometer", (3, 200), {**SMALL, "depth": 3}),
+        ("res_ae", (1, 32, 32), {**SMALL, "depth": 3}),
+        ("res_ae", (2, 24, 40), {**SMALL, "depth": 2, "blocks_per_scale": 2}),
+        ("beta_vae_1d", (3, 200), {**SMALL, "depth": 3}),
     ],
 )
-def test_latent_is_the_only_path(kind, shape, config):
-    model = build_model(kind, config, shape, seed=0)
+def test_latent_is_the_only_path(name, shape, config):
+    model = build_model(name, config, shape, seed=0)
     g = torch.Generator().manual_seed(0)
     x1, x2 = torch.rand(2, *shape, generator=g), torch.rand(2, *shape, generator=g)
     _all_bypass_checks(model, x1, x2)
@@ -237,7 +230,7 @@ def test_bypass_checks_catch_a_bypass(cheat):
 
 
 def test_gradients_reach_every_parameter():
-    model = build_model("asi", {**SMALL, "depth": 3}, (1, 32, 32), seed=0)
+    model = build_model("res_ae", {**SMALL, "depth": 3}, (1, 32, 32), seed=0)
     x = torch.rand(4, 1, 32, 32)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
     # Zero-initialised residual branches pass no gradient to their first conv on the very first
@@ -270,7 +263,7 @@ def test_masked_mse_ignores_masked_values():
 
 
 def test_res_ae_loss_ignores_pixels_outside_the_field_of_view():
-    model = build_model("asi", {**SMALL, "depth": 2}, (1, 16, 16), seed=0).eval()
+    model = build_model("res_ae", {**SMALL, "depth": 2}, (1, 16, 16), seed=0).eval()
     g = torch.Generator().manual_seed(2)
     x = torch.rand(3, 1, 16, 16, generator=g)
     yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
@@ -297,7 +290,7 @@ def test_res_ae_loss_ignores_pixels_outside_the_field_of_view():
 
 
 def test_beta_vae_shapes_and_positive_parameters():
-    model = build_model("photometer", {**SMALL, "depth": 3}, (3, 250), seed=0)
+    model = build_model("beta_vae_1d", {**SMALL, "depth": 3}, (3, 250), seed=0)
     x = torch.rand(4, 3, 250)
     (alpha, beta), z = model(x)
     assert alpha.shape == beta.shape == x.shape and z.shape == (4, 6)
@@ -312,7 +305,7 @@ def test_beta_vae_loss_terms_match_torch_distributions():
     expected = torch.distributions.Beta(alpha, beta).log_prob(x)
     assert torch.allclose(BetaVAE1d.beta_log_likelihood(x, alpha, beta), expected, atol=1e-5)
 
-    model = build_model("photometer", {**SMALL, "depth": 2, "kl_weight": 0.5}, (3, 40), seed=0)
+    model = build_model("beta_vae_1d", {**SMALL, "depth": 2, "kl_weight": 0.5}, (3, 40), seed=0)
     model.eval()  # the posterior mean instead of a sample: a deterministic loss
     data = torch.rand(2, 3, 40)
     data[0, 1, 5] = torch.nan  # a missing sample is left out of the likelihood
@@ -336,13 +329,13 @@ def test_beta_vae_loss_terms_match_torch_distributions():
 
 def test_registry_builds_and_rebuilds():
     assert set(MODELS) >= {"res_ae", "beta_vae_1d"}
-    model = build_model("asi", {**SMALL, "depth": 2}, (1, 16, 24), seed=3)
+    model = build_model("res_ae", {**SMALL, "depth": 2}, (1, 16, 24), seed=3)
     assert isinstance(model, ResidualAutoencoder)
     assert isinstance(build_model("res_ae", SMALL, (1, 16, 16)), ResidualAutoencoder)
-    assert isinstance(build_model("photometer", SMALL, (3, 64)), BetaVAE1d)
+    assert isinstance(build_model("beta_vae_1d", SMALL, (3, 64)), BetaVAE1d)
     config = model.model_config
     assert config == {
-        "kind": "res_ae",
+        "name": "res_ae",
         "sample_shape": [1, 16, 24],
         "params": {"base_channels": 4, "depth": 2, "latent_dim": 6, "blocks_per_scale": 1},
     }
@@ -355,18 +348,18 @@ def test_registry_builds_and_rebuilds():
 def test_seeded_build_is_reproducible_and_leaves_the_global_rng_alone():
     torch.manual_seed(123)
     state = torch.get_rng_state()
-    a = build_model("asi", SMALL, (1, 16, 16), seed=7).state_dict()
-    b = build_model("asi", SMALL, (1, 16, 16), seed=7).state_dict()
-    c = build_model("asi", SMALL, (1, 16, 16), seed=8).state_dict()
+    a = build_model("res_ae", SMALL, (1, 16, 16), seed=7).state_dict()
+    b = build_model("res_ae", SMALL, (1, 16, 16), seed=7).state_dict()
+    c = build_model("res_ae", SMALL, (1, 16, 16), seed=8).state_dict()
     assert torch.equal(torch.get_rng_state(), state)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
 def test_registry_rejects_bad_requests():
-    with pytest.raises(ValueError, match="unknown model kind"):
+    with pytest.raises(ValueError, match="unknown model .radar."):
         build_model("radar", {}, (1, 16, 16))
     with pytest.raises(ValueError, match="latent_size"):
-        build_model("asi", {"latent_size": 8}, (1, 16, 16))
+        build_model("res_ae", {"latent_size": 8}, (1, 16, 16))
     with pytest.raises(ValueError, match="expects samples shaped"):
-        build_model("asi", {}, (16, 16))
+        build_model("res_ae", {}, (16, 16))

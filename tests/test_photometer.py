@@ -13,20 +13,22 @@ import pytest
 from astropy.io import fits
 
 from latentsky.errors import BadInputError
-from latentsky.photometer import (
+from latentsky.instruments.mmia import (
     BAND_WAVELENGTHS,
     BANDS,
     LEVEL_COLUMNS,
     SAMPLE_RATE_HZ,
+    find_fits_files,
+    parse_frame_times,
+    read_mmia_fits,
+)
+from latentsky.samples.windows import (
     Scaling,
     WindowSettings,
     cut_windows,
     empty_windows,
-    find_fits_files,
     frames_of_observation,
     join_observation,
-    parse_frame_times,
-    read_mmia_fits,
     read_observations,
     store_attrs,
     trigger_window_starts,

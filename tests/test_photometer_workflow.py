@@ -20,7 +20,7 @@ import yaml
 from astropy.io import fits
 from workflow_helpers import ROOT, copy_workflow, run_snakemake, scheduled_rules
 
-from latentsky.synthetic_tle import TleDemoParams, generate_tle_demo
+from latentsky.demo.tle import TleDemoParams, generate_tle_demo
 
 pytestmark = pytest.mark.slow
 

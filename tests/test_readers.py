@@ -21,7 +21,7 @@ from cdflib import cdfwrite
 from scipy.ndimage import median_filter
 
 from latentsky.errors import BadInputError
-from latentsky.readers import (
+from latentsky.instruments.themis import (
     Skymap,
     read_berkeley_calibration,
     read_themis_l1_cdf,

@@ -18,8 +18,9 @@ from http_mirror import MirrorServer, idl_save, pgm_minute
 from snakemake.utils import validate
 from workflow_helpers import ROOT, copy_workflow, run_snakemake, scheduled_rules
 
-from latentsky import archive, layouts
-from latentsky.download import DownloadSettings, Fetcher
+from latentsky.acquisition import jobs as archive
+from latentsky.acquisition import layouts
+from latentsky.acquisition.http import DownloadSettings, Fetcher
 
 REAL_CONFIGS = ["fsim_2015_winter.yaml", "gill_2014_example.yaml"]
 SCHEMA = ROOT / "config" / "schema.yaml"

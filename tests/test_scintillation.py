@@ -17,17 +17,19 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from latentsky.errors import BadInputError
-from latentsky.scintillation import (
-    ISMR_FRAME_COLUMNS,
-    BadInputCounts,
-    IsmrColumns,
+from latentsky.analysis.scintillation import (
     apply_quality_cuts,
-    read_ismr,
-    read_ismr_files,
     sigma_phi_dataset,
     sigma_phi_for_times,
     sigma_phi_per_minute,
+)
+from latentsky.errors import BadInputError
+from latentsky.instruments.chain import (
+    ISMR_FRAME_COLUMNS,
+    BadInputCounts,
+    IsmrColumns,
+    read_ismr,
+    read_ismr_files,
 )
 
 GPS_EPOCH = dt.datetime(1980, 1, 6)

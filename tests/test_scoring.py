@@ -1,7 +1,7 @@
 """The Beta VAE's likelihood and KL against independent calculations, anomaly scores, learning.
 
 The photometer model is :class:`latentsky.models.BetaVAE1d`; the scores are
-:func:`latentsky.scoring.anomaly_scores`. References: ``scipy.stats.beta`` for the density, the
+:func:`latentsky.analysis.scoring.anomaly_scores`. References: ``scipy.stats.beta`` for the density, the
 closed form and a numerical integral for the KL divergence of a Gaussian from a standard normal.
 """
 
@@ -12,9 +12,10 @@ import pytest
 import torch
 from scipy import integrate, stats
 
-from latentsky.models import BETA_DATA_MAX, BETA_DATA_MIN, BetaVAE1d, build_model
-from latentsky.scoring import anomaly_scores, elbo_terms
-from latentsky.training import TrainConfig, reconstruct, train
+from latentsky.analysis.scoring import anomaly_scores, elbo_terms
+from latentsky.models import build_model
+from latentsky.models.beta_vae import BETA_DATA_MAX, BETA_DATA_MIN, BetaVAE1d
+from latentsky.models.training import TrainConfig, reconstruct, train
 
 SMALL = {"base_channels": 4, "depth": 3, "latent_dim": 4, "max_channels": 16}
 
@@ -54,7 +55,7 @@ def kl_numeric(mu: float, sigma: float) -> float:
 
 @pytest.mark.parametrize(("mu", "sigma"), [(0.0, 1.0), (1.5, 0.3), (-2.0, 2.5), (0.1, 0.05)])
 def test_kl_formula_against_closed_form_and_integral(mu, sigma):
-    model = build_model("photometer", SMALL, (3, 32), seed=0)
+    model = build_model("beta_vae_1d", SMALL, (3, 32), seed=0)
     # The model's KL, through its loss, for a posterior we set: patch the encoder's output.
     latent = model.latent_dim
     mean = torch.full((1, latent), mu)
@@ -71,7 +72,7 @@ def test_kl_formula_against_closed_form_and_integral(mu, sigma):
 
 
 def test_loss_is_negative_elbo_with_scipy_likelihood():
-    model = build_model("photometer", {**SMALL, "kl_weight": 0.5}, (3, 32), seed=1).eval()
+    model = build_model("beta_vae_1d", {**SMALL, "kl_weight": 0.5}, (3, 32), seed=1).eval()
     x = torch.rand(4, 3, 32, generator=torch.Generator().manual_seed(0))
     x[0, 1, 5] = float("nan")  # left out of the likelihood
     loss, metrics = model.loss(x)
@@ -93,7 +94,7 @@ def test_loss_is_negative_elbo_with_scipy_likelihood():
 
 
 def test_monte_carlo_scores_are_reproducible_and_near_the_mean_score():
-    model = build_model("photometer", SMALL, (3, 32), seed=2)
+    model = build_model("beta_vae_1d", SMALL, (3, 32), seed=2)
     x = np.random.default_rng(1).uniform(0.2, 0.8, (6, 3, 32)).astype(np.float32)
     first = anomaly_scores(model, x, n_samples=4, seed=7)
     again = anomaly_scores(model, x, n_samples=4, seed=7)
@@ -104,7 +105,7 @@ def test_monte_carlo_scores_are_reproducible_and_near_the_mean_score():
 
 
 def test_scores_need_a_vae():
-    model = build_model("asi", {"base_channels": 4, "depth": 2, "latent_dim": 4}, (1, 16, 16))
+    model = build_model("res_ae", {"base_channels": 4, "depth": 2, "latent_dim": 4}, (1, 16, 16))
     with pytest.raises(TypeError, match="VAE"):
         anomaly_scores(model, np.zeros((2, 1, 16, 16), np.float32))
 
@@ -126,7 +127,7 @@ def planted_pulses(n: int, length: int, seed: int) -> np.ndarray:
 def test_model_reconstructs_a_planted_pulse_better_than_a_flat_line(tmp_path):
     length = 64
     data = planted_pulses(400, length, seed=0)
-    model = build_model("photometer", {**SMALL, "latent_dim": 8}, (3, length), seed=0)
+    model = build_model("beta_vae_1d", {**SMALL, "latent_dim": 8}, (3, length), seed=0)
     config = TrainConfig(
         epochs=25, batch_size=32, learning_rate=3e-3, validation_fraction=0.1, num_threads=1
     )

@@ -20,10 +20,8 @@ import pytest
 from astropy import units as u
 from astropy.time import Time
 
-from latentsky import layouts
-from latentsky.gpstime import gps_to_utc
-from latentsky.readers import read_berkeley_calibration, read_themis_l1_cdf
-from latentsky.synthetic_aurora import (
+from latentsky.acquisition import layouts
+from latentsky.demo.aurora import (
     CLASSES,
     SIGMA_PHI_LOGNORMAL,
     DemoParams,
@@ -31,6 +29,8 @@ from latentsky.synthetic_aurora import (
     generate_demo_mirror,
     plan_nights,
 )
+from latentsky.instruments.gpstime import gps_to_utc
+from latentsky.instruments.themis import read_berkeley_calibration, read_themis_l1_cdf
 
 NIGHTS = [dt.date(2019, 1, 5) + dt.timedelta(days=k) for k in range(5)]
 SITE = "fsim"

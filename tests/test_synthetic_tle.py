@@ -15,17 +15,8 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 
-from latentsky.labels import labels_for_times, read_labels
-from latentsky.photometer import (
-    LEVEL_COLUMNS,
-    Scaling,
-    WindowSettings,
-    find_fits_files,
-    read_mmia_fits,
-    read_observations,
-    window_pieces,
-)
-from latentsky.synthetic_tle import (
+from latentsky.analysis.labels import labels_for_times, read_labels
+from latentsky.demo.tle import (
     SAMPLES_PER_FRAME,
     SATURATION,
     TYPES,
@@ -35,6 +26,8 @@ from latentsky.synthetic_tle import (
     plan_observations,
     rise_time_10_90,
 )
+from latentsky.instruments.mmia import LEVEL_COLUMNS, find_fits_files, read_mmia_fits
+from latentsky.samples.windows import Scaling, WindowSettings, read_observations, window_pieces
 
 US = 10.0  # microseconds per sample at 100 kHz
 T = np.arange(1000) * US  # one 10 ms episode

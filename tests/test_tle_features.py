@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from latentsky.synthetic_tle import episode_signal, pulse, rise_for
-from latentsky.tle_features import (
+from latentsky.analysis.tle import (
     align_on_peak,
     anomaly_auc,
     band_ratios,
@@ -20,6 +19,7 @@ from latentsky.tle_features import (
     roc_auc,
     window_features,
 )
+from latentsky.demo.tle import episode_signal, pulse, rise_for
 
 FS = 100_000.0  # Hz
 US = 1e6 / FS  # microseconds per sample

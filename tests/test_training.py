@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
-from latentsky.feed import SampleSource
 from latentsky.models import build_model
-from latentsky.training import (
+from latentsky.models.feed import SampleSource
+from latentsky.models.training import (
     TrainConfig,
     encode,
     load_checkpoint,
@@ -58,7 +58,7 @@ def config(**changes) -> TrainConfig:
 
 
 def model(shape=(1, 16, 16), seed=0):
-    return build_model("asi", SMALL, shape, seed=seed)
+    return build_model("res_ae", SMALL, shape, seed=seed)
 
 
 def assert_same_weights(a: dict, b: dict):
@@ -127,7 +127,7 @@ def stop_after(epochs: int):
 
 def test_resume_after_interruption_is_bitwise_identical(images, tmp_path, caplog):
     data = images[:120]
-    caplog.set_level(logging.INFO, logger="latentsky.training")
+    caplog.set_level(logging.INFO, logger="latentsky.models.training")
     train(model(), data, config(), tmp_path / "full.pt", tmp_path / "full.csv")
     assert "starting from scratch" in caplog.text
 
@@ -257,7 +257,7 @@ def test_beta_vae_trains_on_the_same_loop(tmp_path):
         windows[i] = 0.1 + 0.02 * rng.random((3, 64))
         windows[i, band] += pulse
     net = build_model(
-        "photometer", {"base_channels": 8, "depth": 3, "latent_dim": 4}, (3, 64), seed=0
+        "beta_vae_1d", {"base_channels": 8, "depth": 3, "latent_dim": 4}, (3, 64), seed=0
     )
     metrics = train(net, windows, config(epochs=4), tmp_path / "vae.pt", tmp_path / "vae.csv")
     assert metrics["val_loss"].iloc[-1] < metrics["val_loss"].iloc[0]

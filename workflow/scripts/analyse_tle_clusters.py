@@ -6,12 +6,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentsky.feed import SampleSource
-from latentsky.logs import log_to_file
-from latentsky.photometer import Scaling
-from latentsky.scoring import anomaly_scores
-from latentsky.stores import open_zarr
-from latentsky.tle_features import (
+from latentsky.analysis.scoring import anomaly_scores
+from latentsky.analysis.tle import (
     anomaly_auc,
     cluster_table,
     cluster_waveforms,
@@ -19,7 +15,11 @@ from latentsky.tle_features import (
     rank_candidates,
     roc_auc,
 )
-from latentsky.training import load_checkpoint
+from latentsky.logs import log_to_file
+from latentsky.models.feed import SampleSource
+from latentsky.models.training import load_checkpoint
+from latentsky.samples.windows import Scaling
+from latentsky.stores import open_zarr
 
 log = log_to_file(snakemake.log[0])
 settings = snakemake.params.tle

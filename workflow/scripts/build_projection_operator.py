@@ -2,10 +2,10 @@
 
 from pathlib import Path
 
-from latentsky.geometry import build_projection_operator, grid_covering, save_operator
+from latentsky.acquisition.manifest import read_manifest
+from latentsky.instruments.themis import read_berkeley_calibration, read_ucalgary_skymap
 from latentsky.logs import log_to_file
-from latentsky.manifest import read_manifest
-from latentsky.readers import read_berkeley_calibration, read_ucalgary_skymap
+from latentsky.projection.geometry import build_projection_operator, grid_covering, save_operator
 
 log = log_to_file(snakemake.log[0])
 params = snakemake.params

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from latentsky.embedding import spectral_clusters
+from latentsky.analysis.embedding import spectral_clusters
 from latentsky.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])

@@ -3,11 +3,12 @@
 import datetime as dt
 from pathlib import Path
 
-from latentsky import archive, layouts
-from latentsky.download import DownloadSettings, Fetcher, fetch_all
-from latentsky.gaps import gap_summary
+from latentsky.acquisition import jobs as archive
+from latentsky.acquisition import layouts
+from latentsky.acquisition.gaps import gap_summary
+from latentsky.acquisition.http import DownloadSettings, Fetcher, fetch_all
+from latentsky.acquisition.manifest import write_manifest
 from latentsky.logs import log_to_file
-from latentsky.manifest import write_manifest
 
 log = log_to_file(snakemake.log[0])
 images = snakemake.params.images

@@ -3,10 +3,10 @@
 import datetime as dt
 from pathlib import Path
 
-from latentsky import archive
-from latentsky.download import DownloadSettings, Fetcher, fetch_all
+from latentsky.acquisition import jobs as archive
+from latentsky.acquisition.http import DownloadSettings, Fetcher, fetch_all
+from latentsky.acquisition.manifest import write_manifest
 from latentsky.logs import log_to_file
-from latentsky.manifest import write_manifest
 
 log = log_to_file(snakemake.log[0])
 skymaps = snakemake.params.skymaps

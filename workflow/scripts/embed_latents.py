@@ -10,13 +10,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from latentsky.embedding import (  # noqa: E402
+from latentsky.analysis.embedding import (  # noqa: E402
     nearest_neighbours,
     neighbours_needed,
     tsne_embed,
     umap_embed,
 )
-from latentsky.labels import labels_for_times, read_labels  # noqa: E402
+from latentsky.analysis.labels import labels_for_times, read_labels  # noqa: E402
 from latentsky.logs import log_to_file  # noqa: E402
 from latentsky.stores import open_zarr  # noqa: E402
 

@@ -3,10 +3,10 @@
 import numpy as np
 import xarray as xr
 
-from latentsky.feed import SampleSource
 from latentsky.logs import log_to_file
+from latentsky.models.feed import SampleSource
+from latentsky.models.training import encode, load_checkpoint, reconstruct
 from latentsky.stores import open_zarr, write_zarr_atomic
-from latentsky.training import encode, load_checkpoint, reconstruct
 
 log = log_to_file(snakemake.log[0])
 ds = open_zarr(snakemake.input.samples)

@@ -2,16 +2,18 @@
 
 import numpy as np
 
-from latentsky.logs import log_to_file
-from latentsky.manifest import read_manifest
-from latentsky.scintillation import (
-    IsmrColumns,
+from latentsky.acquisition.manifest import read_manifest
+from latentsky.analysis.scintillation import (
     apply_quality_cuts,
-    read_ismr_files,
     sigma_phi_dataset,
     sigma_phi_for_times,
     sigma_phi_per_minute,
 )
+from latentsky.instruments.chain import (
+    IsmrColumns,
+    read_ismr_files,
+)
+from latentsky.logs import log_to_file
 from latentsky.stores import open_zarr, write_zarr_atomic
 
 log = log_to_file(snakemake.log[0])

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from latentsky.lognormal import fit_groups
+from latentsky.analysis.lognormal import fit_groups
 from latentsky.logs import log_to_file
 from latentsky.stores import open_zarr
 

@@ -4,8 +4,8 @@ import datetime as dt
 import json
 from pathlib import Path
 
+from latentsky.demo.aurora import DemoParams, generate_demo_mirror
 from latentsky.logs import log_to_file
-from latentsky.synthetic_aurora import DemoParams, generate_demo_mirror
 
 log = log_to_file(snakemake.log[0])
 demo = snakemake.params.demo

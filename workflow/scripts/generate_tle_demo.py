@@ -3,8 +3,8 @@
 import json
 from pathlib import Path
 
+from latentsky.demo.tle import TleDemoParams, generate_tle_demo
 from latentsky.logs import log_to_file
-from latentsky.synthetic_tle import TleDemoParams, generate_tle_demo
 
 log = log_to_file(snakemake.log[0])
 demo = dict(snakemake.params.demo)

@@ -2,12 +2,12 @@
 
 import json
 
+from latentsky.instruments.mmia import find_fits_files
 from latentsky.logs import log_to_file
-from latentsky.photometer import (
+from latentsky.samples.windows import (
     Scaling,
     WindowSettings,
     empty_windows,
-    find_fits_files,
     store_attrs,
     window_pieces,
 )

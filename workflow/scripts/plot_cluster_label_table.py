@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from latentsky.embedding import cluster_label_table
+from latentsky.analysis.embedding import cluster_label_table
 from latentsky.figures import plot_cluster_label_table
 from latentsky.logs import log_to_file
 

@@ -3,11 +3,11 @@
 import datetime as dt
 from pathlib import Path
 
-from latentsky.geometry import load_operator
-from latentsky.ingest import frame_reader, ingest_files
-from latentsky.layouts import skymap_for_date
+from latentsky.acquisition.layouts import skymap_for_date
+from latentsky.acquisition.manifest import read_manifest
 from latentsky.logs import log_to_file
-from latentsky.manifest import read_manifest
+from latentsky.projection.geometry import load_operator
+from latentsky.samples.images import frame_reader, ingest_files
 
 log = log_to_file(snakemake.log[0])
 params = snakemake.params

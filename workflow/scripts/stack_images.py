@@ -1,7 +1,7 @@
 """Stack the projected dates into one (time, band, lat, lon) store of counts for training."""
 
-from latentsky.ingest import stack_dates
 from latentsky.logs import log_to_file
+from latentsky.samples.images import stack_dates
 
 log = log_to_file(snakemake.log[0])
 settings = snakemake.params.normalisation

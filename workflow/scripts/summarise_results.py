@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pandas as pd
 
-from latentsky.embedding import adjusted_rand, cluster_label_table, knn_accuracy
-from latentsky.gaps import gap_summary
+from latentsky.acquisition.gaps import gap_summary
+from latentsky.acquisition.manifest import read_manifest
+from latentsky.analysis.embedding import adjusted_rand, cluster_label_table, knn_accuracy
 from latentsky.logs import log_to_file
-from latentsky.manifest import read_manifest
 from latentsky.stores import open_zarr
 
 log = log_to_file(snakemake.log[0])

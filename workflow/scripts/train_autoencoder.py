@@ -4,11 +4,11 @@ import json
 import shutil
 from pathlib import Path
 
-from latentsky.feed import SampleSource
 from latentsky.logs import log_to_file
 from latentsky.models import build_model
+from latentsky.models.feed import SampleSource
+from latentsky.models.training import TrainConfig, train
 from latentsky.stores import open_zarr
-from latentsky.training import TrainConfig, train
 
 log = log_to_file(snakemake.log[0])
 params = snakemake.params

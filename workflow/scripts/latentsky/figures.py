@@ -25,7 +25,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patheffects import withStroke
 
-from .embedding import CLASS_ORDER, ordered_classes
+from latentsky.analysis.embedding import CLASS_ORDER, ordered_classes
 
 DPI = 150
 

@@ -1,8 +1,8 @@
 """Training, checkpointing and encoding for every model in :mod:`latentsky.models`.
 
 The loop is generic: it only calls ``model.loss(batch)``, so the image Res-AE and the photometer
-Beta VAE share it. Data is a :class:`~latentsky.feed.SampleSource` (a Zarr store variable of any
-size, read by whole chunks with a shuffle buffer, see :mod:`latentsky.feed`) or any array-like of
+Beta VAE share it. Data is a :class:`~latentsky.models.feed.SampleSource` (a Zarr store variable of any
+size, read by whole chunks with a shuffle buffer, see :mod:`latentsky.models.feed`) or any array-like of
 samples ``(N, *sample_shape)``, which is wrapped in one.
 
 Speed on a GPU: packed samples are copied from pinned memory without blocking and unpacked on the
@@ -13,7 +13,7 @@ once per epoch.
 
 Reproducibility. Everything random derives from ``TrainConfig.seed``: the train/validation split,
 the batch order of epoch ``e`` (the chunk order and window permutations of
-:func:`latentsky.feed.epoch_windows`, seeded with ``(seed, e)``) and torch's RNG, which
+:func:`latentsky.models.feed.epoch_windows`, seeded with ``(seed, e)``) and torch's RNG, which
 is re-seeded at the start of every epoch (VAE sampling). Because no RNG state carries over from one
 epoch to the next, a run resumed from a checkpoint repeats exactly what the uninterrupted run would
 have done, and on CPU (deterministic algorithms on) the weights are bitwise identical. On CUDA,
@@ -45,11 +45,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from latentsky.feed import SampleSource, epoch_windows, iterate_batches, ordered_batches
 from latentsky.models import LatentModel, model_from_config
+from latentsky.models.feed import SampleSource, epoch_windows, iterate_batches, ordered_batches
 
 #: Bumped when the checkpoint layout changes incompatibly.
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 
 @dataclass
@@ -410,7 +410,7 @@ def train(
     Args:
         model: a :class:`~latentsky.models.LatentModel` (its weights are replaced by the
             checkpoint's when resuming).
-        data: a :class:`~latentsky.feed.SampleSource` (e.g. a Zarr store variable, read chunk
+        data: a :class:`~latentsky.models.feed.SampleSource` (e.g. a Zarr store variable, read chunk
             by chunk) or an array-like of float32 samples ``(N, *sample_shape)``.
         config: optimisation settings.
         checkpoint_path: checkpoint file, rewritten every ``config.checkpoint_every`` epochs.
@@ -511,7 +511,7 @@ def train(
         log.info(
             "training %s on %d samples (%d train, %d validation) on %s%s%s, %d threads, "
             "%d reader threads, shuffle windows of %d chunks of %d samples",
-            model.kind,
+            model.name,
             n,
             len(train_index),
             len(val_index),
@@ -652,7 +652,7 @@ def encode(
 ) -> np.ndarray:
     """Latent vectors of all samples, in order: ``(N, *sample_shape)`` -> float32 ``(N, latent_dim)``.
 
-    For a VAE this is the posterior mean. ``data`` is a :class:`~latentsky.feed.SampleSource`
+    For a VAE this is the posterior mean. ``data`` is a :class:`~latentsky.models.feed.SampleSource`
     or an array-like, read one chunk at a time, so a store larger than memory is fine; the output
     (``N * latent_dim`` floats) is held in memory.
     """

@@ -12,7 +12,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable
 
-from .manifest import ManifestRow
+from latentsky.acquisition.manifest import ManifestRow
 
 PRESENT = ("downloaded", "present")
 

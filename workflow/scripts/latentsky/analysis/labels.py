@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import BadInputError
+from latentsky.errors import BadInputError
 
 #: The six OATH classes, in the order figures use.
 CLASSES = ("arc", "diffuse", "discrete", "moon", "clear", "cloudy")

@@ -49,8 +49,8 @@ from pathlib import Path
 import numpy as np
 from cdflib.cdfwrite import CDF
 
-from . import layouts
-from .gpstime import utc_to_gps
+from latentsky.acquisition import layouts
+from latentsky.instruments.gpstime import utc_to_gps
 
 #: The six OATH classes, in the order used for indices everywhere in this module.
 CLASSES = ("arc", "diffuse", "discrete", "moon", "clear", "cloudy")

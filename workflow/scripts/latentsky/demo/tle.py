@@ -2,7 +2,7 @@
 
 The real ASIM MMIA files are not public, so the demo writes files of the same layout (HDU 1 a
 binary table, one row per frame of 8,320 samples at 100 kHz, the columns of
-:mod:`latentsky.photometer`) with astropy, holding six planted kinds of *episodes*:
+:mod:`latentsky.samples.windows`) with astropy, holding six planted kinds of *episodes*:
 
 * ``lightning``: an ordinary stroke seen from above through cloud, bright at 777.4 nm and 337 nm
   (0.3-0.7 of 777.4), rising in 60-200 us and decaying over 250-800 us, with almost no UV (the
@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from .photometer import LEVEL_COLUMNS, SAMPLE_RATE_HZ
+from latentsky.instruments.mmia import LEVEL_COLUMNS, SAMPLE_RATE_HZ
 
 #: Planted episode types, in the order used for indices and tables.
 TYPES = ("lightning", "elve", "blue_corona", "sprite", "blue_jet", "background")

@@ -42,7 +42,7 @@ IMAGE_SHAPE = (256, 256)
 _PGM_FRAME_BYTES = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * 2
 #: A frame starts with the PGM magic and its first metadata comment; used to resynchronise after a
 #: damaged frame (5 specific bytes are very unlikely to occur by chance inside pixel data).
-_PGM_FRAME_MARK = b'P5\n#"'
+PGM_FRAME_MARK = b'P5\n#"'
 _PGM_TIME_KEY = "Image request start"
 _PGM_NAME = re.compile(r"(\d{8})_(\d{4})_")
 #: How far a frame time may lie from the minute named in the file name before the frame is
@@ -156,6 +156,15 @@ def _parse_one_pgm_frame(buf: bytes, start: int) -> tuple[np.ndarray, np.datetim
     return image.reshape(IMAGE_SHAPE), time, pos + _PGM_FRAME_BYTES
 
 
+def pgm_frame_problem(data: bytes, start: int) -> str | None:
+    """Why the PGM frame at byte ``start`` of ``data`` does not parse, or None when it does."""
+    try:
+        _parse_one_pgm_frame(data, start)
+    except ValueError as error:
+        return str(error)
+    return None
+
+
 def read_themis_pgm_frames(path, *, skip_bad_frames: bool = False) -> FrameRead:
     """Read a UCalgary THEMIS stream0 file (``.pgm``, ``.pgm.gz`` or ``.pgm.bz2``) frame by frame.
 
@@ -216,7 +225,7 @@ def read_themis_pgm_frames(path, *, skip_bad_frames: bool = False) -> FrameRead:
                 raise problem from exc
             problems.append(str(problem))
             # Resynchronise on the next frame start after this one.
-            nxt = buf.find(_PGM_FRAME_MARK, pos + 1)
+            nxt = buf.find(PGM_FRAME_MARK, pos + 1)
             if nxt < 0:
                 tail_damaged = True
                 break

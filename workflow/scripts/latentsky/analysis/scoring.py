@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .feed import ordered_batches
-from .models import BETA_DATA_MAX, BETA_DATA_MIN, LatentModel
-from .training import as_source, resolve_device
+from latentsky.models import LatentModel
+from latentsky.models.beta_vae import BETA_DATA_MAX, BETA_DATA_MIN
+from latentsky.models.feed import ordered_batches
+from latentsky.models.training import as_source, resolve_device
 
 
 def _is_vae(model: LatentModel) -> bool:
@@ -55,7 +56,7 @@ def elbo_terms(
         ``(loglik, kl)``, each float32 ``(B,)``, in nats.
     """
     if not _is_vae(model):
-        raise TypeError(f"model {model.kind!r} has no posterior: anomaly scores need a VAE")
+        raise TypeError(f"model {model.name!r} has no posterior: anomaly scores need a VAE")
     mask = torch.isfinite(batch)
     x = torch.where(mask, batch, 0.5).clamp(BETA_DATA_MIN, BETA_DATA_MAX)
     mu, logvar = model.posterior(x)
@@ -86,7 +87,7 @@ def anomaly_scores(
     Args:
         model: a trained Beta VAE (see :func:`elbo_terms`); put in eval mode here.
         data: windows ``(N, band, sample)`` scaled into [0, 1]: a
-            :class:`~latentsky.feed.SampleSource` or an array-like, read chunk by chunk (so a
+            :class:`~latentsky.models.feed.SampleSource` or an array-like, read chunk by chunk (so a
             store larger than memory is fine).
         n_samples, seed: draws of z per window (0: posterior mean) and the seed of those draws.
 

@@ -30,7 +30,6 @@ import queue
 import random
 import re
 import shutil
-import struct
 import tempfile
 import threading
 import time
@@ -45,9 +44,10 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from . import __version__
-from .layouts import local_path_of_file_url
-from .manifest import ManifestRow
+from latentsky import __version__
+from latentsky.acquisition.checks import VerificationError
+from latentsky.acquisition.layouts import local_path_of_file_url
+from latentsky.acquisition.manifest import ManifestRow
 
 try:  # POSIX; elsewhere the connection limit holds within one process only
     import fcntl
@@ -66,10 +66,6 @@ RETRY_STATUS = frozenset({408, 425, 429})
 
 class DownloadError(RuntimeError):
     """A file that stayed broken after all retries; the message names the URL and the fault."""
-
-
-class VerificationError(ValueError):
-    """A downloaded or present file that fails its check (size, gzip, format)."""
 
 
 class _PermanentHTTPError(Exception):
@@ -105,183 +101,6 @@ def sha256_of(path: str | Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-# --- verification ---------------------------------------------------------------------------------
-
-
-def _gunzip(path: str | Path) -> bytes:
-    """The whole decompressed content; VerificationError for a truncated or corrupt stream."""
-    try:
-        with gzip.open(path, "rb") as handle:
-            return handle.read()
-    except (OSError, EOFError, zlib.error) as error:
-        raise VerificationError(f"broken gzip stream: {error}") from error
-
-
-def check_gzip(path: str | Path) -> None:
-    """Decompress the whole file: catches truncation and corruption (the CRC is checked at the end)."""
-    try:
-        with gzip.open(path, "rb") as handle:
-            while handle.read(1 << 20):
-                pass
-    except (OSError, EOFError, zlib.error) as error:
-        raise VerificationError(f"broken gzip stream: {error}") from error
-
-
-def check_cdf(variable: str) -> Callable[[Path], None]:
-    """A check that the file opens as CDF and holds ``variable`` with records that all read.
-
-    Reading every record decompresses the whole variable, so a file cut short or damaged inside a
-    compressed record fails even when its header is intact.
-    """
-
-    def check(path: Path) -> None:
-        import cdflib
-
-        try:
-            cdf = cdflib.CDF(str(path))
-            info = cdf.cdf_info()
-            names = set(info.zVariables) | set(info.rVariables)
-        except Exception as error:  # cdflib raises bare Exceptions/OSErrors on broken files
-            raise VerificationError(f"not a readable CDF: {error}") from error
-        if variable not in names:
-            raise VerificationError(f"CDF lacks variable {variable!r}")
-        try:
-            if cdf.varinq(variable).Last_Rec < 0:
-                raise VerificationError(f"CDF variable {variable!r} has no records")
-            value = cdf.varget(variable)
-        except VerificationError:
-            raise
-        except Exception as error:
-            raise VerificationError(f"CDF variable {variable!r} is unreadable: {error}") from error
-        if value is None:
-            raise VerificationError(f"CDF variable {variable!r} has no data")
-
-    return check
-
-
-_PGM_FRAME_MARK = b'P5\n#"'
-_PGM_PIXEL_BYTES = 256 * 256 * 2
-
-
-def check_pgm_gz(expected_frames: int | None = None) -> Callable[[Path], None]:
-    """A check of a UCalgary stream0 ``.pgm.gz``: gzip intact, PGM frame headers, frame count.
-
-    The file must start with the ``P5`` magic number, at least one frame must parse completely
-    (``#"Key" value`` comments, ``256 256``, ``65535``, 256 x 256 x 2 bytes of pixels) and the file
-    must hold at least one frame (exactly ``expected_frames`` when given). A damaged frame among
-    good ones, inside an intact stream, is the archive's own: it is left to ingest, which skips and
-    counts it (or stops, with ``on_bad_input: fail``).
-    """
-
-    def check(path: Path) -> None:
-        data = _gunzip(path)
-        if not data.startswith(b"P5"):
-            raise VerificationError("not a binary PGM (no P5 magic number)")
-        starts = [m.start() for m in re.finditer(re.escape(_PGM_FRAME_MARK), data)]
-        if not starts:
-            raise VerificationError("no PGM frame header")
-        if expected_frames is not None and len(starts) != expected_frames:
-            raise VerificationError(f"{len(starts)} PGM frames, expected {expected_frames}")
-        problems = [_pgm_frame_problem(data, start) for start in starts]
-        if all(problems):
-            raise VerificationError(f"no complete PGM frame (first: {problems[0]})")
-
-    return check
-
-
-def _pgm_frame_problem(data: bytes, start: int) -> str | None:
-    """Why the PGM frame at ``start`` is incomplete, or None when its header and pixels are whole."""
-    pos, header = start + 3, []
-    while len(header) < 2:
-        end = data.find(b"\n", pos)
-        if end < 0:
-            return "header is truncated"
-        line, pos = data[pos:end], end + 1
-        if not line.startswith(b"#"):
-            header.append(line.split())
-    if header != [[b"256", b"256"], [b"65535"]]:
-        return f"header is {header!r}, expected 256 256 / 65535"
-    if len(data) - pos < _PGM_PIXEL_BYTES:
-        return "pixel data is truncated"
-    return None
-
-
-def check_ismr_gz(expected_columns: int | None = 62, sample_rows: int = 50) -> Callable:
-    """A check of a gzipped ISMR file: gzip intact and its rows parse as ISMR records.
-
-    An ISMR row is comma-separated numbers (``nan`` allowed) with ``expected_columns`` columns and
-    an integer GPS week, time of week and satellite id in columns 1-3. At least one of the first
-    ``sample_rows`` rows must parse: that tells an ISMR file from an error page or another format.
-    Single bad rows are the archive's own and are left to ingest, which skips and counts them. A
-    file without rows (a receiver that tracked nothing) passes.
-    """
-
-    def check(path: Path) -> None:
-        lines = [line for line in _gunzip(path).decode("latin-1").splitlines() if line.strip()]
-        sample = lines[:sample_rows]
-        if not sample:
-            return
-        problems = []
-        for number, line in enumerate(sample, start=1):
-            fields = line.split(",")
-            if expected_columns and len(fields) != expected_columns:
-                problems.append(f"line {number}: {len(fields)} columns, not {expected_columns}")
-                continue
-            try:
-                week, tow, svid = (float(value) for value in fields[:3])
-            except ValueError:
-                problems.append(f"line {number}: columns 1-3 are not numbers")
-                continue
-            if week == int(week) and svid == int(svid) and tow >= 0:
-                return
-            problems.append(f"line {number}: invalid GPS week/TOW/SVID")
-        raise VerificationError(f"no ISMR row parses among the first {len(sample)}: {problems[0]}")
-
-    return check
-
-
-_IDL_SAVE_MAGIC = (b"SR\x00\x04", b"SR\x00\x06")  # plain and compressed IDL save files
-_IDL_VARIABLE, _IDL_END_MARKER = 2, 6
-
-
-def check_idl_save(variable: str = "SKYMAP") -> Callable[[Path], None]:
-    """A check of an IDL save file (UCalgary skymaps): record chain intact, ``variable`` present.
-
-    Walks the chain of records from the header to the END marker (each record names the offset of
-    the next), so a file cut short or with a damaged record header fails, and looks for a VARIABLE
-    record named ``variable``. Needs nothing but the standard library.
-    """
-
-    def check(path: Path) -> None:
-        size = Path(path).stat().st_size
-        names = []
-        with open(path, "rb") as handle:
-            if handle.read(4) not in _IDL_SAVE_MAGIC:
-                raise VerificationError("not an IDL save file (no SR magic)")
-            position = 4
-            while True:
-                handle.seek(position)
-                head = handle.read(20)
-                if len(head) < 16:
-                    raise VerificationError(f"IDL save file ends inside a record at {position}")
-                kind, low, high = struct.unpack(">iII", head[:12])
-                if kind == _IDL_END_MARKER:
-                    break
-                following = low + (high << 32)
-                if not position < following <= size:
-                    raise VerificationError(
-                        f"IDL save record at {position} points to {following}, file has {size} B"
-                    )
-                if kind == _IDL_VARIABLE and len(head) == 20:
-                    length = struct.unpack(">i", head[16:20])[0]
-                    names.append(handle.read(max(0, min(length, 256))).decode("latin-1"))
-                position = following
-        if variable.upper() not in (name.upper() for name in names):
-            raise VerificationError(f"IDL save file lacks variable {variable!r} (has {names})")
-
-    return check
 
 
 # --- per-host connection limit --------------------------------------------------------------------

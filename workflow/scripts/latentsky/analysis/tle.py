@@ -34,7 +34,7 @@ import pandas as pd
 
 #: A band "has a pulse" when its peak exceeds this many times its noise level.
 MIN_SNR = 6.0
-#: Short names of the bands in the order of :data:`latentsky.photometer.BANDS`.
+#: Short names of the bands in the order of :data:`latentsky.samples.windows.BANDS`.
 BAND_SHORT = ("337", "uv", "777")
 #: Signature thresholds on the peak ratios (see :func:`band_ratios`).
 UV_DOMINANT_RATIO = 1.0

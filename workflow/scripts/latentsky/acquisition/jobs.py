@@ -12,16 +12,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from . import layouts
-from .download import (
-    Fetcher,
-    check_cdf,
-    check_idl_save,
-    check_ismr_gz,
-    check_pgm_gz,
-    is_safe_name,
-)
-from .manifest import ManifestRow
+from latentsky.acquisition import layouts
+from latentsky.acquisition.checks import check_cdf, check_idl_save, check_ismr_gz, check_pgm_gz
+from latentsky.acquisition.http import Fetcher, is_safe_name
+from latentsky.acquisition.manifest import ManifestRow
 
 Job = tuple[str, Path, Callable[[Path], None] | None]
 

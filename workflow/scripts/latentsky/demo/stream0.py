@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from latentsky.layouts import ucalgary_stream0_minute
+from latentsky.acquisition.layouts import ucalgary_stream0_minute
 
 FRAME_SHAPE = (256, 256)
 FRAMES_PER_MINUTE = 20

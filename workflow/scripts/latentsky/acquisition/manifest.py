@@ -1,7 +1,7 @@
 """Download manifests: one row per file (URL, local path, bytes, sha256, status).
 
 Later stages read manifests rather than globbing folders, so they see exactly what was fetched and
-what the archive lacked (status ``missing``: a gap). Kept apart from :mod:`latentsky.download` so that
+what the archive lacked (status ``missing``: a gap). Kept apart from :mod:`latentsky.acquisition.http` so that
 rules that only read manifests need no HTTP library.
 """
 

@@ -9,7 +9,7 @@ pixel.
 
 Conventions: latitudes and longitudes in degrees (longitudes -180..180 unless a grid's bounds say
 otherwise), altitudes in km, arrays in the canonical image orientation of
-:mod:`latentsky.readers`.
+:mod:`latentsky.instruments.themis`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from numba import prange
 from scipy.spatial import cKDTree
 
 from latentsky.errors import BadInputError
-from latentsky.lanes import LANES, add_scaled, store_lanes, zero_lanes
-from latentsky.readers import Skymap
+from latentsky.instruments.themis import Skymap
+from latentsky.projection.lanes import LANES, add_scaled, store_lanes, zero_lanes
 
 #: Mean Earth radius used by the spherical mapping, km.
 EARTH_RADIUS_KM = 6371.2
@@ -429,7 +429,7 @@ def _project_blocks(
     n_workers, ...``. A block is copied interleaved into ``tile`` (for 256 x 256 uint16 frames
     1 MiB, so it stays in a core's L2 cache), then the CSR rows are walked once: each entry adds
     weight * (its pixel in the eight frames) to eight float32 lanes with one vector operation
-    (:mod:`latentsky.lanes`). Each cell sums its entries in CSR order, a multiply and an add per
+    (:mod:`latentsky.projection.lanes`). Each cell sums its entries in CSR order, a multiply and an add per
     entry, as scipy's CSR product does. A grid row of sums is kept interleaved the same way, then
     written out frame by frame.
 

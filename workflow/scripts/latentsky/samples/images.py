@@ -29,10 +29,10 @@ import numpy as np
 import scipy.sparse
 import xarray as xr
 
-from latentsky.cadence import keep_at_interval
 from latentsky.errors import BadInputError
-from latentsky.geometry import UINT16_FILL, Grid, project_frames
-from latentsky.readers import FrameRead, read_themis_l1_cdf, read_themis_pgm_frames
+from latentsky.instruments.themis import FrameRead, read_themis_l1_cdf, read_themis_pgm_frames
+from latentsky.projection.geometry import UINT16_FILL, Grid, project_frames
+from latentsky.samples.cadence import keep_at_interval
 from latentsky.stores import SAMPLE_CHUNK, ChunkedStoreWriter, bulk_compressor, write_zarr_atomic
 
 #: Stored count meaning "no data" (outside the field of view).
@@ -134,7 +134,7 @@ def ingest_files(
         files: raw files of one date, sorted by time.
         read: decodes one file (see :func:`frame_reader`); :class:`BadInputError` marks it
             unreadable.
-        operator, fov_mask, grid: the projection (see :mod:`latentsky.geometry`).
+        operator, fov_mask, grid: the projection (see :mod:`latentsky.projection.geometry`).
         out_path: the store, written atomically (nothing is left there on failure).
         attrs: attributes of the store; ``bad_input`` counts are added as JSON.
         frame_interval_s: keep frames at least this far apart (0: all).

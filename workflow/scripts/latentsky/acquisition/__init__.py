@@ -1,0 +1,1 @@
+"""Acquisition: the archives' layouts, HTTP downloads with retries, format checks, manifests, gaps."""

@@ -1,0 +1,165 @@
+"""sigma_phi per image: quality cuts on ISMR records, one value per minute, matched to image times.
+
+Pipeline: :func:`latentsky.instruments.chain.read_ismr_files` -> :func:`apply_quality_cuts` ->
+:func:`sigma_phi_per_minute` -> :func:`sigma_phi_for_times` -> :func:`sigma_phi_dataset`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from latentsky.instruments.chain import RECORD_SECONDS
+
+
+def apply_quality_cuts(
+    df: pd.DataFrame,
+    min_elevation_deg: float = 30.0,
+    min_lock_time_s: float = 200.0,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Keep records with elevation >= ``min_elevation_deg`` (degrees) and lock time >=
+    ``min_lock_time_s`` (s).
+
+    Low elevations add multipath and long paths through the ionosphere; short lock times leave the
+    phase detrending filter unsettled. The cuts apply in that order, and each count is the number of
+    records the cut removed from what the previous cut left (so the counts add up to the total
+    removed). NaN elevation or lock time fails the cut.
+
+    Returns (kept rows with a fresh index, ``{"elevation": n, "lock_time": n}``).
+    """
+    elevation_ok = (df["elevation"] >= min_elevation_deg).to_numpy()
+    lock_ok = (df["lock_time"] >= min_lock_time_s).to_numpy()
+    removed = {
+        "elevation": int((~elevation_ok).sum()),
+        "lock_time": int((elevation_ok & ~lock_ok).sum()),
+    }
+    return df[elevation_ok & lock_ok].reset_index(drop=True), removed
+
+
+_STATISTICS = ("median", "mean", "max")
+
+
+def sigma_phi_per_minute(df: pd.DataFrame, statistic: str = "median") -> pd.DataFrame:
+    """One sigma_phi per ISMR minute, combined over the satellites in view.
+
+    Records with missing sigma_phi are ignored. ``statistic`` is ``"median"`` (robust to one noisy
+    satellite), ``"mean"`` or ``"max"``.
+
+    Returns a frame indexed by ``time_utc`` (datetime64[ns], the minute's UTC end time, sorted) with
+    columns ``sigma_phi`` (float64, rad) and ``n_satellites`` (int64, distinct SVIDs that
+    contributed). Minutes with no valid sigma_phi are absent.
+    """
+    if statistic not in _STATISTICS:
+        raise ValueError(f"statistic must be one of {_STATISTICS}, got {statistic!r}")
+    valid = df[np.isfinite(df["sigma_phi"].to_numpy(dtype=np.float64))]
+    grouped = valid.groupby("time_utc", sort=True)
+    result = pd.DataFrame(
+        {
+            "sigma_phi": grouped["sigma_phi"].agg(statistic).astype(np.float64),
+            "n_satellites": grouped["svid"].nunique().astype(np.int64),
+        }
+    )
+    result.index = pd.DatetimeIndex(result.index.to_numpy(dtype="datetime64[ns]"), name="time_utc")
+    return result
+
+
+def sigma_phi_for_times(image_times, per_minute: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The sigma_phi of the one-minute record that covers each image time.
+
+    A record ending at T covers ``T - 60 s <= t < T``: an image taken exactly at T - 60 s belongs to
+    the record ending at T, one taken exactly at T to the next record. Where two records overlap
+    (UTC ends 59 s apart across a leap second) the earlier one wins, which is the one whose GPS
+    minute holds the image.
+
+    Parameters
+    ----------
+    image_times : (N,) datetime64 array-like, UTC (NaT allowed).
+    per_minute : output of :func:`sigma_phi_per_minute`.
+
+    Returns
+    -------
+    (sigma_phi, n_satellites): float32 (N,) in rad, NaN where no record covers the time, and int32
+    (N,), 0 there.
+    """
+    times = np.asarray(image_times, dtype="datetime64[ns]").ravel()
+    per_minute = per_minute.sort_index()
+    ends = per_minute.index.to_numpy(dtype="datetime64[ns]")
+    sigma = np.full(times.shape, np.nan, dtype=np.float32)
+    n_sat = np.zeros(times.shape, dtype=np.int32)
+    if ends.size == 0 or times.size == 0:
+        return sigma, n_sat
+    candidate = np.searchsorted(ends, times, side="right")  # first record ending after t
+    inside = ~np.isnat(times) & (candidate < ends.size)
+    safe = np.minimum(candidate, ends.size - 1)
+    inside &= ends[safe] - np.timedelta64(RECORD_SECONDS, "s") <= times
+    sigma[inside] = per_minute["sigma_phi"].to_numpy()[safe[inside]]
+    n_sat[inside] = per_minute["n_satellites"].to_numpy()[safe[inside]]
+    return sigma, n_sat
+
+
+def _plain(value):
+    """numpy scalars/arrays -> Python values, so attributes serialise as JSON in Zarr."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def sigma_phi_dataset(
+    image_times, sigma_phi, n_satellites, attrs: dict | None = None
+) -> xr.Dataset:
+    """Per-image sigma_phi as an xarray Dataset on dimension ``time`` (the workflow writes it to Zarr).
+
+    Parameters
+    ----------
+    image_times : (N,) datetime64, UTC image times (the ``time`` coordinate).
+    sigma_phi : (N,) float, rad (NaN: no covering record). Stored as float32 with ``units="rad"``.
+    n_satellites : (N,) int, satellites behind each value. Stored as int32.
+    attrs : dataset attributes to record, e.g. the quality-cut settings, the per-minute statistic,
+        the station and the bad-input counts; numpy values are converted to plain Python.
+    """
+    times = np.asarray(image_times, dtype="datetime64[ns]").ravel()
+    sigma = np.asarray(sigma_phi, dtype=np.float32).ravel()
+    n_sat = np.asarray(n_satellites, dtype=np.int32).ravel()
+    if not sigma.shape == n_sat.shape == times.shape:
+        raise ValueError(
+            f"image_times, sigma_phi and n_satellites differ in length: "
+            f"{times.shape}, {sigma.shape}, {n_sat.shape}"
+        )
+    dataset_attrs = {
+        "description": (
+            "GNSS phase scintillation index sigma_phi (Phi60: standard deviation of the detrended "
+            "carrier phase over 60 s) of the one-minute ISMR record covering each image time, "
+            "combined over the satellites that passed the quality cuts"
+        ),
+    }
+    dataset_attrs.update(_plain(dict(attrs or {})))
+    return xr.Dataset(
+        {
+            "sigma_phi": (
+                "time",
+                sigma,
+                {
+                    "units": "rad",
+                    "long_name": "phase scintillation index sigma_phi (60 s)",
+                    "description": "NaN where no ISMR record covers the image time",
+                },
+            ),
+            "n_satellites": (
+                "time",
+                n_sat,
+                {
+                    "units": "1",
+                    "long_name": "number of satellites combined into sigma_phi",
+                },
+            ),
+        },
+        coords={"time": ("time", times, {"long_name": "image time (UTC)"})},
+        attrs=dataset_attrs,
+    )

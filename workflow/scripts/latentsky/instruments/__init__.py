@@ -1,0 +1,1 @@
+"""Instruments: readers of each instrument's files (THEMIS imagers, ASIM MMIA, CHAIN receivers)."""
