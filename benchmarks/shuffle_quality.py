@@ -6,8 +6,8 @@
 Trains the demo dataset's Res-AE exactly as the workflow does (the config's model and training
 settings, CPU, seeded) three times, changing only ``training.shuffle_buffer``:
 
-- one chunk (256 samples): every batch comes from one stretch of 256 consecutive frames;
-- the default (2,048 samples: 8 chunks drawn at random from the whole dataset);
+- one chunk (128 samples): every batch comes from one stretch of 128 consecutive frames;
+- the default (2,048 samples: 16 chunks drawn at random from the whole dataset);
 - the whole dataset: a full permutation every epoch, the textbook shuffle.
 
 For each, and for each training seed of ``--seeds`` (the seed sets the split, the initial weights

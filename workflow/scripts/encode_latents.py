@@ -13,7 +13,7 @@ ds = open_zarr(snakemake.input.samples)
 model, checkpoint = load_checkpoint(snakemake.input.checkpoint)
 data = ds[snakemake.params.variable]
 samples = SampleSource.from_store(snakemake.input.samples, snakemake.params.variable)
-latents = encode(model, samples, batch_size=256)
+latents = encode(model, samples)
 sample_dim = data.dims[0]
 out = xr.Dataset(
     {"latent": ((sample_dim, "latent_dim"), latents.astype(np.float32))},

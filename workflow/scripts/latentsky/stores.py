@@ -23,7 +23,7 @@ from zarr.core.sync import sync
 
 ZARR_FORMAT = 2
 #: Samples per chunk along the sample axis (time for images, window for photometer windows).
-SAMPLE_CHUNK = 256
+SAMPLE_CHUNK = 128
 
 
 def bulk_compressor() -> numcodecs.abc.Codec:

@@ -165,7 +165,7 @@ def check_idl_save(variable: str = "SKYMAP") -> Callable[[Path], None]:
                     )
                 if kind == _IDL_VARIABLE and len(head) == 20:
                     length = struct.unpack(">i", head[16:20])[0]
-                    names.append(handle.read(max(0, min(length, 256))).decode("latin-1"))
+                    names.append(handle.read(max(0, min(length, 1000))).decode("latin-1"))
                 position = following
         if variable.upper() not in (name.upper() for name in names):
             raise VerificationError(f"IDL save file lacks variable {variable!r} (has {names})")

@@ -77,7 +77,7 @@ def elbo_terms(
 def anomaly_scores(
     model: LatentModel,
     data: Any,
-    batch_size: int = 256,
+    batch_size: int = 128,
     device: str | torch.device = "auto",
     n_samples: int = 0,
     seed: int = 0,

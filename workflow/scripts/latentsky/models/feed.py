@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 #: Chunk length used for in-memory arrays, which have no chunks of their own.
-DEFAULT_CHUNK_LEN = 256
+DEFAULT_CHUNK_LEN = 128
 
 
 @dataclass(frozen=True)

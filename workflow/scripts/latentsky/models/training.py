@@ -647,7 +647,7 @@ def train(
 def encode(
     model: LatentModel,
     data: Any,
-    batch_size: int = 256,
+    batch_size: int = 128,
     device: str | torch.device = "auto",
 ) -> np.ndarray:
     """Latent vectors of all samples, in order: ``(N, *sample_shape)`` -> float32 ``(N, latent_dim)``.
@@ -670,7 +670,7 @@ def reconstruct(
     model: LatentModel,
     samples: Any,
     device: str | torch.device = "auto",
-    batch_size: int = 256,
+    batch_size: int = 128,
 ) -> np.ndarray:
     """Reconstructions of a few samples ``(B, *sample_shape)`` (e.g. ``data[idx]``) for figures.
 

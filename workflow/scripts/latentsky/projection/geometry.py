@@ -1,7 +1,7 @@
 """Projection of all-sky images onto a regular latitude-longitude grid at an emission altitude.
 
 The projection is linear in the pixel values, so it is precomputed once per (skymap, grid,
-altitude, elevation cut) as a sparse matrix of shape ``(n_lat * n_lon, 256 * 256)`` and applied to
+altitude, elevation cut) as a sparse matrix of shape ``(n_lat * n_lon, H * W)`` and applied to
 whole stacks of frames by a compiled (numba) kernel that reads the frames in place. Each grid cell
 averages the pixels whose centres fall inside it; cells inside the field of view that no pixel
 centre falls in (where pixels are larger than cells, towards the horizon) take their nearest valid
@@ -92,7 +92,7 @@ def pixel_lat_lon(skymap: Skymap, altitude_km: float) -> tuple[np.ndarray, np.nd
     from elevation/azimuth and the site position (:func:`ray_lat_lon`).
 
     Returns:
-        (lat, lon), each (256, 256) float64 degrees, longitude in -180..180.
+        (lat, lon), each (H, W) float64 degrees, longitude in -180..180.
     """
     key = _corner_key(skymap, altitude_km)
     if key is None:
@@ -192,7 +192,7 @@ def make_grid(
 def _valid_pixels(
     skymap: Skymap, altitude_km: float, min_elevation_deg: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(lat, lon) (256, 256) of pixel centres and the mask of pixels usable for projection."""
+    """(lat, lon) (H, W) of pixel centres and the mask of pixels usable for projection."""
     lat, lon = pixel_lat_lon(skymap, altitude_km)
     elevation = np.asarray(skymap.elevation, dtype=np.float64)
     with np.errstate(invalid="ignore"):
@@ -292,7 +292,7 @@ def build_projection_operator(
         min_elevation_deg: elevation cut, degrees.
 
     Returns:
-        operator: csr_matrix float32 of shape (n_lat * n_lon, 256 * 256); row ``i * n_lon + j``
+        operator: csr_matrix float32 of shape (n_lat * n_lon, H * W); row ``i * n_lon + j``
             holds cell (i, j)'s weights over row-major flattened pixels; rows sum to 1 on the
             field of view and are empty elsewhere.
         fov_mask: (n_lat, n_lon) bool, True for cells with a value.
@@ -426,7 +426,7 @@ def _project_blocks(
     """One worker's share of ``out[f] = operator @ frames[f]``, written in place.
 
     The frames are taken in blocks of LANES (8); this worker does blocks ``worker, worker +
-    n_workers, ...``. A block is copied interleaved into ``tile`` (for 256 x 256 uint16 frames
+    n_workers, ...``. A block is copied interleaved into ``tile`` (for THEMIS uint16 frames
     1 MiB, so it stays in a core's L2 cache), then the CSR rows are walked once: each entry adds
     weight * (its pixel in the eight frames) to eight float32 lanes with one vector operation
     (:mod:`latentsky.projection.lanes`). Each cell sums its entries in CSR order, a multiply and an add per
@@ -493,7 +493,7 @@ def project_frames(
     operator: scipy.sparse.csr_matrix,
     fov_mask: np.ndarray,
     frames: np.ndarray,
-    chunk_size: int = 256,
+    chunk_size: int = 128,
     out: np.ndarray | None = None,
     dtype=np.float32,
 ) -> np.ndarray:
@@ -526,7 +526,7 @@ def project_frames(
         (N, n_lat, n_lon) array of ``dtype`` (or (n_lat, n_lon) for one frame): ``out`` when given.
 
     Memory: besides the result and any conversion chunk, one tile of H * W * 8 values of the
-    frames' dtype (1 MiB for 256 x 256 uint16 frames) per numba thread used.
+    frames' dtype (1 MiB for THEMIS uint16 frames) per numba thread used.
     """
     dtype = np.dtype(dtype)
     if dtype not in (np.dtype(np.float32), np.dtype(np.uint16)):
