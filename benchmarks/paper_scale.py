@@ -97,14 +97,15 @@ def ingest(files: list[str], grid_size: int, out_dir: str) -> dict:
     """The workflow's ingest of every date (like its per-date jobs, one after the other)."""
     import logging
 
-    from latentsky.samples.images import frame_reader, ingest_files
+    from latentsky.acquisition.sources import SOURCES
+    from latentsky.samples.images import ingest_files
 
     logging.getLogger("latentsky").setLevel(logging.WARNING)
     operator, fov_mask, grid = _operator(grid_size)
     by_date = defaultdict(list)
     for path in files:
         by_date[Path(path).name[:8]].append(Path(path))
-    read = frame_reader("ucalgary_stream0", "fsim", skip_bad_frames=True)
+    read = SOURCES["ucalgary_stream0"].frame_reader("fsim", skip_bad_frames=True)
     stores, frames = [], 0
     started = time.perf_counter()
     for day, paths in sorted(by_date.items()):

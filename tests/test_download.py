@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from http_mirror import MirrorServer, idl_save, ismr_text, pgm_minute
 
-from latentsky.acquisition import jobs as archive
 from latentsky.acquisition import layouts
 from latentsky.acquisition.checks import (
     VerificationError,
@@ -33,7 +32,9 @@ from latentsky.acquisition.http import (
     fetch_all,
     is_safe_name,
 )
+from latentsky.acquisition.jobs import inside
 from latentsky.acquisition.manifest import read_manifest, write_manifest
+from latentsky.acquisition.sources import SOURCES
 from latentsky.demo.aurora import write_l1_cdf
 
 
@@ -97,7 +98,7 @@ def make_file(root: Path, kind: str):
 def test_fetches_byte_identical_files_and_records_them(mirror, tmp_path, settings):
     root, hours = mirror
     with MirrorServer(root) as server:
-        jobs = archive.ismr_jobs(server.url, "fsi", hours, tmp_path / "raw")
+        jobs = SOURCES["chain_ismr"].jobs(server.url, "fsi", hours, tmp_path / "raw", 62)
         rows = fetch_all(Fetcher(settings), jobs, threads=2)
     assert [row.status for row in rows] == ["downloaded"] * 3
     for row, hour in zip(rows, hours, strict=True):
@@ -174,7 +175,7 @@ def test_a_job_stops_at_a_file_that_stays_broken_and_keeps_the_good_ones(mirror,
     root, hours = mirror
     settings = DownloadSettings(retries=2, backoff_s=0.01, slot_dir=str(tmp_path / "slots"))
     with MirrorServer(root) as server:
-        jobs = archive.ismr_jobs(server.url, "fsi", hours, tmp_path / "raw")
+        jobs = SOURCES["chain_ismr"].jobs(server.url, "fsi", hours, tmp_path / "raw", 62)
         bad = jobs[1][0].removeprefix(server.url)
         server.faults[bad] = ["truncate"] * 2
         with pytest.raises(DownloadError, match="fsic24008h.ismr.gz"):
@@ -235,12 +236,14 @@ def test_missing_hours_are_gaps_counted_in_hours_and_minutes(tmp_path, settings)
         ismr.write_bytes(gzip.compress(ismr_text(0).encode()))
     with MirrorServer(root) as server:
         fetcher = Fetcher(settings)
-        jobs, gaps = archive.image_jobs(
-            fetcher, "berkeley_l1", server.url + "/l1", "fsim", hours, tmp_path / "raw"
+        jobs, gaps = SOURCES["berkeley_l1"].jobs(
+            fetcher, server.url + "/l1", "fsim", hours, tmp_path / "raw"
         )
         images = fetch_all(fetcher, jobs, threads=2) + gaps
         ismr = fetch_all(
-            fetcher, archive.ismr_jobs(server.url + "/chain", "fsi", hours, tmp_path / "raw"), 2
+            fetcher,
+            SOURCES["chain_ismr"].jobs(server.url + "/chain", "fsi", hours, tmp_path / "raw", 62),
+            2,
         )
     assert [row.status for row in images] == ["downloaded", "missing", "downloaded"]
     assert images[1].url.endswith("/l1/fsim/2015/01/thg_l1_asf_fsim_2015011507_v01.cdf")
@@ -252,7 +255,7 @@ def test_missing_hours_are_gaps_counted_in_hours_and_minutes(tmp_path, settings)
 def test_present_verified_files_are_not_fetched_again(mirror, tmp_path, settings):
     root, hours = mirror
     with MirrorServer(root) as server:
-        jobs = archive.ismr_jobs(server.url, "fsi", hours, tmp_path / "raw")
+        jobs = SOURCES["chain_ismr"].jobs(server.url, "fsi", hours, tmp_path / "raw", 62)
         fetcher = Fetcher(settings)
         fetch_all(fetcher, jobs, threads=2)
         jobs[1][1].write_bytes(b"corrupt")  # a damaged local copy is fetched again
@@ -334,7 +337,7 @@ def test_hostile_listing_names_are_refused(tmp_path, settings):
 
 def test_paths_can_never_leave_the_raw_folder(tmp_path):
     with pytest.raises(ValueError, match="outside"):
-        archive.inside(tmp_path, "../escape.cdf")
+        inside(tmp_path, "../escape.cdf")
 
 
 @pytest.fixture
@@ -378,7 +381,7 @@ def test_stream0_imager_folders_are_discovered_and_hostile_names_refused(
         server.listing_extra = [*HOSTILE, "20150115_0700_fsim_themis07_full.pgm.gz"]
         base = server.url + "/stream0"
         fetcher = Fetcher(settings)
-        jobs, gaps = archive.image_jobs(fetcher, "ucalgary_stream0", base, "fsim", hours, raw)
+        jobs, gaps = SOURCES["ucalgary_stream0"].jobs(fetcher, base, "fsim", hours, raw)
         rows = fetch_all(fetcher, jobs, threads=4) + gaps
         requested = set(server.requests)
     assert sorted(url.removeprefix(base + "/") for url, _, _ in jobs) == sorted(written)
@@ -438,10 +441,10 @@ def test_skymap_is_the_newest_dated_on_or_before_each_date(tmp_path, settings):
         server.listing_extra = HOSTILE
         base = server.url + "/skymaps"
         fetcher = Fetcher(settings)
-        jobs, _ = archive.skymap_jobs(fetcher, "ucalgary_sav", base, "fsim", dates, raw)
+        jobs, _ = SOURCES["ucalgary_sav"].jobs(fetcher, base, "fsim", dates, raw)
         rows = fetch_all(fetcher, jobs, threads=1)
         with pytest.raises(ValueError, match="no skymap dated on or before 2013-12-31"):
-            archive.skymap_jobs(fetcher, "ucalgary_sav", base, "fsim", [dt.date(2013, 12, 31)], raw)
+            SOURCES["ucalgary_sav"].jobs(fetcher, base, "fsim", [dt.date(2013, 12, 31)], raw)
     assert [url.removeprefix(base) for url, _, _ in jobs] == [
         "/fsim/fsim_20140101/themis_skymap_fsim_20140101-+_v01.sav",
         "/fsim/fsim_20150105/themis_skymap_fsim_20150105-+_v02.sav",
@@ -506,7 +509,7 @@ def test_file_urls_use_the_same_verification(mirror, tmp_path, monkeypatch, sett
     root, hours = mirror
     monkeypatch.chdir(tmp_path)
     relative = f"file:{root.relative_to(tmp_path)}"
-    jobs = archive.ismr_jobs(relative, "fsi", hours, tmp_path / "raw")
+    jobs = SOURCES["chain_ismr"].jobs(relative, "fsi", hours, tmp_path / "raw", 62)
     rows = [Fetcher(settings).fetch(*job) for job in jobs]
     assert [row.status for row in rows] == ["downloaded"] * 3
     gap = Fetcher(settings).fetch(f"{relative}/nope.gz", tmp_path / "nope.gz", check_gzip)

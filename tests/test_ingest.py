@@ -10,6 +10,7 @@ import pytest
 import xarray as xr
 import zarr
 
+from latentsky.acquisition.sources import SOURCES
 from latentsky.errors import BadInputError
 from latentsky.instruments.themis import read_themis_pgm_frames, read_ucalgary_skymap
 from latentsky.projection.geometry import (
@@ -18,7 +19,7 @@ from latentsky.projection.geometry import (
     grid_covering,
     project_frames,
 )
-from latentsky.samples.images import frame_reader, ingest_files, stack_dates
+from latentsky.samples.images import ingest_files, stack_dates
 from latentsky.stores import ChunkedStoreWriter, open_zarr
 
 GILL = "themis/gill"
@@ -80,7 +81,7 @@ def gill_projection(shared_data):
 def test_ingest_stores_the_projected_counts_of_every_frame(shared_data, gill_projection, tmp_path):
     operator, fov_mask, grid = gill_projection
     files = sorted((shared_data / GILL).glob("*.pgm*"))
-    read = frame_reader("ucalgary_stream0", "gill", skip_bad_frames=False)
+    read = SOURCES["ucalgary_stream0"].frame_reader("gill", skip_bad_frames=False)
     counts = ingest_files(files, read, operator, fov_mask, grid, tmp_path / "d.zarr", {"a": 1})
     assert counts["files_read"] == 2 and counts["duplicate_times"] == 0
     stored = xr.open_zarr(tmp_path / "d.zarr", mask_and_scale=False)
@@ -103,7 +104,7 @@ def test_ingest_drops_repeated_times_and_names_them_in_fail_mode(
     original = shared_data / GILL / "20140310_0605_gill_themis19_full.pgm"
     copy = tmp_path / "20140310_0605_gill_themis19_full_copy.pgm"
     shutil.copyfile(original, copy)
-    read = frame_reader("ucalgary_stream0", "gill", skip_bad_frames=True)
+    read = SOURCES["ucalgary_stream0"].frame_reader("gill", skip_bad_frames=True)
     args = (operator, fov_mask, grid)
     counts = ingest_files([original, copy], read, *args, tmp_path / "s.zarr", {})
     assert counts["duplicate_times"] == 20
@@ -115,7 +116,7 @@ def test_ingest_drops_repeated_times_and_names_them_in_fail_mode(
 
 def test_stacking_keeps_counts_and_stores_the_scale(shared_data, gill_projection, tmp_path):
     operator, fov_mask, grid = gill_projection
-    read = frame_reader("ucalgary_stream0", "gill", skip_bad_frames=False)
+    read = SOURCES["ucalgary_stream0"].frame_reader("gill", skip_bad_frames=False)
     dates = []
     for path in sorted((shared_data / GILL).glob("*.pgm*")):
         dates.append(tmp_path / f"{path.name[:13]}.zarr")

@@ -18,10 +18,11 @@ from http_mirror import MirrorServer, idl_save, pgm_minute
 from snakemake.utils import validate
 from workflow_helpers import ROOT, copy_workflow, run_snakemake, scheduled_rules
 
-from latentsky.acquisition import jobs as archive
 from latentsky.acquisition import layouts
 from latentsky.acquisition.http import DownloadSettings, Fetcher
+from latentsky.acquisition.sources import SOURCES
 
+REAL_BASE_URLS = {s.base_url_key: s.real_base_url for s in SOURCES.values()}
 REAL_CONFIGS = ["fsim_2015_winter.yaml", "gill_2014_example.yaml"]
 SCHEMA = ROOT / "config" / "schema.yaml"
 
@@ -39,7 +40,7 @@ def test_real_config_is_valid_and_points_at_the_real_hosts(name):
     assert others == [] and dataset_name == name.removesuffix(".yaml")
     assert "demo_mirror" not in dataset
     for key, url in dataset["base_urls"].items():
-        assert url == layouts.REAL_BASE_URLS[key]
+        assert url == REAL_BASE_URLS[key]
         assert url.startswith("https://")
 
 
@@ -118,7 +119,7 @@ def test_fsim_urls_and_paths_match_the_published_layouts(tmp_path):
     assert all(dataset["hours_ut"][0] <= s.hour <= dataset["hours_ut"][1] for s in samples)
 
     # CHAIN hourly ISMR: the URL is known without asking the server.
-    jobs = archive.ismr_jobs(urls["chain_ismr"], dataset["gnss_station"], samples, raw)
+    jobs = SOURCES["chain_ismr"].jobs(urls["chain_ismr"], dataset["gnss_station"], samples, raw, 62)
     assert [(url, str(path)) for url, path, _ in jobs] == [
         (
             "https://www.chain-project.net/data/gps/ismr/2015/001/03/fsic15001d.ismr.gz",
@@ -153,12 +154,11 @@ def test_fsim_urls_and_paths_match_the_published_layouts(tmp_path):
     settings = DownloadSettings(retries=1, slot_dir=str(tmp_path / "slots"))
     with MirrorServer(root) as server:
         fetcher = Fetcher(settings)
-        jobs, gaps = archive.image_jobs(
-            fetcher, "ucalgary_stream0", server.url + stream0, "fsim", samples, raw
+        jobs, gaps = SOURCES["ucalgary_stream0"].jobs(
+            fetcher, server.url + stream0, "fsim", samples, raw
         )
-        sky, _ = archive.skymap_jobs(
+        sky, _ = SOURCES["ucalgary_sav"].jobs(
             fetcher,
-            "ucalgary_sav",
             server.url + skymaps,
             "fsim",
             [dt.date(2015, 1, 1), dt.date(2015, 2, 28)],
@@ -204,12 +204,10 @@ def test_berkeley_urls_match_the_published_layouts():
             "properties"
         ].items()
     }
-    assert defaults == layouts.REAL_BASE_URLS
+    assert defaults == REAL_BASE_URLS
     raw = Path("resources/fsim_2015_winter/raw")
     hours = [dt.datetime(2015, 1, 1, 3), dt.datetime(2015, 2, 28, 12)]
-    jobs, gaps = archive.image_jobs(
-        None, "berkeley_l1", defaults["berkeley_l1"], "fsim", hours, raw
-    )
+    jobs, gaps = SOURCES["berkeley_l1"].jobs(None, defaults["berkeley_l1"], "fsim", hours, raw)
     assert gaps == []
     assert [url for url, _, _ in jobs] == [
         "https://themis.ssl.berkeley.edu/data/themis/thg/l1/asi/fsim/2015/01/"
@@ -220,7 +218,7 @@ def test_berkeley_urls_match_the_published_layouts():
     assert str(jobs[0][1]) == (
         "resources/fsim_2015_winter/raw/berkeley_l1/fsim/2015/01/thg_l1_asf_fsim_2015010103_v01.cdf"
     )
-    cal, _ = archive.skymap_jobs(None, "berkeley_cal", defaults["berkeley_cal"], "fsim", [], raw)
+    cal, _ = SOURCES["berkeley_cal"].jobs(None, defaults["berkeley_cal"], "fsim", [], raw)
     assert [url for url, _, _ in cal] == [
         "https://themis.ssl.berkeley.edu/data/themis/thg/l2/asi/cal/thg_l2_asc_fsim_19700101_v01.cdf"
     ]

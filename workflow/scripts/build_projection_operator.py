@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from latentsky.acquisition.manifest import read_manifest
-from latentsky.instruments.themis import read_berkeley_calibration, read_ucalgary_skymap
+from latentsky.acquisition.sources import source
 from latentsky.logs import log_to_file
 from latentsky.projection.geometry import build_projection_operator, grid_covering, save_operator
 
@@ -14,10 +14,8 @@ paths = [
     for row in read_manifest(snakemake.input.skymaps)
     if row.status in ("downloaded", "present")
 ]
-if params.skymap_source == "berkeley_cal":
-    skymaps = [read_berkeley_calibration(path, params.site) for path in paths]
-else:
-    skymaps = [read_ucalgary_skymap(path) for path in paths]
+skymap_source = source(params.skymap_source, "skymaps")
+skymaps = [skymap_source.read_skymap(path, params.site) for path in paths]
 grid = grid_covering(
     skymaps,
     params.altitude_km,

@@ -1,13 +1,12 @@
 """Fetch one UT date of all-sky images into resources/<dataset>/raw/ and write its manifest."""
 
 import datetime as dt
-from pathlib import Path
 
-from latentsky.acquisition import jobs as archive
 from latentsky.acquisition import layouts
 from latentsky.acquisition.gaps import gap_summary
 from latentsky.acquisition.http import DownloadSettings, Fetcher, fetch_all
 from latentsky.acquisition.manifest import write_manifest
+from latentsky.acquisition.sources import source
 from latentsky.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
@@ -15,13 +14,8 @@ images = snakemake.params.images
 fetcher = Fetcher(DownloadSettings(**snakemake.params.download))
 date = dt.date.fromisoformat(snakemake.wildcards.date)
 hours = layouts.hours_of_night(date, *images["hours_ut"])
-jobs, gaps = archive.image_jobs(
-    fetcher,
-    images["source"],
-    images["base_url"],
-    images["site"],
-    hours,
-    Path(snakemake.params.raw_dir),
+jobs, gaps = source(images["source"], "images").jobs(
+    fetcher, images["base_url"], images["site"], hours, snakemake.params.raw_dir
 )
 rows = fetch_all(fetcher, jobs, threads=snakemake.threads) + gaps
 write_manifest(rows, snakemake.output.manifest)

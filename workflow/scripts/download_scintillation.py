@@ -1,13 +1,12 @@
 """Fetch one UT date of CHAIN hourly ISMR files and write the manifest."""
 
 import datetime as dt
-from pathlib import Path
 
-from latentsky.acquisition import jobs as archive
 from latentsky.acquisition import layouts
 from latentsky.acquisition.gaps import gap_summary
 from latentsky.acquisition.http import DownloadSettings, Fetcher, fetch_all
 from latentsky.acquisition.manifest import write_manifest
+from latentsky.acquisition.sources import source
 from latentsky.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
@@ -15,12 +14,8 @@ ismr = snakemake.params.ismr
 fetcher = Fetcher(DownloadSettings(**snakemake.params.download))
 date = dt.date.fromisoformat(snakemake.wildcards.date)
 hours = layouts.hours_of_night(date, *ismr["hours_ut"])
-jobs = archive.ismr_jobs(
-    ismr["base_url"],
-    ismr["station"],
-    hours,
-    Path(snakemake.params.raw_dir),
-    ismr["expected_columns"],
+jobs = source("chain_ismr", "scintillation").jobs(
+    ismr["base_url"], ismr["station"], hours, snakemake.params.raw_dir, ismr["expected_columns"]
 )
 rows = fetch_all(fetcher, jobs, threads=snakemake.threads)
 write_manifest(rows, snakemake.output.manifest)

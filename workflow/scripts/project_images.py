@@ -5,9 +5,10 @@ from pathlib import Path
 
 from latentsky.acquisition.layouts import skymap_for_date
 from latentsky.acquisition.manifest import read_manifest
+from latentsky.acquisition.sources import source
 from latentsky.logs import log_to_file
 from latentsky.projection.geometry import load_operator
-from latentsky.samples.images import frame_reader, ingest_files
+from latentsky.samples.images import ingest_files
 
 log = log_to_file(snakemake.log[0])
 params = snakemake.params
@@ -21,7 +22,7 @@ operator, fov_mask, grid, meta = load_operator(
 )
 counts = ingest_files(
     files,
-    frame_reader(params.image_source, params.site, skip_bad_frames=skip),
+    source(params.image_source, "images").frame_reader(params.site, skip_bad_frames=skip),
     operator,
     fov_mask,
     grid,

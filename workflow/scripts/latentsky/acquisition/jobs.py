@@ -38,24 +38,21 @@ def inside(root: Path, relative: str) -> Path:
     return Path(root) / relative
 
 
-def image_jobs(
-    fetcher: Fetcher, source: str, base_url: str, site: str, hours: list[dt.datetime], raw_dir: Path
+def berkeley_l1_jobs(
+    base_url: str, site: str, hours: list[dt.datetime], root: Path
 ) -> tuple[list[Job], list[ManifestRow]]:
-    """Download jobs for the image files of some UT hours, plus manifest rows for gaps."""
-    root = Path(raw_dir) / source
-    if source == "berkeley_l1":
-        jobs = []
-        for hour in hours:
-            relative = layouts.berkeley_l1_cdf(site, hour)
-            url = layouts.join_url(base_url, relative)
-            jobs.append((url, inside(root, relative), check_cdf(f"thg_asf_{site}")))
-        return jobs, []
-    if source == "ucalgary_stream0":
-        return _stream0_jobs(fetcher, base_url, site, hours, root)
-    raise ValueError(f"unknown image source {source!r}")
+    """Berkeley level-1 CDFs: one file per hour, at a known path (gaps show as 404s)."""
+    jobs = []
+    for hour in hours:
+        relative = layouts.berkeley_l1_cdf(site, hour)
+        url = layouts.join_url(base_url, relative)
+        jobs.append((url, inside(root, relative), check_cdf(f"thg_asf_{site}")))
+    return jobs, []
 
 
-def _stream0_jobs(fetcher, base_url, site, hours, root):
+def stream0_jobs(
+    fetcher: Fetcher, base_url: str, site: str, hours: list[dt.datetime], root: Path
+) -> tuple[list[Job], list[ManifestRow]]:
     """UCalgary stream0: the imager folder (<site>_themisNN) is discovered from the day listing.
 
     A gap row is written for every minute of the requested hours that the archive lacks: one per
@@ -118,17 +115,19 @@ def _stream0_hour_folder(site: str, imager: str, hour: dt.datetime) -> str:
     return layouts.ucalgary_stream0_minute(site, imager, hour).rsplit("/", 1)[0] + "/"
 
 
-def skymap_jobs(
-    fetcher: Fetcher, source: str, base_url: str, site: str, dates: list[dt.date], raw_dir: Path
+def berkeley_calibration_jobs(
+    base_url: str, site: str, root: Path
 ) -> tuple[list[Job], list[ManifestRow]]:
-    """Download jobs for the skymap(s) that cover ``dates``."""
-    root = Path(raw_dir) / source
-    if source == "berkeley_cal":
-        relative = layouts.berkeley_calibration_cdf(site)
-        url = layouts.join_url(base_url, relative)
-        return [(url, inside(root, relative), check_cdf(f"thg_asf_{site}_elev"))], []
-    if source != "ucalgary_sav":
-        raise ValueError(f"unknown skymap source {source!r}")
+    """The Berkeley calibration CDF of a site (one for all dates)."""
+    relative = layouts.berkeley_calibration_cdf(site)
+    url = layouts.join_url(base_url, relative)
+    return [(url, inside(root, relative), check_cdf(f"thg_asf_{site}_elev"))], []
+
+
+def ucalgary_skymap_jobs(
+    fetcher: Fetcher, base_url: str, site: str, dates: list[dt.date], root: Path
+) -> tuple[list[Job], list[ManifestRow]]:
+    """The UCalgary skymaps that cover ``dates``: for each date the newest dated on or before it."""
     site_url = layouts.join_url(base_url, layouts.ucalgary_skymap_site(site))
     valid_from = sorted(
         dt.datetime.strptime(match["date"], "%Y%m%d").date()
@@ -164,11 +163,10 @@ def ismr_jobs(
     base_url: str,
     station: str,
     hours: list[dt.datetime],
-    raw_dir: Path,
+    root: Path,
     expected_columns: int | None = 62,
 ) -> list[Job]:
     """Download jobs for CHAIN hourly ISMR files."""
-    root = Path(raw_dir) / "chain_ismr"
     check = check_ismr_gz(expected_columns)
     return [
         (layouts.join_url(base_url, rel), inside(root, rel), check)

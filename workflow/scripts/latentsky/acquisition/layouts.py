@@ -25,15 +25,6 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-#: Real hosts, used by the real-data configs (never by tests or the demo).
-REAL_BASE_URLS = {
-    "berkeley_l1": "https://themis.ssl.berkeley.edu/data/themis/thg/l1/asi",
-    "berkeley_cal": "https://themis.ssl.berkeley.edu/data/themis/thg/l2/asi/cal",
-    "ucalgary_stream0": "https://data.phys.ucalgary.ca/sort_by_project/THEMIS/asi/stream0",
-    "ucalgary_skymaps": "https://data.phys.ucalgary.ca/sort_by_project/THEMIS/asi/skymaps",
-    "chain_ismr": "https://www.chain-project.net/data/gps/ismr",
-}
-
 
 def join_url(base: str, relative: str) -> str:
     """Join a base URL (``https://``, ``http://``, ``file://`` or relative ``file:``) and a path."""

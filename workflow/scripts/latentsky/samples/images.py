@@ -30,7 +30,7 @@ import scipy.sparse
 import xarray as xr
 
 from latentsky.errors import BadInputError
-from latentsky.instruments.themis import FrameRead, read_themis_l1_cdf, read_themis_pgm_frames
+from latentsky.instruments.themis import FrameRead
 from latentsky.projection.geometry import UINT16_FILL, Grid, project_frames
 from latentsky.samples.cadence import keep_at_interval
 from latentsky.stores import SAMPLE_CHUNK, ChunkedStoreWriter, bulk_compressor, write_zarr_atomic
@@ -39,20 +39,6 @@ from latentsky.stores import SAMPLE_CHUNK, ChunkedStoreWriter, bulk_compressor, 
 COUNTS_FILL = UINT16_FILL
 #: Files decoded ahead of the one being projected.
 PREFETCH_FILES = 3
-
-
-def frame_reader(
-    image_source: str, site: str, skip_bad_frames: bool
-) -> Callable[[Path], FrameRead]:
-    """A function reading one raw file of ``image_source`` into a :class:`FrameRead`."""
-    if image_source == "ucalgary_stream0":
-        return lambda path: read_themis_pgm_frames(path, skip_bad_frames=skip_bad_frames)
-
-    def read_cdf(path):
-        frames, times = read_themis_l1_cdf(path, site)
-        return FrameRead(frames, times)
-
-    return read_cdf
 
 
 @dataclass
@@ -132,7 +118,8 @@ def ingest_files(
 
     Args:
         files: raw files of one date, sorted by time.
-        read: decodes one file (see :func:`frame_reader`); :class:`BadInputError` marks it
+        read: decodes one file (an image source's ``frame_reader``,
+            :mod:`latentsky.acquisition.sources`); :class:`BadInputError` marks it
             unreadable.
         operator, fov_mask, grid: the projection (see :mod:`latentsky.projection.geometry`).
         out_path: the store, written atomically (nothing is left there on failure).

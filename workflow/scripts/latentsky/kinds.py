@@ -1,0 +1,87 @@
+"""Data kinds: everything that depends on the kind of a dataset, declared once.
+
+A dataset's ``kind`` says what its samples are: ``asi`` (all-sky images projected onto a grid) or
+``photometer`` (windows of ASIM MMIA photometer bands). The workflow's rules and scripts ask this
+registry for the sample store and variable, the default model, and the kind's own rules, figures
+and outputs; nothing else compares kind names. Adding a kind is one entry here plus the rules that
+make its sample store (see docs/adding-an-instrument.md).
+
+Only the standard library is used: the Snakefile imports this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DataKind:
+    """What a kind of dataset needs.
+
+    Attributes:
+        name: the config value of ``datasets.<name>.kind``.
+        description: one line for logs and the report.
+        samples: the sample store under ``results/<dataset>/`` that models train on; the rule
+            that writes it is the kind's ingest.
+        variable: the store's data variable, shaped ``(sample_dim, *sample_shape)``.
+        sample_dim: the store's sample dimension (``time``, ``window``).
+        count_key: the key of ``summary.json`` that gives the number of samples.
+        sample_layout: how figures draw one sample: ``"image"`` ``(band, y, x)`` or
+            ``"waveform"`` ``(band, sample)``.
+        default_model: the registered model (:mod:`latentsky.models`) a dataset of this kind
+            uses unless its ``model`` key names another.
+        downloads: whether its data come from the archives (download rules) or a local folder.
+        figures: figures of this kind beyond the common ones (names under ``figures/``).
+        outputs: further outputs of this kind's own rules (paths under ``results/<dataset>/``);
+            the summary reads them.
+    """
+
+    name: str
+    description: str
+    samples: str
+    variable: str
+    sample_dim: str
+    count_key: str
+    sample_layout: str
+    default_model: str
+    downloads: bool
+    figures: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+
+ASI = DataKind(
+    name="asi",
+    description="all-sky imager frames projected onto a grid",
+    samples="images.zarr",
+    variable="image",
+    sample_dim="time",
+    count_key="n_images",
+    sample_layout="image",
+    default_model="res_ae",
+    downloads=True,
+)
+
+PHOTOMETER = DataKind(
+    name="photometer",
+    description="ASIM MMIA photometer windows, three bands stacked",
+    samples="windows.zarr",
+    variable="waveform",
+    sample_dim="window",
+    count_key="n_windows",
+    sample_layout="waveform",
+    default_model="beta_vae_1d",
+    downloads=False,
+    figures=("mean_waveforms",),
+    outputs=("tle/summary.json",),
+)
+
+#: Every data kind, by name.
+KINDS: dict[str, DataKind] = {kind.name: kind for kind in (ASI, PHOTOMETER)}
+
+
+def data_kind(name: str) -> DataKind:
+    """The registered kind ``name``; ValueError naming the known kinds otherwise."""
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown data kind {name!r}; known: {', '.join(sorted(KINDS))}") from None
