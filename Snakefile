@@ -1,26 +1,37 @@
-# latentsky: unsupervised structure in all-sky auroral images, related to GNSS phase scintillation.
+# latentsky: unsupervised structure in sky data, for each dataset of the config:
 #
-#   generate_demo_mirror (demo only) -> download_images / download_skymaps / download_scintillation
-#   -> build_projection_operator -> project_images (per date) -> stack_images -> images.zarr
-#   -> extract_sigma_phi -> sigma_phi.zarr
-#   -> train_autoencoder -> encode_latents -> latents.zarr
-#   -> embed_latents (UMAP, t-SNE) -> cluster_embedding (spectral) -> fit_sigma_phi (log-normal)
-#   -> plot_* figures, summarise_results -> summary.json; `snakemake --report` -> report.html
+#   all-sky images (kind asi):
+#     generate_demo_mirror (demo only) -> download_images, download_skymaps (per date, local rules)
+#     -> build_projection_operator -> project_images (per date) -> stack_images -> images.zarr
+#     download_scintillation (per date) -> extract_sigma_phi -> sigma_phi.zarr
+#   photometer windows (kind photometer):
+#     generate_tle_demo (demo only) -> ingest_photometer -> windows.zarr
+#   every kind, from its sample store:
+#     train_autoencoder -> encode_latents -> latents.zarr -> embed_latents (UMAP, t-SNE)
+#     -> cluster_embedding (spectral) -> fit_sigma_phi (log-normal; datasets with a GNSS station)
+#     -> analyse_tle_clusters (photometer) -> plot_* figures, summarise_results -> summary.json
+#   `snakemake --report` -> report.html
 
 
-from snakemake.utils import min_version, validate
+import sys
+
+from snakemake.utils import min_version
 
 min_version("9.0")
 
+# The library's configuration checks and registries (standard library only) serve the rules too.
+sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
+from latentsky.config import prepare
 
-# The demo configuration applies unless --configfile names another one: that one then replaces it
-# whole (Snakemake would otherwise merge the two, running the demo's datasets as well).
-if not config:
+
+# The default config applies unless --configfile names another, which then replaces it whole;
+# --config values apply on top of either.
+if not workflow.config_settings.configfiles:
 
     configfile: "config/config.yaml"
 
 
-validate(config, "config/schema.yaml", set_default=True)
+prepare(config, f"{workflow.basedir}/config/schema.yaml")
 
 
 report: "workflow/report/workflow.rst"

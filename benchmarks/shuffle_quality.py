@@ -34,8 +34,9 @@ sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 from latentsky.analysis.embedding import knn_accuracy  # noqa: E402
 from latentsky.analysis.labels import labels_for_times, read_labels  # noqa: E402
 from latentsky.models import build_model  # noqa: E402
+from latentsky.models.encoding import encode  # noqa: E402
 from latentsky.models.feed import SampleSource  # noqa: E402
-from latentsky.models.training import TrainConfig, encode, train  # noqa: E402
+from latentsky.models.training import TrainConfig, train  # noqa: E402
 from latentsky.stores import open_zarr  # noqa: E402
 
 

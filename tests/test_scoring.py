@@ -15,7 +15,8 @@ from scipy import integrate, stats
 from latentsky.analysis.scoring import anomaly_scores, elbo_terms
 from latentsky.models import build_model
 from latentsky.models.beta_vae import BETA_DATA_MAX, BETA_DATA_MIN, BetaVAE1d
-from latentsky.models.training import TrainConfig, reconstruct, train
+from latentsky.models.encoding import reconstruct
+from latentsky.models.training import TrainConfig, train
 
 SMALL = {"base_channels": 4, "depth": 3, "latent_dim": 4, "max_channels": 16}
 

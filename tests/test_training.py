@@ -11,15 +11,9 @@ import pytest
 import torch
 
 from latentsky.models import build_model
+from latentsky.models.encoding import encode, reconstruct
 from latentsky.models.feed import SampleSource
-from latentsky.models.training import (
-    TrainConfig,
-    encode,
-    load_checkpoint,
-    reconstruct,
-    split_indices,
-    train,
-)
+from latentsky.models.training import TrainConfig, load_checkpoint, split_indices, train
 
 SMALL = {"base_channels": 8, "depth": 2, "latent_dim": 8}
 

@@ -19,12 +19,10 @@ rule embed_latents:
         mem_mb=4000,
         runtime=60,
     params:
-        site=dataset_site,
-        embedding=embedding_params,
-        exclude_labels=lambda wildcards: analysis_params(wildcards)["exclude_labels"],
-        label_tolerance_s=lambda wildcards: analysis_params(wildcards)[
-            "label_tolerance_s"
-        ],
+        site=lookup(dpath="datasets/{dataset}/site", within=config),
+        embedding=section("embedding"),
+        exclude_labels=setting("analysis", "exclude_labels"),
+        label_tolerance_s=setting("analysis", "label_tolerance_s"),
     script:
         "../scripts/embed_latents.py"
 
@@ -45,7 +43,7 @@ rule cluster_embedding:
         mem_mb=4000,
         runtime=30,
     params:
-        clustering=clustering_params,
+        clustering=section("clustering"),
     script:
         "../scripts/cluster_embedding.py"
 
@@ -67,10 +65,8 @@ rule fit_sigma_phi:
         mem_mb=2000,
         runtime=20,
     params:
-        bootstrap_samples=lambda wildcards: analysis_params(wildcards)[
-            "bootstrap_samples"
-        ],
-        seed=lambda wildcards: clustering_params(wildcards)["seed"],
+        bootstrap_samples=setting("analysis", "bootstrap_samples"),
+        seed=setting("clustering", "seed"),
     script:
         "../scripts/fit_sigma_phi.py"
 
@@ -81,11 +77,15 @@ rule summarise_results:
         latents="results/{dataset}/latents.zarr",
         samples=sample_store,
         metrics="results/{dataset}/model/metrics.csv",
-        fits=sigma_phi_fits,
-        sigma_phi=sigma_phi_store,
-        image_manifests=image_manifests,
-        ismr_manifests=ismr_manifests_if_any,
-        tle=tle_summary,
+        fits=only_if(has_scintillation, "results/{dataset}/sigma_phi_fits.csv"),
+        sigma_phi=only_if(has_scintillation, "results/{dataset}/sigma_phi.zarr"),
+        image_manifests=per_date(
+            "resources/{dataset}/manifests/images_{date}.tsv", downloads_images
+        ),
+        ismr_manifests=per_date(
+            "resources/{dataset}/manifests/ismr_{date}.tsv", has_scintillation
+        ),
+        kind_outputs=kind_outputs,
     output:
         summary=report(
             "results/{dataset}/summary.json",
@@ -104,7 +104,8 @@ rule summarise_results:
         mem_mb=2000,
         runtime=20,
     params:
-        analysis=analysis_params,
-        samples=sample_params,
+        analysis=section("analysis"),
+        count_key=kind_param("count_key"),
+        variable=kind_param("variable"),
     script:
         "../scripts/summarise_results.py"

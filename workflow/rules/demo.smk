@@ -46,6 +46,6 @@ rule generate_tle_demo:
         mem_mb=2000,
         runtime=30,
     params:
-        demo=tle_demo_params,
+        demo=lookup(dpath="datasets/{dataset}/demo_tle", within=config),
     script:
         "../scripts/generate_tle_demo.py"

@@ -21,6 +21,8 @@ rule plot_reconstructions:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        layout=kind_param("sample_layout"),
     script:
         "../scripts/plot_reconstructions.py"
 

@@ -24,11 +24,10 @@ rule train_autoencoder:
         runtime=240,
         gpu=1,
     params:
-        kind=dataset_kind,
         model=model_params,
-        training=training_params,
+        training=section("training"),
         resume_dir="results/{dataset}/model/resume",
-        variable=sample_variable,
+        variable=kind_param("variable"),
     script:
         "../scripts/train_autoencoder.py"
 
@@ -52,6 +51,6 @@ rule encode_latents:
         runtime=60,
     params:
         n_examples=8,
-        variable=sample_variable,
+        variable=kind_param("variable"),
     script:
         "../scripts/encode_latents.py"

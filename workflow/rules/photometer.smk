@@ -4,7 +4,7 @@
 
 rule ingest_photometer:
     input:
-        fits=fits_dir,
+        fits=lookup(dpath="datasets/{dataset}/fits_dir", within=config),
     output:
         windows=directory("results/{dataset}/windows.zarr"),
     log:
@@ -18,7 +18,7 @@ rule ingest_photometer:
         mem_mb=4000,
         runtime=60,
     params:
-        photometer=photometer_params,
+        photometer=lookup(dpath="datasets/{dataset}/photometer", within=config),
         on_bad_input=config["on_bad_input"],
     script:
         "../scripts/ingest_photometer.py"
@@ -51,6 +51,6 @@ rule analyse_tle_clusters:
         mem_mb=4000,
         runtime=60,
     params:
-        tle=lambda wildcards: analysis_params(wildcards)["tle"],
+        tle=setting("analysis", "tle"),
     script:
         "../scripts/analyse_tle_clusters.py"

@@ -18,8 +18,8 @@ rule build_projection_operator:
         mem_mb=2000,
         runtime=20,
     params:
-        site=dataset_site,
-        skymap_source=dataset_skymap_source,
+        site=lookup(dpath="datasets/{dataset}/site", within=config),
+        skymap_source=lookup(dpath="datasets/{dataset}/skymap_source", within=config),
         altitude_km=config["projection"]["altitude_km"],
         min_elevation_deg=config["projection"]["min_elevation_deg"],
         grid=config["projection"]["grid"],
@@ -46,8 +46,8 @@ rule project_images:
         mem_mb=4000,
         runtime=60,
     params:
-        site=dataset_site,
-        image_source=dataset_image_source,
+        site=lookup(dpath="datasets/{dataset}/site", within=config),
+        image_source=lookup(dpath="datasets/{dataset}/image_source", within=config),
         frame_interval_s=config["projection"]["frame_interval_s"],
         on_bad_input=config["on_bad_input"],
     script:
@@ -56,7 +56,7 @@ rule project_images:
 
 rule stack_images:
     input:
-        projected=projected_dates,
+        projected=per_date("results/{dataset}/projected/{date}.zarr"),
     output:
         images=directory("results/{dataset}/images.zarr"),
     log:

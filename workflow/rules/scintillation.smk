@@ -3,7 +3,7 @@
 
 rule extract_sigma_phi:
     input:
-        manifests=ismr_manifests,
+        manifests=per_date("resources/{dataset}/manifests/ismr_{date}.tsv"),
         images="results/{dataset}/images.zarr",
     output:
         sigma_phi=directory("results/{dataset}/sigma_phi.zarr"),

@@ -7,7 +7,7 @@ from latentsky.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 examples = np.load(snakemake.input.reconstructions)
-if "band_names" in examples and len(examples["band_names"]):  # photometer windows
+if snakemake.params.layout == "waveform":
     plot_waveform_reconstructions(
         examples["originals"],
         examples["reconstructions"],
@@ -16,10 +16,10 @@ if "band_names" in examples and len(examples["band_names"]):  # photometer windo
         sample_rate_hz=float(examples["sample_rate_hz"]),
         titles=[str(t)[:23] for t in examples["times"]],
     )
-else:
+else:  # images: the first band
     plot_reconstructions(
-        examples["originals"],
-        examples["reconstructions"],
+        examples["originals"][:, 0],
+        examples["reconstructions"][:, 0],
         snakemake.output[0],
         titles=[str(t)[:16] for t in examples["times"]],
     )

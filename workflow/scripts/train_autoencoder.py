@@ -1,4 +1,4 @@
-"""Train the dataset kind's autoencoder on its samples (CUDA with mixed precision when present)."""
+"""Train the dataset's model on its samples (CUDA with mixed precision when present)."""
 
 import json
 import shutil
@@ -14,8 +14,12 @@ log = log_to_file(snakemake.log[0])
 params = snakemake.params
 # Read chunk by chunk from the store, whatever its size; packed samples are unpacked on the fly.
 samples = SampleSource.from_store(snakemake.input.samples, params.variable)
-log.info("training %s on %s samples shaped %s", params.kind, samples.n, samples.sample_shape)
-model = build_model(params.kind, params.model, samples.sample_shape, seed=params.training["seed"])
+model = build_model(
+    params.model["name"],
+    params.model["hyperparameters"],
+    samples.sample_shape,
+    seed=params.training["seed"],
+)
 config = TrainConfig(**params.training, num_threads=snakemake.threads)
 resume_dir = Path(params.resume_dir)
 resume_dir.mkdir(parents=True, exist_ok=True)

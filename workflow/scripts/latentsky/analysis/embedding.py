@@ -449,3 +449,61 @@ def fraction_of(clusters, labels, cluster, wanted_labels) -> float:
     if not members.any():
         return float("nan")
     return float(np.isin(labels[members], list(wanted_labels)).mean())
+
+
+def embed(
+    times: np.ndarray,
+    latents: np.ndarray,
+    labels: np.ndarray,
+    settings: dict,
+    exclude_labels: Iterable = (),
+    threads: int = 1,
+    log=None,
+) -> pd.DataFrame:
+    """UMAP and t-SNE of the samples to embed, as the workflow's embedding table.
+
+    Args:
+        times: ``(N,)`` sample times; latents: ``(N, D)``; labels: ``(N,)`` object, None where
+            a sample has no label.
+        settings: the config's ``embedding`` section (``subset``: ``labelled`` or ``all``,
+            ``umap_neighbors``, ``umap_min_dist``, ``tsne_perplexity``, ``seed``).
+        exclude_labels: samples with these labels are left out (e.g. cloudy images).
+        threads: for the neighbour search and t-SNE.
+
+    Returns:
+        One row per embedded sample: ``time``, ``label``, ``index`` (its position in the
+        latents), ``umap_x/y``, ``tsne_x/y``.
+    """
+    table = pd.DataFrame({"time": times, "label": labels})
+    keep = ~table["label"].isin(list(exclude_labels)).to_numpy()
+    if settings["subset"] == "labelled":
+        keep &= table["label"].notna().to_numpy()
+    if log is not None:
+        log.info(
+            "embedding %d of %d samples (subset=%s, excluded labels %s)",
+            keep.sum(),
+            len(table),
+            settings["subset"],
+            list(exclude_labels),
+        )
+    vectors = np.asarray(latents)[keep]
+    table = table[keep].reset_index(drop=True)
+    table["index"] = np.flatnonzero(keep)
+    # One exact neighbour search serves both embeddings.
+    k = neighbours_needed(settings["umap_neighbors"], settings["tsne_perplexity"])
+    neighbours = nearest_neighbours(vectors, k, n_jobs=threads)
+    table[["umap_x", "umap_y"]] = umap_embed(
+        vectors,
+        n_neighbors=settings["umap_neighbors"],
+        min_dist=settings["umap_min_dist"],
+        seed=settings["seed"],
+        neighbours=neighbours,
+    )
+    table[["tsne_x", "tsne_y"]] = tsne_embed(
+        vectors,
+        perplexity=settings["tsne_perplexity"],
+        seed=settings["seed"],
+        n_jobs=threads,
+        neighbours=neighbours,
+    )
+    return table

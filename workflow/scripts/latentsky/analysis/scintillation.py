@@ -11,6 +11,7 @@ import pandas as pd
 import xarray as xr
 
 from latentsky.instruments.chain import RECORD_SECONDS
+from latentsky.jsonable import plain
 
 
 def apply_quality_cuts(
@@ -98,19 +99,6 @@ def sigma_phi_for_times(image_times, per_minute: pd.DataFrame) -> tuple[np.ndarr
     return sigma, n_sat
 
 
-def _plain(value):
-    """numpy scalars/arrays -> Python values, so attributes serialise as JSON in Zarr."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
 def sigma_phi_dataset(
     image_times, sigma_phi, n_satellites, attrs: dict | None = None
 ) -> xr.Dataset:
@@ -139,7 +127,7 @@ def sigma_phi_dataset(
             "combined over the satellites that passed the quality cuts"
         ),
     }
-    dataset_attrs.update(_plain(dict(attrs or {})))
+    dataset_attrs.update(plain(dict(attrs or {}), "attrs"))
     return xr.Dataset(
         {
             "sigma_phi": (
@@ -163,3 +151,54 @@ def sigma_phi_dataset(
         coords={"time": ("time", times, {"long_name": "image time (UTC)"})},
         attrs=dataset_attrs,
     )
+
+
+def sigma_phi_of_images(
+    paths: list,
+    image_times,
+    settings: dict,
+    on_bad_input: str = "skip",
+    hours_missing: int = 0,
+    log=None,
+) -> xr.Dataset:
+    """The whole chain for one dataset: ISMR files -> quality cuts -> per minute -> per image.
+
+    Args:
+        paths: the station's ISMR files.
+        image_times: ``(N,)`` UTC image times.
+        settings: the config's ``scintillation`` section (``columns``, ``min_elevation_deg``,
+            ``min_lock_time_s``, ``statistic``).
+        on_bad_input: ``skip`` (count bad rows and files) or ``fail``.
+        hours_missing: hours the archive lacked (recorded in the attributes).
+
+    Returns:
+        :func:`sigma_phi_dataset`, with the settings and the counts as attributes.
+    """
+    from latentsky.instruments.chain import IsmrColumns, read_ismr_files
+
+    records, counts = read_ismr_files(
+        paths, IsmrColumns(**settings["columns"]), on_bad_input=on_bad_input
+    )
+    kept, removed = apply_quality_cuts(
+        records, settings["min_elevation_deg"], settings["min_lock_time_s"]
+    )
+    per_minute = sigma_phi_per_minute(kept, settings["statistic"])
+    sigma_phi, n_satellites = sigma_phi_for_times(image_times, per_minute)
+    if log is not None:
+        log.info("%d ISMR records from %d files; %s", len(records), len(paths), counts.to_dict())
+        log.info("quality cuts removed %s; %d records kept", removed, len(kept))
+        log.info(
+            "%d of %d images have a covering sigma_phi record",
+            np.isfinite(sigma_phi).sum(),
+            len(sigma_phi),
+        )
+    attrs = {
+        "min_elevation_deg": settings["min_elevation_deg"],
+        "min_lock_time_s": settings["min_lock_time_s"],
+        "statistic": settings["statistic"],
+        "ismr_files": len(paths),
+        "ismr_hours_missing": hours_missing,
+        "bad_input": counts.to_dict(),
+        "removed_by_cuts": removed,
+    }
+    return sigma_phi_dataset(image_times, sigma_phi, n_satellites, attrs)

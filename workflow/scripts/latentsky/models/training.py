@@ -45,8 +45,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from latentsky.jsonable import plain
 from latentsky.models import LatentModel, model_from_config
-from latentsky.models.feed import SampleSource, epoch_windows, iterate_batches, ordered_batches
+from latentsky.models.feed import SampleSource, epoch_windows, iterate_batches
 
 #: Bumped when the checkpoint layout changes incompatibly.
 CHECKPOINT_FORMAT = 2
@@ -197,21 +198,6 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 # --------------------------------------------------------------------------------------------
 # Checkpoints
-
-
-def _plain(value: Any, where: str = "normalisation") -> Any:
-    """Convert NumPy values to Python numbers/lists so that ``weights_only`` loading accepts them."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v, where) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, bool | int | float | str | torch.Tensor):
-        return value
-    raise TypeError(f"{where}: cannot store a {type(value).__name__} in a checkpoint")
 
 
 def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
@@ -430,7 +416,7 @@ def train(
     checkpoint_path, metrics_path = Path(checkpoint_path), Path(metrics_path)
     device = resolve_device(config.device)
     dtype = _autocast_dtype(device, config.mixed_precision)
-    normalisation = _plain(normalisation or {})
+    normalisation = plain(normalisation or {}, "normalisation")
     source = as_source(data)
     n = source.n
     if n < 2:
@@ -637,51 +623,3 @@ def train(
         torch.set_num_threads(previous_threads)
         torch.use_deterministic_algorithms(previous_deterministic, warn_only=previous_warn_only)
         torch.backends.cudnn.benchmark = previous_benchmark
-
-
-# --------------------------------------------------------------------------------------------
-# Using a trained model
-
-
-@torch.no_grad()
-def encode(
-    model: LatentModel,
-    data: Any,
-    batch_size: int = 128,
-    device: str | torch.device = "auto",
-) -> np.ndarray:
-    """Latent vectors of all samples, in order: ``(N, *sample_shape)`` -> float32 ``(N, latent_dim)``.
-
-    For a VAE this is the posterior mean. ``data`` is a :class:`~latentsky.models.feed.SampleSource`
-    or an array-like, read one chunk at a time, so a store larger than memory is fine; the output
-    (``N * latent_dim`` floats) is held in memory.
-    """
-    device = resolve_device(device)
-    model.to(device).eval()
-    source = as_source(data)
-    out = np.empty((source.n, model.latent_dim), dtype=np.float32)
-    for start, batch in ordered_batches(source, batch_size, device):
-        out[start : start + len(batch)] = model.encode(batch).float().cpu().numpy()
-    return out
-
-
-@torch.no_grad()
-def reconstruct(
-    model: LatentModel,
-    samples: Any,
-    device: str | torch.device = "auto",
-    batch_size: int = 128,
-) -> np.ndarray:
-    """Reconstructions of a few samples ``(B, *sample_shape)`` (e.g. ``data[idx]``) for figures.
-
-    Returns float32 of the same shape, NaN where the input is NaN (outside the field of view). For
-    the Beta VAE this is the mean of the Beta likelihood at the posterior mean.
-    """
-    device = resolve_device(device)
-    model.to(device).eval()
-    samples = np.asarray(samples, dtype=np.float32)
-    parts = [
-        model.reconstruct(torch.from_numpy(samples[i : i + batch_size]).to(device)).float().cpu()
-        for i in range(0, len(samples), batch_size)
-    ]
-    return torch.cat(parts).numpy() if parts else samples.copy()

@@ -614,3 +614,57 @@ def empty_windows(length: int) -> xr.Dataset:
         trigger_samples=np.zeros(0, np.int64),
     )
     return windows_dataset(segment, np.zeros(0, np.int64), length, Scaling(), "", window_features)
+
+
+def write_windows_store(
+    folder, photometer: dict, out_path, skip_bad_input: bool = True, log=None
+) -> dict:
+    """Read every FITS file of ``folder``, cut the windows and write them to a store.
+
+    Args:
+        folder: the dataset's FITS folder.
+        photometer: the dataset's ``photometer`` config (``pattern``, ``level``,
+            ``join_tolerance_us``, ``window``, ``scaling``).
+        out_path: the windows store (written atomically; nothing is left there on failure).
+        skip_bad_input: count and leave out bad files and frames; False raises at the first.
+
+    Returns the counts (files, frames, observations, segments, windows, bad input).
+    """
+    from latentsky.instruments.mmia import find_fits_files
+    from latentsky.stores import ChunkedStoreWriter
+
+    window = photometer["window"]
+    settings = WindowSettings(
+        length=window["length"],
+        stride=window["stride"],
+        centre=window["centre"],
+        join_tolerance_s=photometer["join_tolerance_us"] * 1e-6,
+    )
+    scaling = Scaling(**photometer["scaling"])
+    files = find_fits_files(folder, photometer["pattern"])
+    if log is not None:
+        log.info(
+            "%d FITS files under %s; windows %s; scaling %s", len(files), folder, settings, scaling
+        )
+    counts: dict = {}
+    store = ChunkedStoreWriter(out_path, dim="window")
+    try:
+        for piece in window_pieces(
+            files,
+            settings,
+            scaling,
+            counts,
+            level=photometer["level"],
+            skip_bad_input=skip_bad_input,
+            log=log,
+        ):
+            store.add(piece)
+        units = counts.pop("units", "")
+        level = counts.pop("level", None)
+        attrs = store_attrs(units, scaling, settings, counts)
+        attrs.update({"level": -1 if level is None else level, "n_files": len(files)})
+        store.commit(attrs, empty=empty_windows(settings.length))
+    except BaseException:
+        store.abort()
+        raise
+    return counts

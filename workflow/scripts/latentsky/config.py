@@ -1,0 +1,136 @@
+"""The workflow's configuration: validated once, before any job, and read per dataset.
+
+The Snakefile calls :func:`prepare` on the loaded configuration. It validates the whole config
+against ``config/schema.yaml`` (filling in defaults), puts every mapping in key order (Snakemake
+compares params by their text, so a reordered config file would otherwise rerun everything),
+validates each dataset's ``overrides`` merged onto the values they replace, and runs the checks
+that involve more than one key. Every error is a :class:`ConfigError` that names the key.
+
+Rules then read a dataset's settings with :func:`settings`, the top-level section with the
+dataset's overrides on top, and its dates with :func:`dataset_dates`.
+
+Only the standard library and Snakemake's validator are used: the Snakefile imports this module.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+from pathlib import Path
+
+from latentsky.kinds import data_kind
+
+#: Sections a dataset may override, each merged onto the top-level section of the same name.
+OVERRIDABLE = ("training", "embedding", "clustering", "analysis", "model")
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message starts with the config key."""
+
+    def __init__(self, key: str, reason: str):
+        self.key = key
+        super().__init__(f"config key {key}: {reason}")
+
+
+def sort_keys(mapping: dict) -> dict:
+    """Reorder ``mapping`` and every nested mapping by key, in place; return it."""
+    for key in sorted(mapping):
+        value = mapping.pop(key)
+        if isinstance(value, dict):
+            sort_keys(value)
+        mapping[key] = value
+    return mapping
+
+
+def merged(base: dict, override: dict) -> dict:
+    """``base`` with the keys of ``override`` replaced, nested mappings merged key by key (so a
+    partial ``analysis.tle`` override keeps the other ``tle`` keys)."""
+    result = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            value = merged(base[key], value)
+        result[key] = value
+    return result
+
+
+def model_name(config: dict, dataset: str) -> str:
+    """The registered model a dataset trains: its ``model`` key, else its kind's default."""
+    entry = config["datasets"][dataset]
+    return entry.get("model") or data_kind(entry["kind"]).default_model
+
+
+def settings(config: dict, dataset: str, section: str) -> dict:
+    """A config section as it applies to one dataset: the top-level values with the dataset's
+    ``overrides.<section>`` on top. For ``model``: the hyperparameters of the dataset's model."""
+    if section == "model":
+        base = config["model"].get(model_name(config, dataset), {})
+    else:
+        base = config[section]
+    return merged(base, config["datasets"][dataset].get("overrides", {}).get(section, {}))
+
+
+def dataset_dates(config: dict, dataset: str) -> list[str]:
+    """UT dates (YYYY-MM-DD) of a dataset, both ends included."""
+    dates = config["datasets"][dataset]["dates"]
+    bounds = []
+    for end in ("start", "end"):
+        try:
+            bounds.append(dt.date.fromisoformat(dates[end]))
+        except ValueError:
+            raise ConfigError(
+                f"datasets.{dataset}.dates.{end}", f"{dates[end]!r} is not a calendar date"
+            ) from None
+    start, end = bounds
+    if end < start:
+        raise ConfigError(f"datasets.{dataset}.dates", f"end {end} is before start {start}")
+    return [str(start + dt.timedelta(days=n)) for n in range((end - start).days + 1)]
+
+
+def prepare(config: dict, schema: str | Path) -> dict:
+    """Validate ``config`` in place (defaults filled in, keys sorted) and return it.
+
+    Raises:
+        ConfigError: naming the key of the first problem found.
+    """
+    _validate(config, schema, "config", set_default=True)
+    sort_keys(config)
+    for dataset, entry in config["datasets"].items():
+        kind = data_kind(entry["kind"])
+        entry.setdefault("model", kind.default_model)
+        for section, values in entry.get("overrides", {}).items():
+            if values:
+                _check_override(config, dataset, section, schema)
+        if "dates" in entry:
+            dataset_dates(config, dataset)
+        hours = entry.get("hours_ut")
+        if hours and hours[0] > hours[1]:
+            raise ConfigError(
+                f"datasets.{dataset}.hours_ut", f"first hour {hours[0]} is after last {hours[1]}"
+            )
+        subset = settings(config, dataset, "embedding")["subset"]
+        if subset == "labelled" and "labels" not in entry:
+            raise ConfigError(
+                f"datasets.{dataset}.labels",
+                "embedding.subset is 'labelled' but the dataset has no labels; "
+                "give a labels CSV or set embedding.subset to 'all'",
+            )
+    return config
+
+
+def _check_override(config: dict, dataset: str, section: str, schema) -> None:
+    """Hold ``datasets.<dataset>.overrides.<section>`` to the schema of the value it replaces."""
+    effective = settings(config, dataset, section)
+    if section == "model":
+        effective = {**config["model"], model_name(config, dataset): effective}
+    candidate = copy.deepcopy({**config, section: effective})
+    _validate(candidate, schema, f"datasets.{dataset}.overrides.{section}", set_default=False)
+
+
+def _validate(config: dict, schema, key: str, set_default: bool) -> None:
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(schema), set_default=set_default)
+    except WorkflowError as error:
+        raise ConfigError(key, str(error)) from None

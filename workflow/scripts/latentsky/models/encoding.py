@@ -1,0 +1,103 @@
+"""Using a trained model: latent vectors of every sample, reconstructions, and their stores."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+
+from latentsky.models import LatentModel
+from latentsky.models.feed import SampleSource, ordered_batches
+from latentsky.models.training import as_source, resolve_device
+
+
+@torch.no_grad()
+def encode(
+    model: LatentModel,
+    data: Any,
+    batch_size: int = 128,
+    device: str | torch.device = "auto",
+) -> np.ndarray:
+    """Latent vectors of all samples, in order: ``(N, *sample_shape)`` -> float32 ``(N, latent_dim)``.
+
+    For a VAE this is the posterior mean. ``data`` is a :class:`~latentsky.models.feed.SampleSource`
+    or an array-like, read one chunk at a time, so a store larger than memory is fine; the output
+    (``N * latent_dim`` floats) is held in memory.
+    """
+    device = resolve_device(device)
+    model.to(device).eval()
+    source = as_source(data)
+    out = np.empty((source.n, model.latent_dim), dtype=np.float32)
+    for start, batch in ordered_batches(source, batch_size, device):
+        out[start : start + len(batch)] = model.encode(batch).float().cpu().numpy()
+    return out
+
+
+@torch.no_grad()
+def reconstruct(
+    model: LatentModel,
+    samples: Any,
+    device: str | torch.device = "auto",
+    batch_size: int = 128,
+) -> np.ndarray:
+    """Reconstructions of a few samples ``(B, *sample_shape)`` (e.g. ``data[idx]``) for figures.
+
+    Returns float32 of the same shape, NaN where the input is NaN (outside the field of view). For
+    the Beta VAE this is the mean of the Beta likelihood at the posterior mean.
+    """
+    device = resolve_device(device)
+    model.to(device).eval()
+    samples = np.asarray(samples, dtype=np.float32)
+    parts = [
+        model.reconstruct(torch.from_numpy(samples[i : i + batch_size]).to(device)).float().cpu()
+        for i in range(0, len(samples), batch_size)
+    ]
+    return torch.cat(parts).numpy() if parts else samples.copy()
+
+
+def latents_dataset(
+    samples: xr.Dataset, variable: str, latents: np.ndarray, checkpoint: dict, path: str
+) -> xr.Dataset:
+    """The latents store: ``latent (sample_dim, latent_dim)`` with every coordinate along the
+    sample axis of ``samples[variable]`` (for windows: time, observation, ...)."""
+    sample_dim = samples[variable].dims[0]
+    return xr.Dataset(
+        {"latent": ((sample_dim, "latent_dim"), latents.astype(np.float32))},
+        coords={
+            **{
+                name: (coord.dims, coord.to_numpy())
+                for name, coord in samples[sample_dim].coords.items()
+                if coord.dims == (sample_dim,)
+            },
+            "latent_dim": np.arange(latents.shape[1]),
+        },
+        attrs={
+            "checkpoint": str(path),
+            "epoch": int(checkpoint.get("best_epoch", checkpoint["epoch"])),
+            "model": str(checkpoint["model_config"]),
+        },
+    ).chunk({sample_dim: 4096})
+
+
+def reconstruction_examples(
+    samples: xr.Dataset, variable: str, source: SampleSource, model: LatentModel, n_examples: int
+) -> dict[str, np.ndarray]:
+    """Originals and reconstructions of samples spread evenly over the dataset, for the figure.
+
+    Returns arrays for an ``.npz`` file: ``originals`` and ``reconstructions``
+    ``(n, band, ...)`` (the model's input scale), ``times``, ``band_names`` (the wavelengths
+    where the store gives them) and ``sample_rate_hz`` (0 for images).
+    """
+    index = np.unique(np.linspace(0, source.n - 1, min(source.n, n_examples)).astype(int))
+    originals = source.unpacking.numpy(source.gather(index))  # model input, as trained
+    band_dim = samples[variable].dims[1]
+    bands = samples["wavelength"] if "wavelength" in samples.coords else samples[band_dim]
+    return {
+        "originals": originals,
+        "reconstructions": reconstruct(model, originals),
+        "times": samples["time"].to_numpy()[index].astype(str),
+        "band_names": bands.to_numpy().astype(str),
+        "sample_rate_hz": float(samples.attrs.get("sample_rate_hz", 0.0)),
+    }
