@@ -23,7 +23,6 @@ min_version("9.0")
 sys.path.insert(0, f"{workflow.basedir}/workflow/scripts")
 from latentsky.config import prepare
 
-
 # The default config applies unless --configfile names another, which then replaces it whole;
 # --config values apply on top of either.
 if not workflow.config_settings.configfiles:

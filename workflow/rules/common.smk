@@ -2,8 +2,14 @@
 # latentsky.kinds, what varies by archive from latentsky.acquisition.sources, and every config value
 # a rule uses is one of its params (so Snakemake's rerun triggers see it).
 
-from latentsky.acquisition.sources import source
-from latentsky.config import dataset_dates, model_name, settings
+from latentsky.config import (
+    dataset_dates,
+    dataset_figures,
+    demo_mirror_settings,
+    download_settings,
+    model_name,
+    settings,
+)
 from latentsky.kinds import data_kind
 
 DATASETS = config["datasets"]
@@ -33,15 +39,6 @@ def downloads_images(dataset):
 # --- targets -----------------------------------------------------------------------------------------
 
 
-def dataset_figures(dataset):
-    figures = ["reconstructions", "clusters", "training_curves", *kind_of(dataset).figures]
-    if has_labels(dataset):
-        figures += ["embeddings_by_label", "cluster_label_table"]
-    if has_scintillation(dataset):
-        figures.append("sigma_phi_distributions")
-    return figures
-
-
 def final_outputs():
     """Everything `snakemake` builds by default: each dataset's summary and figures."""
     return [
@@ -49,7 +46,11 @@ def final_outputs():
         for dataset in DATASETS
         for path in [
             f"results/{dataset}/summary.json",
-            *expand("results/{d}/figures/{f}.png", d=dataset, f=dataset_figures(dataset)),
+            *expand(
+                "results/{d}/figures/{f}.png",
+                d=dataset,
+                f=dataset_figures(config, dataset),
+            ),
         ]
     ]
 
@@ -75,7 +76,9 @@ def dated(pattern, dataset):
 
 def per_date(pattern, when=lambda dataset: True):
     """Input function: ``pattern`` for every date of the dataset (nothing unless ``when``)."""
-    return lambda wildcards: dated(pattern, wildcards.dataset) if when(wildcards.dataset) else []
+    return lambda wildcards: (
+        dated(pattern, wildcards.dataset) if when(wildcards.dataset) else []
+    )
 
 
 def only_if(when, path):
@@ -90,7 +93,10 @@ def sample_store(wildcards):
 
 def kind_outputs(wildcards):
     """Outputs of the kind's own rules that the summary reads."""
-    return [f"results/{wildcards.dataset}/{path}" for path in kind_of(wildcards.dataset).outputs]
+    return [
+        f"results/{wildcards.dataset}/{path}"
+        for path in kind_of(wildcards.dataset).outputs
+    ]
 
 
 def labels_file(wildcards):
@@ -120,49 +126,17 @@ def kind_param(attribute):
 
 def model_params(wildcards):
     """The dataset's model: its registered name and hyperparameters."""
-    name = model_name(config, wildcards.dataset)
-    return {"name": name, "hyperparameters": settings(config, wildcards.dataset, "model")}
-
-
-def image_download_params(wildcards):
-    dataset = DATASETS[wildcards.dataset]
-    images = source(dataset["image_source"], "images")
+    hyperparameters = settings(config, wildcards.dataset, "model")
     return {
-        "source": images.name,
-        "base_url": dataset["base_urls"][images.base_url_key],
-        "site": dataset["site"],
-        "hours_ut": dataset["hours_ut"],
+        "name": model_name(config, wildcards.dataset),
+        "hyperparameters": hyperparameters,
     }
 
 
-def skymap_download_params(wildcards):
-    dataset = DATASETS[wildcards.dataset]
-    skymaps = source(dataset["skymap_source"], "skymaps")
-    return {
-        "source": skymaps.name,
-        "base_url": dataset["base_urls"][skymaps.base_url_key],
-        "site": dataset["site"],
-        "dates": dataset_dates(config, wildcards.dataset),
-    }
-
-
-def ismr_download_params(wildcards):
-    dataset = DATASETS[wildcards.dataset]
-    return {
-        "base_url": dataset["base_urls"][source("chain_ismr", "scintillation").base_url_key],
-        "station": dataset["gnss_station"],
-        "hours_ut": dataset["hours_ut"],
-        "expected_columns": config["scintillation"]["columns"]["expected_count"],
-    }
+def download_params(role):
+    """Params function: what a download job of ``role`` needs, for the dataset."""
+    return lambda wildcards: download_settings(config, wildcards.dataset, role)
 
 
 def demo_mirror_params(wildcards):
-    """The demo generator's settings, with the dataset's site, station, dates and hours."""
-    dataset = DATASETS[wildcards.dataset]
-    return {
-        **dataset["demo_mirror"],
-        "site": dataset["site"],
-        "station": dataset.get("gnss_station", "xxx"),
-        "dates": dataset_dates(config, wildcards.dataset),
-        "hours_ut": dataset["hours_ut"],
-    }
+    return demo_mirror_settings(config, wildcards.dataset)

@@ -20,7 +20,7 @@ rule download_images:
         mem_mb=1000,
         runtime=240,
     params:
-        images=image_download_params,
+        images=download_params("images"),
         download=config["download"],
         raw_dir="resources/{dataset}/raw",
     script:
@@ -44,7 +44,7 @@ rule download_skymaps:
         mem_mb=500,
         runtime=30,
     params:
-        skymaps=skymap_download_params,
+        skymaps=download_params("skymaps"),
         download=config["download"],
         raw_dir="resources/{dataset}/raw",
     script:
@@ -68,7 +68,7 @@ rule download_scintillation:
         mem_mb=500,
         runtime=60,
     params:
-        ismr=ismr_download_params,
+        ismr=download_params("scintillation"),
         download=config["download"],
         raw_dir="resources/{dataset}/raw",
     script:

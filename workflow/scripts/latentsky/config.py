@@ -20,8 +20,8 @@ from pathlib import Path
 
 from latentsky.kinds import data_kind
 
-#: Sections a dataset may override, each merged onto the top-level section of the same name.
-OVERRIDABLE = ("training", "embedding", "clustering", "analysis", "model")
+#: Where each demo generator writes a dataset's files: its labels (and photometer FITS files).
+DEMO_FOLDERS = {"demo_mirror": "resources/demo_mirror/{}", "demo_tle": "resources/demo_tle/{}"}
 
 
 class ConfigError(ValueError):
@@ -100,6 +100,7 @@ def prepare(config: dict, schema: str | Path) -> dict:
         for section, values in entry.get("overrides", {}).items():
             if values:
                 _check_override(config, dataset, section, schema)
+        _check_demo_paths(dataset, entry)
         if "dates" in entry:
             dataset_dates(config, dataset)
         hours = entry.get("hours_ut")
@@ -115,6 +116,20 @@ def prepare(config: dict, schema: str | Path) -> dict:
                 "give a labels CSV or set embedding.subset to 'all'",
             )
     return config
+
+
+def _check_demo_paths(dataset: str, entry: dict) -> None:
+    """A demo dataset reads what its generator writes: the paths must be the generated ones."""
+    for generator, folder in DEMO_FOLDERS.items():
+        if generator not in entry:
+            continue
+        folder = folder.format(dataset)
+        for key, path in (("labels", f"{folder}/labels.csv"), ("fits_dir", f"{folder}/mmia")):
+            if key in entry and entry[key] != path:
+                raise ConfigError(
+                    f"datasets.{dataset}.{key}",
+                    f"the demo generator writes it at {path}, got {entry[key]}",
+                )
 
 
 def _check_override(config: dict, dataset: str, section: str, schema) -> None:
@@ -134,3 +149,42 @@ def _validate(config: dict, schema, key: str, set_default: bool) -> None:
         validate(config, str(schema), set_default=set_default)
     except WorkflowError as error:
         raise ConfigError(key, str(error)) from None
+
+
+def dataset_figures(config: dict, dataset: str) -> list[str]:
+    """The figures of a dataset (names under ``results/<dataset>/figures/``)."""
+    entry = config["datasets"][dataset]
+    figures = ["reconstructions", "clusters", "training_curves"]
+    figures += data_kind(entry["kind"]).figures
+    if "labels" in entry:
+        figures += ["embeddings_by_label", "cluster_label_table"]
+    if "gnss_station" in entry:
+        figures.append("sigma_phi_distributions")
+    return figures
+
+
+def download_settings(config: dict, dataset: str, role: str) -> dict:
+    """What a download job of ``role`` (``images``, ``skymaps``, ``scintillation``) needs."""
+    from latentsky.acquisition.sources import dataset_source
+
+    entry = config["datasets"][dataset]
+    values = dataset_source(entry, role)
+    if role == "skymaps":
+        return {**values, "site": entry["site"], "dates": dataset_dates(config, dataset)}
+    values["hours_ut"] = entry["hours_ut"]
+    if role == "images":
+        return {**values, "site": entry["site"]}
+    columns = config["scintillation"]["columns"]["expected_count"]
+    return {**values, "station": entry["gnss_station"], "expected_columns": columns}
+
+
+def demo_mirror_settings(config: dict, dataset: str) -> dict:
+    """The demo generator's settings, with the dataset's site, station, dates and hours."""
+    entry = config["datasets"][dataset]
+    return {
+        **entry["demo_mirror"],
+        "site": entry["site"],
+        "station": entry.get("gnss_station", "xxx"),
+        "dates": dataset_dates(config, dataset),
+        "hours_ut": entry["hours_ut"],
+    }

@@ -156,3 +156,13 @@ def source(name: str, role: str) -> Source:
     if name not in known:
         raise ValueError(f"unknown {role} source {name!r}; known: {', '.join(known)}")
     return SOURCES[name]
+
+
+#: The dataset key that names each role's source (scintillation has one source).
+SOURCE_KEYS = {"images": "image_source", "skymaps": "skymap_source"}
+
+
+def dataset_source(entry: dict, role: str) -> dict:
+    """The source of ``role`` a dataset's config ``entry`` uses: its name and base URL."""
+    chosen = source(entry.get(SOURCE_KEYS.get(role, ""), "chain_ismr"), role)
+    return {"source": chosen.name, "base_url": entry["base_urls"][chosen.base_url_key]}
