@@ -448,8 +448,8 @@ def test_every_ismr_fault_is_named_in_fail_mode_and_counted_in_skip_mode(demo, t
             read_ismr_files([path], on_bad_input="fail")
         _, counts = read_ismr_files([path], on_bad_input="skip")
         counter = "invalid_sigma_phi" if name in ("negative", "sentinel") else name
-        assert counts.to_dict()[counter] == 1
-        assert counts.rows == len(good) - 1
+        assert counts[counter] == 1
+        assert counts["rows"] == len(good) - 1
     rows = [list(r) for r in good]
     rows.insert(5, list(rows[4]))
     rows.append(rows.pop(0))

@@ -265,11 +265,12 @@ def test_many_files_skip_and_count_or_fail(tmp_path):
 def test_files_of_another_level_are_bad_input(tmp_path):
     observation_file(tmp_path / "a.fits", observation_id=1, level=1)
     observation_file(tmp_path / "b.fits", observation_id=2, level=0)
-    counts: dict = {}
-    assert [
-        o for o, _ in read_observations(find_fits_files(tmp_path), counts, skip_bad_input=True)
-    ] == [1]
-    assert counts["files_unreadable"] == 1 and counts["level"] == 1
+    counts, described = {}, {}
+    found = read_observations(
+        find_fits_files(tmp_path), counts, skip_bad_input=True, described=described
+    )
+    assert [o for o, _ in found] == [1]
+    assert counts["files_unreadable"] == 1 and described["level"] == 1
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,15 +445,14 @@ def test_store_round_trip(tmp_path):
     observation_file(tmp_path / "b.fits", 0, 2, observation_id=2)
     settings = WindowSettings(length=50, stride=50)
     scaling = Scaling(high=1000.0)
-    counts: dict = {}
+    counts, described = {}, {}
     store = ChunkedStoreWriter(tmp_path / "windows.zarr", dim="window", chunk_len=4)
     for piece in window_pieces(
-        find_fits_files(tmp_path), settings, scaling, counts, block_windows=4
+        find_fits_files(tmp_path), settings, scaling, counts, block_windows=4, described=described
     ):
         store.add(piece)
-    units = counts.pop("units")
-    counts.pop("level")
-    store.commit(store_attrs(units, scaling, settings, counts), empty=empty_windows(50))
+    attrs = store_attrs(described["units"], scaling, settings, counts)
+    store.commit(attrs, empty=empty_windows(50))
     ds = open_zarr(tmp_path / "windows.zarr")
     assert ds["waveform"].dims == ("window", "band", "sample")
     np.testing.assert_array_equal(ds["window"].to_numpy(), np.arange(10))

@@ -26,8 +26,9 @@ from latentsky.analysis.scintillation import (
 from latentsky.errors import BadInputError
 from latentsky.instruments.chain import (
     ISMR_FRAME_COLUMNS,
-    BadInputCounts,
     IsmrColumns,
+    dropped,
+    ismr_counts,
     read_ismr,
     read_ismr_files,
 )
@@ -112,7 +113,7 @@ def test_parse_gzip_and_plain_alike(tmp_path):
     assert frame["cn0"].iloc[0] == 48.2 and frame["s4"].iloc[0] == 0.029
     assert frame["lock_time"].tolist() == [1000.0, 3581.0, 240.0]
     assert counts == plain_counts
-    assert counts.to_dict() == {**BadInputCounts().to_dict(), "files": 1, "lines": 3, "rows": 3}
+    assert counts == {**ismr_counts(), "files": 1, "lines": 3, "rows": 3}
 
 
 @pytest.mark.parametrize(
@@ -155,15 +156,15 @@ def test_nan_sigma_phi_is_missing_not_malformed(tmp_path):
     frame, counts = read_ismr(write(tmp_path / "m.ismr", rows), on_bad_input="fail")
     assert len(frame) == 3
     assert np.isnan(frame["sigma_phi"].iloc[0]) and np.isnan(frame["s4"].iloc[1])
-    assert counts.missing_sigma_phi == 1
-    assert counts.non_numeric == 0 and counts.dropped == 0
+    assert counts["missing_sigma_phi"] == 1
+    assert counts["non_numeric"] == 0 and dropped(counts) == 0
 
 
 def test_empty_file_gives_an_empty_frame(tmp_path):
     frame, counts = read_ismr(write(tmp_path / "empty.ismr", []))
     assert list(frame.columns) == list(ISMR_FRAME_COLUMNS) and len(frame) == 0
     assert frame["time_utc"].dtype == np.dtype("datetime64[ns]")
-    assert counts.files == 1 and counts.rows == 0 and counts.corrupt_files == 0
+    assert counts["files"] == 1 and counts["rows"] == 0 and counts["corrupt_files"] == 0
 
 
 # Each case: (rows, counter, 1-based line of the problem, phrase expected in the error message).
@@ -248,10 +249,10 @@ def test_bad_rows_fail_mode_names_file_and_line(tmp_path, case):
 def test_bad_rows_skip_mode_counts(tmp_path, case):
     rows, counter, _, _ = BAD_CASES[case]
     frame, counts = read_ismr(write(tmp_path / f"{case}.ismr", rows), on_bad_input="skip")
-    expected = {**BadInputCounts().to_dict(), "files": 1, "lines": len(rows), counter: 1}
+    expected = {**ismr_counts(), "files": 1, "lines": len(rows), counter: 1}
     kept = len(rows) if counter == "out_of_order" else len(rows) - 1
     expected["rows"] = kept
-    assert counts.to_dict() == expected
+    assert counts == expected
     assert len(frame) == kept
     assert frame["sigma_phi"].gt(0).all()
 
@@ -273,16 +274,16 @@ def test_sentinel_threshold_is_a_parameter(tmp_path):
     rows = [ismr_row(W, T, 1, phi60="9.980"), ismr_row(W, T, 2, phi60="6.000")]
     path = write(tmp_path / "s.ismr", rows)
     frame, counts = read_ismr(path)  # default: anything below 9.99 rad is kept
-    assert len(frame) == 2 and counts.invalid_sigma_phi == 0
+    assert len(frame) == 2 and counts["invalid_sigma_phi"] == 0
     frame, counts = read_ismr(path, sigma_phi_sentinel_rad=5.0)
-    assert len(frame) == 0 and counts.invalid_sigma_phi == 2
+    assert len(frame) == 0 and counts["invalid_sigma_phi"] == 2
 
 
 def test_garbage_in_an_unused_column_is_ignored(tmp_path):
     row = ismr_row(W, T, 1).split(",")
     row[39] = "garbage"  # column 40, not read
     frame, counts = read_ismr(write(tmp_path / "u.ismr", [",".join(row)]), on_bad_input="fail")
-    assert len(frame) == 1 and counts.dropped == 0
+    assert len(frame) == 1 and dropped(counts) == 0
 
 
 def many_rows(n_minutes: int) -> list[str]:
@@ -301,7 +302,7 @@ def test_truncated_gzip_keeps_the_rows_before_the_cut(tmp_path):
     path = tmp_path / "cut.ismr.gz"
     path.write_bytes(raw[: len(raw) // 2])
     frame, counts = read_ismr(path)
-    assert counts.corrupt_files == 1
+    assert counts["corrupt_files"] == 1
     assert 0 < len(frame) < len(rows)
     # The rows returned are exactly the first rows of the file, none garbled.
     full, _ = read_ismr(write(tmp_path / "full.ismr", rows))
@@ -332,7 +333,7 @@ def test_corrupt_gzip_block_keeps_the_rows_before_it(tmp_path):
     path = tmp_path / "bad.ismr.gz"
     path.write_bytes(header + stored_block(text[:split], final=False) + bytes(block2) + trailer)
     frame, counts = read_ismr(path)
-    assert counts.corrupt_files == 1
+    assert counts["corrupt_files"] == 1
     complete_lines = text[:split].count(b"\n")
     assert complete_lines >= 10
     assert len(frame) == complete_lines
@@ -356,12 +357,12 @@ def test_not_gzip_and_trailing_garbage(tmp_path):
     not_gzip = tmp_path / "plain_named.ismr.gz"
     not_gzip.write_text("".join(r + "\n" for r in rows))  # a .gz that is not gzip
     frame, counts = read_ismr(not_gzip)
-    assert len(frame) == 0 and counts.corrupt_files == 1
+    assert len(frame) == 0 and counts["corrupt_files"] == 1
 
     trailing = tmp_path / "trailing.ismr.gz"
     trailing.write_bytes(gzip.compress("".join(r + "\n" for r in rows).encode()) + b"junk")
     frame, counts = read_ismr(trailing)
-    assert len(frame) == len(rows) and counts.corrupt_files == 1
+    assert len(frame) == len(rows) and counts["corrupt_files"] == 1
 
     # A second gzip member and zero padding are legal.
     members = tmp_path / "members.ismr.gz"
@@ -372,28 +373,28 @@ def test_not_gzip_and_trailing_garbage(tmp_path):
         + b"\x00" * 16
     )
     frame, counts = read_ismr(members, on_bad_input="fail")
-    assert len(frame) == len(rows) and counts.corrupt_files == 0
+    assert len(frame) == len(rows) and counts["corrupt_files"] == 0
 
 
 def test_counts_add_up():
-    a = BadInputCounts(files=1, rows=5, duplicates=2)
-    b = BadInputCounts(files=2, rows=1, corrupt_files=1, duplicates=1)
+    a = ismr_counts(files=1, rows=5, duplicates=2)
+    b = ismr_counts(files=2, rows=1, corrupt_files=1, duplicates=1)
     total = a + b
-    assert total.to_dict() == {
-        **BadInputCounts().to_dict(),
+    assert total == {
+        **ismr_counts(),
         "files": 3,
         "rows": 6,
         "corrupt_files": 1,
         "duplicates": 3,
     }
-    assert a.files == 1  # + makes a new object
+    assert a["files"] == 1  # + makes a new object
 
 
 def test_read_several_files_and_duplicates_across_them(tmp_path):
     first = write(tmp_path / "h1.ismr.gz", [ismr_row(W, T + 60, 1), ismr_row(W, T + 60, 2)])
     second = write(tmp_path / "h0.ismr.gz", [ismr_row(W, T, 1), ismr_row(W, T + 60, 2, phi60="9")])
     frame, counts = read_ismr_files([first, second])
-    assert counts.files == 2 and counts.duplicates == 1 and counts.rows == 3
+    assert counts["files"] == 2 and counts["duplicates"] == 1 and counts["rows"] == 3
     assert frame["time_utc"].is_monotonic_increasing
     # The copy from the earlier path (first) wins.
     assert frame["sigma_phi"].tolist() == [0.1, 0.1, 0.1]
@@ -548,7 +549,7 @@ def test_sigma_phi_dataset_round_trips_through_zarr(tmp_path):
         "min_elevation_deg": np.float64(30.0),
         "min_lock_time_s": 200.0,
         "statistic": "median",
-        "bad_input": BadInputCounts(files=2, duplicates=1).to_dict(),
+        "bad_input": ismr_counts(files=2, duplicates=1),
     }
     ds = sigma_phi_dataset(times, np.array([0.25, np.nan]), np.array([3, 0]), attrs)
     assert ds["sigma_phi"].dims == ("time",) and ds["sigma_phi"].dtype == np.float32

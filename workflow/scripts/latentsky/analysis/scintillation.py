@@ -185,7 +185,7 @@ def sigma_phi_of_images(
     per_minute = sigma_phi_per_minute(kept, settings["statistic"])
     sigma_phi, n_satellites = sigma_phi_for_times(image_times, per_minute)
     if log is not None:
-        log.info("%d ISMR records from %d files; %s", len(records), len(paths), counts.to_dict())
+        log.info("%d ISMR records from %d files; %s", len(records), len(paths), dict(counts))
         log.info("quality cuts removed %s; %d records kept", removed, len(kept))
         log.info(
             "%d of %d images have a covering sigma_phi record",
@@ -198,7 +198,7 @@ def sigma_phi_of_images(
         "statistic": settings["statistic"],
         "ismr_files": len(paths),
         "ismr_hours_missing": hours_missing,
-        "bad_input": counts.to_dict(),
+        "bad_input": dict(counts),
         "removed_by_cuts": removed,
     }
     return sigma_phi_dataset(image_times, sigma_phi, n_satellites, attrs)

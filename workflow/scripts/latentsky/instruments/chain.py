@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from latentsky.errors import BadInputError
+from latentsky.errors import BadInputError, Counts
 from latentsky.instruments.gpstime import SECONDS_PER_WEEK, gps_to_utc
 
 #: Length of one ISMR record (s): indices are computed over the minute that ends at the time stamp.
@@ -88,53 +88,43 @@ class IsmrColumns:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)[:-1]}
 
 
-@dataclass
-class BadInputCounts:
-    """Counters of what was read, repaired or dropped; add them up over files with ``+``.
+#: Counters of reading ISMR files, in the order they are reported. ``files``, ``lines`` (non-blank
+#: lines seen) and ``rows`` (records returned) describe the input; ``missing_sigma_phi`` counts
+#: records kept with sigma_phi = NaN (``nan`` in the file) and ``out_of_order`` records kept and
+#: sorted into place. Every other counter is a number of dropped records, except
+#: ``corrupt_files`` (files whose gzip stream was truncated or corrupt; the records decoded before
+#: the damage are kept).
+ISMR_COUNTERS = (
+    "files",
+    "lines",
+    "rows",
+    "corrupt_files",
+    "wrong_column_count",
+    "non_numeric",
+    "invalid_time_or_svid",
+    "invalid_sigma_phi",
+    "missing_sigma_phi",
+    "duplicates",
+    "out_of_order",
+)
+#: The counters of dropped records.
+DROPPED = (
+    "wrong_column_count",
+    "non_numeric",
+    "invalid_time_or_svid",
+    "invalid_sigma_phi",
+    "duplicates",
+)
 
-    ``files``, ``lines`` (non-blank lines seen) and ``rows`` (records returned) describe the input;
-    ``missing_sigma_phi`` counts records kept with sigma_phi = NaN (``nan`` in the file) and
-    ``out_of_order`` counts records that were kept and sorted into place. Every other counter is a
-    number of dropped records, except ``corrupt_files`` (files whose gzip stream was truncated or
-    corrupt; the records decoded before the damage are kept).
-    """
 
-    files: int = 0
-    lines: int = 0
-    rows: int = 0
-    corrupt_files: int = 0
-    wrong_column_count: int = 0
-    non_numeric: int = 0
-    invalid_time_or_svid: int = 0
-    invalid_sigma_phi: int = 0
-    missing_sigma_phi: int = 0
-    duplicates: int = 0
-    out_of_order: int = 0
+def ismr_counts(**values: int) -> Counts:
+    """Counters of reading ISMR files (:data:`ISMR_COUNTERS`), all present, some set."""
+    return Counts(*ISMR_COUNTERS, **values)
 
-    def __add__(self, other: BadInputCounts) -> BadInputCounts:
-        if not isinstance(other, BadInputCounts):
-            return NotImplemented
-        return BadInputCounts(
-            **{
-                f.name: getattr(self, f.name) + getattr(other, f.name)
-                for f in dataclasses.fields(self)
-            }
-        )
 
-    def to_dict(self) -> dict[str, int]:
-        """Plain ``{name: int}``, ready for JSON."""
-        return {f.name: int(getattr(self, f.name)) for f in dataclasses.fields(self)}
-
-    @property
-    def dropped(self) -> int:
-        """Records dropped as bad input (not counting what a corrupt file hid)."""
-        return (
-            self.wrong_column_count
-            + self.non_numeric
-            + self.invalid_time_or_svid
-            + self.invalid_sigma_phi
-            + self.duplicates
-        )
+def dropped(counts: Counts) -> int:
+    """Records dropped as bad input (not counting what a corrupt file hid)."""
+    return sum(counts[name] for name in DROPPED)
 
 
 def _gunzip_prefix(raw: bytes) -> tuple[bytes, str | None]:
@@ -208,7 +198,7 @@ def read_ismr(
     columns: IsmrColumns = IsmrColumns(),
     on_bad_input: str = "skip",
     sigma_phi_sentinel_rad: float = DEFAULT_SIGMA_PHI_SENTINEL_RAD,
-) -> tuple[pd.DataFrame, BadInputCounts]:
+) -> tuple[pd.DataFrame, Counts]:
     """Read one ISMR file (``.ismr`` or ``.ismr.gz``) into a frame of one row per satellite-minute.
 
     Parameters
@@ -231,17 +221,17 @@ def read_ismr(
     (frame, counts): frame with columns ``time_utc`` (datetime64[ns], UTC **end** of the minute,
     converted from GPS time with the leap-second table), ``svid`` (int64), ``azimuth`` and
     ``elevation`` (degrees), ``cn0`` (dB-Hz), ``s4`` (dimensionless), ``sigma_phi`` (rad, NaN where
-    missing) and ``lock_time`` (s), sorted by (time_utc, svid); counts as :class:`BadInputCounts`.
+    missing) and ``lock_time`` (s), sorted by (time_utc, svid); counts as :func:`ismr_counts`.
     """
     _check_mode(on_bad_input)
     path = Path(path)
-    counts = BadInputCounts(files=1)
+    counts = ismr_counts(files=1)
     lines, gzip_error = _read_lines(path)
 
     def bad(counter: str, lineno: int, reason: str) -> None:
         if on_bad_input == "fail":
             raise BadInputError(path, reason, where=f"line {lineno}")
-        setattr(counts, counter, getattr(counts, counter) + 1)
+        counts.add(counter)
 
     used = columns.used()
     index = {name: number - 1 for name, number in used.items()}
@@ -255,7 +245,7 @@ def read_ismr(
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue  # blank lines (a trailing newline, or padding) are not records
-        counts.lines += 1
+        counts.add("lines")
         fields = line.split(",")
         if (expected is not None and len(fields) != expected) or len(fields) < min_fields:
             wanted = expected if expected is not None else f"at least {min_fields}"
@@ -321,14 +311,14 @@ def read_ismr(
             )
         latest = max(latest, gps_seconds)
         seen[key] = lineno
-        counts.missing_sigma_phi += math.isnan(phi)
+        counts.add("missing_sigma_phi", math.isnan(phi))
         records.append((week, tow, svid, *(values[name] for name in measurement_names)))
 
     if gzip_error is not None:
         if on_bad_input == "fail":
             complete = len(lines) - (lines[-1] == "")  # split() leaves "" after a final newline
             raise BadInputError(path, gzip_error, where=f"after line {complete}")
-        counts.corrupt_files += 1
+        counts.add("corrupt_files")
 
     if not records:
         return _empty_frame(), counts
@@ -346,7 +336,7 @@ def read_ismr(
         }
     )
     frame = frame.sort_values(["time_utc", "svid"], kind="stable").reset_index(drop=True)
-    counts.rows = len(frame)
+    counts["rows"] = len(frame)
     return frame, counts
 
 
@@ -363,7 +353,7 @@ def read_ismr_files(
     columns: IsmrColumns = IsmrColumns(),
     on_bad_input: str = "skip",
     sigma_phi_sentinel_rad: float = DEFAULT_SIGMA_PHI_SENTINEL_RAD,
-) -> tuple[pd.DataFrame, BadInputCounts]:
+) -> tuple[pd.DataFrame, Counts]:
     """Read several ISMR files (e.g. the hours of a night) into one frame, as :func:`read_ismr`.
 
     Records of the same (time, SVID) in two files count as ``duplicates`` (the one from the earlier
@@ -373,7 +363,7 @@ def read_ismr_files(
     _check_mode(on_bad_input)
     paths = [Path(p) for p in paths]
     frames, sources = [], []
-    total = BadInputCounts()
+    total = ismr_counts()
     for k, path in enumerate(paths):
         frame, counts = read_ismr(path, columns, on_bad_input, sigma_phi_sentinel_rad)
         frames.append(frame)
@@ -396,8 +386,8 @@ def read_ismr_files(
                 f"record for SVID {row['svid']} ending {row['time_utc']} UTC is also in "
                 f"{paths[first]}",
             )
-        total.duplicates += int(repeated.sum())
+        total.add("duplicates", int(repeated.sum()))
         frame = frame[~repeated]
     frame = frame.sort_values(keys, kind="stable").reset_index(drop=True)
-    total.rows = len(frame)
+    total["rows"] = len(frame)
     return frame, total

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse
 import xarray as xr
 
-from latentsky.errors import BadInputError
+from latentsky.errors import BadInputError, Counts
 from latentsky.instruments.themis import FrameRead
 from latentsky.projection.geometry import UINT16_FILL, Grid, project_frames
 from latentsky.samples.cadence import keep_at_interval
@@ -113,7 +113,7 @@ def ingest_files(
     skip: bool = True,
     threads: int = 2,
     log: logging.Logger | None = None,
-) -> dict[str, int]:
+) -> Counts:
     """Project every frame of ``files`` (in time order) into a new store at ``out_path``.
 
     Args:
@@ -134,7 +134,7 @@ def ingest_files(
     """
     log = log or logging.getLogger(__name__)
     numba.set_num_threads(max(1, min(threads - 1, numba.config.NUMBA_NUM_THREADS)))
-    counts = {"files_read": 0, "files_unreadable": 0, "frames_skipped": 0}
+    counts = Counts("files_read", "files_unreadable", "frames_skipped")
     check = TimeCheck(skip=skip, log=log)
     writer = ChunkedStoreWriter(out_path, "time", template=empty_image_store(grid))
     state = {"buffer": np.empty((0, *grid.shape), np.uint16), "last_kept": None}
@@ -145,11 +145,11 @@ def ingest_files(
         except BadInputError as error:
             if not skip:
                 raise
-            counts["files_unreadable"] += 1
+            counts.add("files_unreadable")
             log.warning("skipped unreadable file: %s", error)
             return
-        counts["files_read"] += 1
-        counts["frames_skipped"] += read_back.n_skipped
+        counts.add("files_read")
+        counts.add("frames_skipped", read_back.n_skipped)
         for problem in read_back.problems:
             log.warning("skipped: %s", problem)
         keep = check.keep(path, read_back.times)

@@ -29,7 +29,7 @@ import numpy as np
 import xarray as xr
 
 from latentsky.analysis.tle import robust_noise, window_features
-from latentsky.errors import BadInputError
+from latentsky.errors import BadInputError, Counts
 from latentsky.instruments.mmia import (
     BAND_WAVELENGTHS,
     BANDS,
@@ -457,6 +457,7 @@ def read_observations(
     settings: WindowSettings = WindowSettings(),
     log=None,
     cache_bytes: float = 1e9,
+    described: dict | None = None,
 ):
     """Yield ``(observation_id, segments)`` for every observation in ``paths``, one at a time.
 
@@ -467,8 +468,9 @@ def read_observations(
     Observations come in ascending id order.
 
     ``counts`` is updated in place: ``files_read``, ``files_unreadable``, ``frames_skipped``,
-    ``duplicate_frames``, ``gaps``, ``overlapping_frames``, ``observations``; plus ``level`` and
-    ``units`` of the files (all files must share them: a file of another level is bad input).
+    ``duplicate_frames``, ``gaps``, ``overlapping_frames``, ``observations``. ``described``, if
+    given, receives the ``level`` and ``units`` of the files (all files must share them: a file of
+    another level is bad input).
     With ``skip_bad_input`` False, the first bad file or frame raises
     :class:`~latentsky.errors.BadInputError`; otherwise it is logged, counted and left out.
     """
@@ -483,15 +485,16 @@ def read_observations(
     ):
         counts.setdefault(key, 0)
     first_file: dict[str, str] = {}
+    described = {} if described is None else described
 
     def read(path: Path) -> MmiaFrames | None:
         try:
             frames = read_mmia_fits(path, level, skip_bad_frames=skip_bad_input)
             for name, value in (("level", frames.level), ("units", frames.units)):
-                if counts.setdefault(name, value) != value:
+                if described.setdefault(name, value) != value:
                     raise BadInputError(
                         path,
-                        f"{name} {value!r} differs from {counts[name]!r} of {first_file[name]}",
+                        f"{name} {value!r} differs from {described[name]!r} of {first_file[name]}",
                     )
                 first_file.setdefault(name, str(path))
         except BadInputError as error:
@@ -562,6 +565,7 @@ def window_pieces(
     skip_bad_input: bool = False,
     log=None,
     block_windows: int = 2048,
+    described: dict | None = None,
 ):
     """Yield the windows of every observation in ``paths`` as datasets of about
     ``block_windows`` windows each (the unit of appending to a store).
@@ -570,12 +574,19 @@ def window_pieces(
     features of :func:`latentsky.analysis.tle.window_features` (in the units of the files,
     unclipped); ``window`` numbers run on from block to block. ``counts`` is updated as by
     :func:`read_observations`, plus ``segments``, ``windows`` and ``samples_outside_windows``
-    (samples of segments that no window covers).
+    (samples of segments that no window covers); ``described`` as there.
     """
     for key in ("segments", "windows", "samples_outside_windows"):
         counts.setdefault(key, 0)
+    described = {} if described is None else described
     observations = read_observations(
-        paths, counts, level=level, skip_bad_input=skip_bad_input, settings=settings, log=log
+        paths,
+        counts,
+        level=level,
+        skip_bad_input=skip_bad_input,
+        settings=settings,
+        log=log,
+        described=described,
     )
     pending: list[xr.Dataset] = []
     n_pending = 0
@@ -590,7 +601,7 @@ def window_pieces(
             if not len(starts):
                 continue
             piece = windows_dataset(
-                segment, starts, settings.length, scaling, counts.get("units", ""), window_features
+                segment, starts, settings.length, scaling, described["units"], window_features
             )
             pending.append(piece.assign_coords(window=piece["window"] + counts["windows"]))
             counts["windows"] += len(starts)
@@ -646,7 +657,7 @@ def write_windows_store(
         log.info(
             "%d FITS files under %s; windows %s; scaling %s", len(files), folder, settings, scaling
         )
-    counts: dict = {}
+    counts, described = Counts(), {}
     store = ChunkedStoreWriter(out_path, dim="window")
     try:
         for piece in window_pieces(
@@ -657,12 +668,11 @@ def write_windows_store(
             level=photometer["level"],
             skip_bad_input=skip_bad_input,
             log=log,
+            described=described,
         ):
             store.add(piece)
-        units = counts.pop("units", "")
-        level = counts.pop("level", None)
-        attrs = store_attrs(units, scaling, settings, counts)
-        attrs.update({"level": -1 if level is None else level, "n_files": len(files)})
+        attrs = store_attrs(described.get("units", ""), scaling, settings, counts)
+        attrs.update({"level": described.get("level", -1), "n_files": len(files)})
         store.commit(attrs, empty=empty_windows(settings.length))
     except BaseException:
         store.abort()
