@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from latentsky import figures as F
-from latentsky.analysis.embedding import CLASS_ORDER
+from latentsky.analysis.labels import CLASSES as CLASS_ORDER
 
 
 def read_png(path):

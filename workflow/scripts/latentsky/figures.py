@@ -25,7 +25,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patheffects import withStroke
 
-from latentsky.analysis.embedding import CLASS_ORDER, ordered_classes
+from latentsky.analysis.embedding import ordered_classes
+from latentsky.analysis.labels import CLASSES
+from latentsky.analysis.lognormal import lognormal_pdf
 
 DPI = 150
 
@@ -33,8 +35,8 @@ DPI = 150
 #: in neutral tones: arc blue, diffuse green, discrete vermilion, moon yellow, clear grey,
 #: cloudy brown.
 _COLORBLIND = sns.color_palette("colorblind", 10)
-_CLASS_COLOURS = dict(zip(CLASS_ORDER, [_COLORBLIND[i] for i in (0, 2, 3, 8, 7, 5)], strict=True))
-#: Colours for labels outside CLASS_ORDER, in their sorted order, then cycling.
+_CLASS_COLOURS = dict(zip(CLASSES, [_COLORBLIND[i] for i in (0, 2, 3, 8, 7, 5)], strict=True))
+#: Colours for labels outside CLASSES, in their sorted order, then cycling.
 _OTHER_LABEL_COLOURS = [_COLORBLIND[i] for i in (1, 4, 6, 9)] + sns.color_palette("dark", 10)
 
 #: Cluster colours: the dark half of tab20 first, then the light half (20 distinct), then cycling.
@@ -237,12 +239,6 @@ def plot_clusters(umap_xy, clusters, path, tsne_xy=None) -> Path:
         return _save(fig, path)
 
 
-def _lognormal_log_density(x, mu, sigma):
-    """Log-normal density per unit ln(x): the normal pdf of ln(x) with mean mu, sd sigma."""
-    z = (np.log(x) - mu) / sigma
-    return np.exp(-0.5 * z**2) / (sigma * np.sqrt(2 * np.pi))
-
-
 def plot_sigma_phi_distributions(values: Mapping, fits: pd.DataFrame, path) -> Path:
     """Per-cluster histograms of sigma_phi with their fitted log-normal curves.
 
@@ -294,7 +290,8 @@ def plot_sigma_phi_distributions(values: Mapping, fits: pd.DataFrame, path) -> P
                 n_fit = f"{row['n']:.0f}"
                 # A fit of < 2 distinct values has sigma 0 or NaN: report it, draw no curve.
                 if np.isfinite(row["mu"]) and np.isfinite(row["sigma"]) and row["sigma"] > 0:
-                    curve = _lognormal_log_density(grid, row["mu"], row["sigma"])
+                    # Density per unit ln(x), to match histograms on a log axis: x * pdf(x).
+                    curve = grid * lognormal_pdf(grid, row["mu"], row["sigma"])
                     ax.plot(grid, curve, color=colour, linewidth=2)
                     overlay.plot(grid, curve, color=colour, linewidth=2, label=f"{c}: n={n_fit}")
                 text += f"\nn = {n_fit}\nmedian = {row['median']:.3g} rad"

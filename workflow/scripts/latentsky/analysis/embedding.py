@@ -27,8 +27,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
+from latentsky.analysis.labels import CLASSES
+
 #: The hand-labelled classes in the order used by every table and figure (then any others, sorted).
-CLASS_ORDER = ("arc", "diffuse", "discrete", "moon", "clear", "cloudy")
 
 #: Neighbour whose distance sets a point's local scale in the self-tuning affinity
 #: (Zelnik-Manor and Perona 2004 use the 7th).
@@ -39,10 +40,10 @@ BRIDGE_WEIGHT_FLOOR = 1e-4
 
 
 def ordered_classes(labels: Iterable) -> list:
-    """The distinct labels, known classes first in :data:`CLASS_ORDER`, then the rest sorted."""
+    """The distinct labels, known classes first in :data:`CLASSES`, then the rest sorted."""
     present = set(pd.unique(np.asarray(list(labels), dtype=object)))
-    known = [name for name in CLASS_ORDER if name in present]
-    others = sorted(present.difference(CLASS_ORDER), key=str)
+    known = [name for name in CLASSES if name in present]
+    others = sorted(present.difference(CLASSES), key=str)
     return known + others
 
 

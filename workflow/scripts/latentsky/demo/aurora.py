@@ -50,10 +50,8 @@ import numpy as np
 from cdflib.cdfwrite import CDF
 
 from latentsky.acquisition import layouts
+from latentsky.analysis.labels import CLASSES
 from latentsky.instruments.gpstime import utc_to_gps
-
-#: The six OATH classes, in the order used for indices everywhere in this module.
-CLASSES = ("arc", "diffuse", "discrete", "moon", "clear", "cloudy")
 
 #: Planted log-normal distribution of sigma_phi per class: (mu, sigma) of ln(sigma_phi / rad).
 SIGMA_PHI_LOGNORMAL = {
