@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import pytest
 import yaml
 from workflow_helpers import ROOT, copy_workflow, run_snakemake
 
-SCHEMA = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
+from latentsky.config import (
+    ConfigError,
+    dataset_dates,
+    dataset_figures,
+    download_settings,
+    merged,
+    model_name,
+    prepare,
+    settings,
+)
+from latentsky.kinds import KINDS
+
+SCHEMA_PATH = ROOT / "config" / "schema.yaml"
+SCHEMA = yaml.safe_load(SCHEMA_PATH.read_text())
 
 
 def walk(schema, path="config"):
@@ -44,54 +58,140 @@ def test_every_key_is_explained_in_config_readme():
         assert f"`{name}`" in readme or f".{name}`" in readme or f"`{name}." in readme, name
 
 
-def bad_run(tmp_path, edit):
-    work = copy_workflow(tmp_path / "repo")
-    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+def demo_config() -> dict:
+    return yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def refused(edit) -> ConfigError:
+    """The error :func:`prepare` raises for the demo config changed by ``edit``."""
+    config = demo_config()
     edit(config)
+    with pytest.raises(ConfigError) as error:
+        prepare(config, SCHEMA_PATH)
+    return error.value
+
+
+def test_the_snakefile_validates_before_any_job(tmp_path):
+    """The one end-to-end check: a bad value stops `snakemake` itself, naming the key, with
+    nothing written (every other case is checked in-process against the same library call)."""
+    work = copy_workflow(tmp_path / "repo")
+    config = demo_config()
+    config["clustering"]["n_clusterz"] = 4
     (work / "config" / "bad.yaml").write_text(yaml.safe_dump(config))
     result = run_snakemake(
         work, "--cores", "1", "--configfile", "config/bad.yaml", check=False, timeout=120
     )
     assert result.returncode != 0
+    assert "n_clusterz" in result.stdout
     assert not (work / "results").exists() and not (work / "resources").exists()
-    return result.stdout
 
 
-def test_misspelt_key_stops_the_run_naming_it(tmp_path):
-    out = bad_run(tmp_path, lambda c: c["clustering"].update(n_clusterz=4))
-    assert "n_clusterz" in out
+def test_the_demo_config_passes_and_gets_its_defaults():
+    config = prepare(demo_config(), SCHEMA_PATH)
+    assert config["datasets"]["demo"]["model"] == "res_ae"
+    assert config["datasets"]["tle_demo"]["model"] == "beta_vae_1d"
+    assert config["training"]["shuffle_buffer"] == 2048
+    assert list(config) == sorted(config)  # key order is canonical
 
 
-def test_out_of_range_value_stops_the_run_naming_the_key(tmp_path):
-    out = bad_run(tmp_path, lambda c: c["clustering"].update(n_clusters=1))
-    assert "n_clusters" in out and "minimum" in out
+@pytest.mark.parametrize(
+    ("edit", "key", "words"),
+    [
+        (lambda c: c["clustering"].update(n_clusterz=4), "config", ["n_clusterz"]),
+        (lambda c: c["clustering"].update(n_clusters=1), "config", ["n_clusters", "minimum"]),
+        (lambda c: c["datasets"]["demo"].update(image_source="ftp"), "config", ["ftp"]),
+        (
+            lambda c: c["datasets"]["tle_demo"]["overrides"]["training"].update(epochz=3),
+            "datasets.tle_demo.overrides.training",
+            ["epochz"],
+        ),
+        (
+            lambda c: c["datasets"]["tle_demo"]["overrides"]["clustering"].update(n_clusters=1),
+            "datasets.tle_demo.overrides.clustering",
+            ["minimum"],
+        ),
+        (lambda c: c["datasets"]["tle_demo"].pop("fits_dir"), "config", ["fits_dir"]),
+        (
+            lambda c: c["datasets"]["tle_demo"].update(image_source="berkeley_l1"),
+            "config",
+            ["image_source"],
+        ),
+        (
+            lambda c: c["datasets"]["demo"]["dates"].update(start="2024-02-30"),
+            "datasets.demo.dates.start",
+            ["calendar date"],
+        ),
+        (
+            lambda c: c["datasets"]["demo"]["dates"].update(end="2024-01-01"),
+            "datasets.demo.dates",
+            ["before"],
+        ),
+        (lambda c: c["datasets"]["demo"].update(hours_ut=[11, 4]), "datasets.demo.hours_ut", []),
+        (lambda c: c["datasets"]["demo"].pop("labels"), "datasets.demo.labels", ["labelled"]),
+        (
+            lambda c: c["datasets"]["demo"].update(labels="elsewhere.csv"),
+            "datasets.demo.labels",
+            ["resources/demo_mirror/demo/labels.csv"],
+        ),
+        (
+            lambda c: c["datasets"]["tle_demo"].update(fits_dir="mine"),
+            "datasets.tle_demo.fits_dir",
+            ["resources/demo_tle/tle_demo/mmia"],
+        ),
+        (lambda c: c["datasets"]["demo"].update(kind="radar"), "config", ["radar"]),
+    ],
+)
+def test_a_bad_config_is_refused_naming_the_key(edit, key, words):
+    error = refused(edit)
+    assert str(error).startswith(f"config key {key}:")
+    for word in words:
+        assert word in str(error)
 
 
-def test_wrong_enum_value_names_the_key(tmp_path):
-    out = bad_run(tmp_path, lambda c: c["datasets"]["demo"].update(image_source="ftp"))
-    assert "image_source" in out and "ftp" in out
+def test_overrides_merge_key_by_key_onto_the_dataset_s_model():
+    config = prepare(demo_config(), SCHEMA_PATH)
+    model = settings(config, "tle_demo", "model")
+    assert model["base_channels"] == 8 and model["max_channels"] == 32  # the demo's overrides
+    assert model["latent_dim"] == config["model"]["beta_vae_1d"]["latent_dim"]  # kept from top
+    assert settings(config, "demo", "model") == config["model"]["res_ae"]
+    tle = settings(config, "tle_demo", "analysis")
+    assert tle["label_tolerance_s"] == 0.005 and tle["tle"] == config["analysis"]["tle"]
 
 
-def test_misspelt_override_names_the_dataset_and_the_key(tmp_path):
-    out = bad_run(
-        tmp_path, lambda c: c["datasets"]["tle_demo"]["overrides"]["training"].update(epochz=3)
-    )
-    assert "datasets.tle_demo.overrides.training" in out and "epochz" in out
+def test_a_dataset_may_name_another_registered_model():
+    config = demo_config()
+    config["datasets"]["demo"]["model"] = "my_model"
+    config["model"]["my_model"] = {"width": 3}
+    config = prepare(config, SCHEMA_PATH)
+    assert model_name(config, "demo") == "my_model"
+    assert settings(config, "demo", "model") == {"width": 3}
 
 
-def test_out_of_range_override_is_refused_as_at_top_level(tmp_path):
-    out = bad_run(
-        tmp_path,
-        lambda c: c["datasets"]["tle_demo"]["overrides"]["clustering"].update(n_clusters=1),
-    )
-    assert "datasets.tle_demo.overrides.clustering" in out and "minimum" in out
+def test_each_kind_s_default_model_is_the_schema_s():
+    branches = {"asi": "asi_dataset", "photometer": "photometer_dataset"}
+    for name, kind in KINDS.items():
+        default = SCHEMA["$defs"][branches[name]]["properties"]["model"]["default"]
+        assert default == kind.default_model
 
 
-def test_photometer_dataset_without_its_folder_names_the_key(tmp_path):
-    out = bad_run(tmp_path, lambda c: c["datasets"]["tle_demo"].pop("fits_dir"))
-    assert "fits_dir" in out
+def test_dates_are_listed_inclusively():
+    config = prepare(demo_config(), SCHEMA_PATH)
+    assert dataset_dates(config, "demo") == [f"2024-01-{d:02d}" for d in range(8, 13)]
 
 
-def test_image_keys_are_refused_on_a_photometer_dataset(tmp_path):
-    out = bad_run(tmp_path, lambda c: c["datasets"]["tle_demo"].update(image_source="berkeley_l1"))
-    assert "image_source" in out
+def test_merged_keeps_what_the_override_lacks():
+    base = {"a": 1, "tle": {"x": 1, "y": 2}}
+    assert merged(base, {"tle": {"y": 3}}) == {"a": 1, "tle": {"x": 1, "y": 3}}
+    assert base == {"a": 1, "tle": {"x": 1, "y": 2}}  # not changed in place
+
+
+def test_figures_and_download_settings_follow_the_registries():
+    config = prepare(demo_config(), SCHEMA_PATH)
+    assert "mean_waveforms" in dataset_figures(config, "tle_demo")
+    assert "sigma_phi_distributions" in dataset_figures(config, "demo")
+    assert "mean_waveforms" not in dataset_figures(config, "demo")
+    skymaps = download_settings(config, "demo", "skymaps")
+    assert skymaps["source"] == "berkeley_cal"
+    assert skymaps["base_url"] == config["datasets"]["demo"]["base_urls"]["berkeley_cal"]
+    ismr = download_settings(config, "demo", "scintillation")
+    assert ismr["station"] == "fsi" and ismr["expected_columns"] == 62

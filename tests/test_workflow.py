@@ -71,7 +71,7 @@ def test_images_store_has_the_documented_layout(tiny_run):
     # The model saw the normalised counts with NaN outside the field of view, never the fill.
     examples = np.load(tiny_run / "results/tiny/model/reconstructions.npz")
     originals = examples["originals"]
-    assert np.isnan(originals[:, ~images["fov_mask"].to_numpy()]).all()
+    assert np.isnan(originals[:, :, ~images["fov_mask"].to_numpy()]).all()  # (n, band, lat, lon)
     assert -0.5 < np.nanmedian(originals) < 1.0
 
 

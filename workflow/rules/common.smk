@@ -100,7 +100,8 @@ def kind_outputs(wildcards):
 
 
 def labels_file(wildcards):
-    return DATASETS[wildcards.dataset].get("labels", [])
+    labels = DATASETS[wildcards.dataset].get("labels")
+    return [labels] if labels else []
 
 
 # The generated mirror a demo dataset downloads from (nothing for real datasets).
