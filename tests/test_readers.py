@@ -123,17 +123,28 @@ def test_l1_cdf_missing_epoch_variable(tmp_path):
     assert info.value.where == "thg_asf_gako_epoch"
 
 
-def test_l1_cdf_wrong_shape_and_count(tmp_path):
+def test_l1_cdf_takes_its_frame_shape_from_the_file_and_checks_counts(tmp_path):
     small = tmp_path / "small.cdf"
+    stored = np.arange(2 * 128 * 96, dtype=np.uint16).reshape(2, 128, 96)
     _write_cdf(
         small,
         {
-            "thg_asf_gako": (cdfwrite.CDF.CDF_UINT2, np.zeros((2, 128, 128), np.uint16), True),
+            "thg_asf_gako": (cdfwrite.CDF.CDF_UINT2, stored, True),
             "thg_asf_gako_epoch": (cdfwrite.CDF.CDF_EPOCH, _epochs(2), True),
         },
     )
-    with pytest.raises(BadInputError, match="small.cdf.*shape"):
-        read_themis_l1_cdf(small, "gako")
+    frames, _ = read_themis_l1_cdf(small, "gako")  # another imager's size reads the same way
+    np.testing.assert_array_equal(frames, stored[:, ::-1, ::-1])
+    flat = tmp_path / "flat.cdf"
+    _write_cdf(
+        flat,
+        {
+            "thg_asf_gako": (cdfwrite.CDF.CDF_UINT2, np.zeros((2, 128 * 96), np.uint16), True),
+            "thg_asf_gako_epoch": (cdfwrite.CDF.CDF_EPOCH, _epochs(2), True),
+        },
+    )
+    with pytest.raises(BadInputError, match="flat.cdf.*2 times for 1 frames"):
+        read_themis_l1_cdf(flat, "gako")
     mismatch = tmp_path / "mismatch.cdf"
     _write_cdf(
         mismatch,

@@ -4,7 +4,7 @@
 reads them. :func:`generate_demo_mirror` writes, in the real remote layouts (:mod:`.layouts`) and
 formats:
 
-* Berkeley level-1 all-sky-imager CDFs, one per site and UT hour (``thg_asf_<site>``, N x 256 x 256
+* Berkeley level-1 all-sky-imager CDFs, one per site and UT hour (``thg_asf_<site>``, N x rows x columns
   uint16 counts, and ``thg_asf_<site>_epoch``, CDF_EPOCH), with the support variables and
   attributes of the real files;
 * the Berkeley calibration CDF of the site (pixel elevation/azimuth, site position and pixel-corner
@@ -52,6 +52,7 @@ from cdflib.cdfwrite import CDF
 from latentsky.acquisition import layouts
 from latentsky.analysis.labels import CLASSES
 from latentsky.instruments.gpstime import utc_to_gps
+from latentsky.instruments.themis import IMAGE_SHAPE
 
 #: Planted log-normal distribution of sigma_phi per class: (mu, sigma) of ln(sigma_phi / rad).
 SIGMA_PHI_LOGNORMAL = {
@@ -136,7 +137,7 @@ class DemoParams:
     cadence_s: float = 60.0
     labelled_fraction: float = 0.5
     seed: int = 0
-    image_size: int = 256
+    image_size: int = IMAGE_SHAPE[0]
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first parameter that cannot work."""
@@ -652,7 +653,7 @@ def _render_clear(
 
 def _draw_cloudy(rng: np.random.Generator, night: dict) -> dict:
     return {
-        "texture": _fractal_texture(rng, 256, 3.2, 2.0),
+        "texture": _fractal_texture(rng, IMAGE_SHAPE[0], 3.2, 2.0),
         "texel_km": 0.12,
         "cloud_km": rng.uniform(1.5, 4.0),
         "level": rng.uniform(700.0, 2000.0),
@@ -1122,7 +1123,7 @@ def write_calibration_cdf(path: Path, params: DemoParams, geom: SkyGeometry) -> 
             "Geographic longitude of pixel corners",
             "degrees east",
         )
-        put(f"{f}_c256", _UINT2, np.arange(size, dtype=np.uint16), "Pixel index", "pixel")
+        put(f"{f}_c{size}", _UINT2, np.arange(size, dtype=np.uint16), "Pixel index", "pixel")
     finally:
         cdf.close()
 

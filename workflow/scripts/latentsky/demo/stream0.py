@@ -2,7 +2,7 @@
 
 The files are in the real layout (``YYYY/MM/DD/<site>_<imager>/utHH/YYYYMMDD_HHMM_<site>_<imager>_
 full.pgm.gz``), one per minute with 20 frames at a 3-s cadence, each frame a big-endian 16-bit PGM
-of 256 x 256 counts behind the same ``#"Key" value`` comment header as the real imagers write, so
+of THEMIS-sized counts behind the same ``#"Key" value`` comment header as the real imagers write, so
 that decoding them costs what decoding real files costs. The scene is simple: a ~3,300-count bias,
 a vignetted sky disc, an east-west arc that drifts and brightens through each hour, and photon
 noise drawn once into a pool of noise frames (drawing fresh noise for 35,000 frames would take
@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from latentsky.acquisition.layouts import ucalgary_stream0_minute
+from latentsky.instruments.themis import IMAGE_SHAPE
 
-FRAME_SHAPE = (256, 256)
+FRAME_SHAPE = IMAGE_SHAPE
 FRAMES_PER_MINUTE = 20
 CADENCE_S = 3
 BIAS_COUNTS = 3300
@@ -50,7 +51,8 @@ def pgm_header(time: np.datetime64, site: str, imager: str) -> bytes:
         f'#"Site unique ID" {site}',
         '#"Mode unique ID" full',
         '#"CCD device" /dev/ccdA',
-        '#"Exposure options" WIDTH=512 HEIGHT=256 XBIN=2 YBIN=1 XOFFSET=126 YOFFSET=22 MSEC=999',
+        f'#"Exposure options" WIDTH={2 * FRAME_SHAPE[1]} HEIGHT={FRAME_SHAPE[0]} XBIN=2 YBIN=1 '
+        "XOFFSET=126 YOFFSET=22 MSEC=999",
         f'#"Image request start" {stamp} UTC',
         f'#"Image readout start" {stamp} UTC',
         '#"Exposure plus initial readout"    985.07 ms',
@@ -68,7 +70,7 @@ def write_minute(
     imager: str,
     compresslevel: int = 6,
 ) -> None:
-    """Write one stream0 minute file: ``frames`` (N, 256, 256) uint16 at ``times`` (N,)."""
+    """Write one stream0 minute file: ``frames`` (N, rows, columns) uint16 at ``times`` (N,)."""
     body = b"".join(
         pgm_header(t, site, imager) + frame.astype(">u2").tobytes()
         for frame, t in zip(frames, times, strict=True)

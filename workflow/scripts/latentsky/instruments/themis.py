@@ -37,9 +37,10 @@ import numpy as np
 
 from latentsky.errors import BadInputError
 
+#: Frame shape of the THEMIS imagers (rows, columns). Readers take the shape from each file
+#: (another imager's frames, a 512 x 512 red-line camera's say, read the same way); this is what
+#: the demo generators draw.
 IMAGE_SHAPE = (256, 256)
-#: Size of one PGM frame's pixel block: 256 x 256 big-endian uint16.
-_PGM_FRAME_BYTES = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * 2
 #: A frame starts with the PGM magic and its first metadata comment; used to resynchronise after a
 #: damaged frame (5 specific bytes are very unlikely to occur by chance inside pixel data).
 PGM_FRAME_MARK = b'P5\n#"'
@@ -119,7 +120,7 @@ def _parse_pgm_time(value: str) -> np.datetime64:
 
 
 def _parse_one_pgm_frame(buf: bytes, start: int) -> tuple[np.ndarray, np.datetime64, int]:
-    """Parse the frame at byte ``start``: returns (image (256,256) uint16, time, end offset).
+    """Parse the frame at byte ``start``: returns (image (rows, columns) uint16, time, end offset).
 
     Raises ValueError with the reason when the frame is damaged.
     """
@@ -143,17 +144,20 @@ def _parse_one_pgm_frame(buf: bytes, start: int) -> tuple[np.ndarray, np.datetim
                 )
             continue
         header.append(line)
-    if header[0].split() != [b"256", b"256"]:
-        raise ValueError(f"image size line is {header[0][:40]!r}, expected b'256 256'")
+    size = header[0].split()
+    if len(size) != 2 or not all(v.isdigit() and int(v) > 0 for v in size):
+        raise ValueError(f"image size line is {header[0][:40]!r}, expected 'width height'")
+    columns, rows = (int(v) for v in size)
     if header[1].strip() != b"65535":
         raise ValueError(f"maximum value line is {header[1][:40]!r}, expected b'65535'")
-    if len(buf) - pos < _PGM_FRAME_BYTES:
-        raise ValueError(f"pixel data truncated ({len(buf) - pos} of {_PGM_FRAME_BYTES} bytes)")
+    n_bytes = rows * columns * 2  # big-endian uint16
+    if len(buf) - pos < n_bytes:
+        raise ValueError(f"pixel data truncated ({len(buf) - pos} of {n_bytes} bytes)")
     if _PGM_TIME_KEY not in meta:
         raise ValueError(f'no "{_PGM_TIME_KEY}" time stamp')
     time = _parse_pgm_time(meta[_PGM_TIME_KEY])
-    image = np.frombuffer(buf, dtype=">u2", count=_PGM_FRAME_BYTES // 2, offset=pos)
-    return image.reshape(IMAGE_SHAPE), time, pos + _PGM_FRAME_BYTES
+    image = np.frombuffer(buf, dtype=">u2", count=rows * columns, offset=pos)
+    return image.reshape(rows, columns), time, pos + n_bytes
 
 
 def pgm_frame_problem(data: bytes, start: int) -> str | None:
@@ -168,7 +172,8 @@ def pgm_frame_problem(data: bytes, start: int) -> str | None:
 def read_themis_pgm_frames(path, *, skip_bad_frames: bool = False) -> FrameRead:
     """Read a UCalgary THEMIS stream0 file (``.pgm``, ``.pgm.gz`` or ``.pgm.bz2``) frame by frame.
 
-    Each frame is a 16-bit PGM image (256 x 256, big-endian) preceded by ``#"Key" value`` comment
+    Each frame is a 16-bit PGM image (256 x 256 for THEMIS, big-endian; the size is read from each
+    frame's header, and all frames of a file must share it) preceded by ``#"Key" value`` comment
     lines; its time is the ``"Image request start"`` entry of its own header.
 
     This is a strict parser of its own rather than a call to ``themis_imager_readfile.read``: that
@@ -184,7 +189,7 @@ def read_themis_pgm_frames(path, *, skip_bad_frames: bool = False) -> FrameRead:
             ``n_skipped``.
 
     Returns:
-        FrameRead with frames (N, 256, 256) uint16 in canonical orientation (file row order, see
+        FrameRead with frames (N, rows, columns) uint16 in canonical orientation (file row order, see
         the module docstring) and times (N,) datetime64[ns] UTC.
 
     Raises:
@@ -215,6 +220,8 @@ def read_themis_pgm_frames(path, *, skip_bad_frames: bool = False) -> FrameRead:
     while pos < end_of_data:
         try:
             image, time, end = _parse_one_pgm_frame(buf, pos)
+            if images and image.shape != images[0].shape:
+                raise ValueError(f"frame is {image.shape}, the file's first is {images[0].shape}")
             if minute is not None and not (
                 minute + _PGM_TIME_SLACK[0] <= time <= minute + _PGM_TIME_SLACK[1]
             ):
@@ -258,7 +265,7 @@ def read_themis_pgm(path) -> tuple[np.ndarray, np.ndarray]:
     """Read a UCalgary stream0 PGM file strictly (any damaged frame raises BadInputError).
 
     Returns:
-        frames (N, 256, 256) uint16 in canonical orientation; times (N,) datetime64[ns] UTC
+        frames (N, rows, columns) uint16 in canonical orientation; times (N,) datetime64[ns] UTC
         (``"Image request start"`` of each frame).
     """
     read = read_themis_pgm_frames(path, skip_bad_frames=False)
@@ -323,7 +330,7 @@ def read_themis_l1_cdf(path, site: str) -> tuple[np.ndarray, np.ndarray]:
         site: four-letter site code (case-insensitive), e.g. ``"gako"``.
 
     Returns:
-        frames (N, 256, 256) uint16 counts, rotated 180 degrees from the file so that they are in
+        frames (N, rows, columns) uint16 counts (256 x 256 for THEMIS), rotated 180 degrees so that they are in
         canonical (UCalgary skymap) orientation; times (N,) datetime64[ns] UTC from
         ``thg_asf_<site>_epoch``.
 
@@ -341,8 +348,8 @@ def read_themis_l1_cdf(path, site: str) -> tuple[np.ndarray, np.ndarray]:
     epoch = np.atleast_1d(_cdf_var(cdf, path, f"{name}_epoch"))
     if frames.ndim == 2:  # cdflib drops the record axis of a one-record variable
         frames = frames[np.newaxis]
-    if frames.ndim != 3 or frames.shape[1:] != IMAGE_SHAPE:
-        raise BadInputError(path, f"shape {frames.shape}, expected (N, 256, 256)", where=name)
+    if frames.ndim != 3:
+        raise BadInputError(path, f"shape {frames.shape}, expected (N, rows, columns)", where=name)
     if frames.dtype != np.uint16:
         if frames.dtype.kind not in "ui" or (
             frames.size and (frames.min() < 0 or frames.max() > np.iinfo(np.uint16).max)
@@ -463,15 +470,14 @@ def read_ucalgary_skymap(path) -> Skymap:
             raise BadInputError(path, "field missing", where=f"skymap.{key}")
         return rec[key][0]
 
-    elevation = _check_shape(
-        path, np.asarray(get("FULL_ELEVATION"), np.float64), IMAGE_SHAPE, "FULL_ELEVATION"
-    )
-    azimuth = _check_shape(
-        path, np.asarray(get("FULL_AZIMUTH"), np.float64), IMAGE_SHAPE, "FULL_AZIMUTH"
-    )
+    elevation = np.asarray(get("FULL_ELEVATION"), np.float64)
+    if elevation.ndim != 2:
+        raise BadInputError(path, f"shape {elevation.shape}, expected 2-D", where="FULL_ELEVATION")
+    shape = elevation.shape  # the imager's frame shape
+    azimuth = _check_shape(path, np.asarray(get("FULL_AZIMUTH"), np.float64), shape, "FULL_AZIMUTH")
     alt_m = np.atleast_1d(np.asarray(get("FULL_MAP_ALTITUDE"), np.float64))
     n_alt = alt_m.size
-    corner_shape = (n_alt, IMAGE_SHAPE[0] + 1, IMAGE_SHAPE[1] + 1)
+    corner_shape = (n_alt, shape[0] + 1, shape[1] + 1)
     lat = _check_shape(
         path, np.asarray(get("FULL_MAP_LATITUDE"), np.float64), corner_shape, "FULL_MAP_LATITUDE"
     )
@@ -535,9 +541,12 @@ def read_berkeley_calibration(path, site: str) -> Skymap:
     site = site.lower()
     cdf = _open_cdf(path)
 
-    def image_var(name: str, low: float, high: float) -> np.ndarray:
+    def image_var(name: str, low: float, high: float, shape=None) -> np.ndarray:
         arr = _squeeze_leading(_cdf_var(cdf, path, name).astype(np.float64), 2)
-        _check_shape(path, arr, IMAGE_SHAPE, name)
+        if arr.ndim != 2:
+            raise BadInputError(path, f"shape {arr.shape}, expected 2-D", where=name)
+        if shape is not None:
+            _check_shape(path, arr, shape, name)
         return np.ascontiguousarray(_nan_outside(arr, low, high)[::-1, ::-1])  # -> canonical
 
     def scalar_var(name: str) -> float:
@@ -547,7 +556,7 @@ def read_berkeley_calibration(path, site: str) -> Skymap:
         return float(arr[-1])
 
     elevation = image_var(f"thg_asf_{site}_elev", -90.0, 90.0)
-    azimuth = image_var(f"thg_asf_{site}_azim", -360.0, 360.0)
+    azimuth = image_var(f"thg_asf_{site}_azim", -360.0, 360.0, shape=elevation.shape)
     site_lat = scalar_var(f"thg_asc_{site}_glat")
     site_lon = float(_wrap_lon(scalar_var(f"thg_asc_{site}_glon")))
     site_alt_km = scalar_var(f"thg_asc_{site}_alti") / 1000.0
@@ -559,7 +568,7 @@ def read_berkeley_calibration(path, site: str) -> Skymap:
         glon = _cdf_var(cdf, path, f"thg_asf_{site}_glon")
         alti = np.asarray(_cdf_var(cdf, path, f"thg_asf_{site}_alti"), np.float64)
         alti = _squeeze_leading(alti, 1) if alti.ndim > 1 else np.atleast_1d(alti)
-        shape = (alti.size, IMAGE_SHAPE[0] + 1, IMAGE_SHAPE[1] + 1)
+        shape = (alti.size, elevation.shape[0] + 1, elevation.shape[1] + 1)
         glat = _check_shape(
             path, _squeeze_leading(glat.astype(np.float64), 3), shape, f"thg_asf_{site}_glat"
         )
