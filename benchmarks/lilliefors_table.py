@@ -4,7 +4,7 @@ Simulates the null distribution of the KS distance of a normal sample to the nor
 own mean and n - 1 standard deviation (the Lilliefors statistic), for sample sizes from 10 to 5000,
 and prints the percentage points of Stephens' modified statistic D* = D (sqrt(n) - 0.01 +
 0.85/sqrt(n)) at upper-tail probabilities from 0.999 to 0.15: per n, then the mean over n, which is
-``_LILLIEFORS_BODY`` in workflow/scripts/latentsky/lognormal.py. Seeded; about 30 s.
+``_LILLIEFORS_BODY`` in workflow/scripts/latentsky/analysis/lognormal.py. Seeded; about 30 s.
 
     .venv/bin/python benchmarks/lilliefors_table.py
 """
