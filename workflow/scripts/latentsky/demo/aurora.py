@@ -13,6 +13,15 @@ formats:
 * an OATH-style label CSV for a random subset of the frames;
 * a truth folder (the planted class and sigma_phi of every frame), for tests only.
 
+:func:`generate_multisite_mirror` writes the same for several sites into one mirror, one label CSV
+and one truth folder. Each site has its own position, seed (independent scenes with the same class
+statistics), planted sigma_phi relation and :class:`Imager`: the ways its camera differs from the
+reference camera of the single-site demo (orientation, optical centre, vignetting, bias, gain,
+noise, horizon obstructions, a town's light dome). The geometric differences are written into the
+site's calibration CDF, as the real calibration files record them; the photometric ones are not.
+:data:`DEFAULT_SITES` is a four-site set whose cameras differ enough that naive latents separate
+by site.
+
 The scenes: every night is a sequence of episodes (10-40 min) of six classes (arc, diffuse,
 discrete, moon, clear, cloudy) chained by a Markov process, each minute has a phase scintillation
 index sigma_phi drawn from a per-class log-normal distribution, and GNSS satellites that pass the
@@ -34,6 +43,10 @@ latitude that look curved in the fisheye), mapped to pixels by spherical geometr
 then go through the instrument: vignetting, a soft field-of-view edge, an in-field pedestal of about
 3300 counts over a detector dark level of about 2300 counts (the level the real sample files show
 outside the field of view), photon and read noise, clipping to uint16.
+
+An :class:`Imager` can turn the camera about the zenith and move its optical centre (the horizon
+circle moves with it); the fisheye stays equidistant about the optical centre, and the scene,
+stars and calibration are all computed through the same pixel directions.
 """
 
 from __future__ import annotations
@@ -43,6 +56,7 @@ import datetime as dt
 import gzip
 import json
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -101,8 +115,13 @@ DARK_COUNTS = 2300.0
 READ_NOISE_COUNTS = 10.0
 #: Photon-noise variance per count of signal (counts per photo-electron).
 GAIN_COUNTS_PER_PE = 2.0
-#: A town's light dome on the horizon, present in every frame (helps check orientation), degrees.
+#: The reference camera's town: a light dome on the horizon, present in every frame (helps check
+#: orientation), at this azimuth (degrees) and with this peak (counts before vignetting).
 LIGHT_DOME_AZIMUTH_DEG = 150.0
+LIGHT_DOME_COUNTS = 900.0
+#: Vignetting of the reference camera: throughput floor + (1 - floor) * cos(zenith angle)^power.
+VIGNETTING_FLOOR = 0.45
+VIGNETTING_POWER = 1.5
 #: Delay of each exposure after its cadence step, seconds (the real files start ~0.05 s late).
 FRAME_DELAY_S = 3.0
 
@@ -165,26 +184,120 @@ class DemoParams:
             raise ValueError(f"site position out of range: {self.site_lat}, {self.site_lon}")
 
 
+@dataclass(frozen=True)
+class Imager:
+    """How one site's camera differs from the reference camera; the defaults are that camera.
+
+    Geometry, written into the site's calibration CDF (a projection with that file undoes it):
+
+    * ``rotation_deg``: the camera turned about the zenith: the top of the canonical image looks
+      toward this azimuth (degrees from north through east) instead of north.
+    * ``centre_offset_px``: (rows, columns) from the image centre to the optical centre, pixels,
+      canonical orientation (positive: down, right). The horizon circle moves with it.
+
+    Photometry, not in the calibration (per-site normalisation has to deal with it):
+
+    * ``vignetting_floor`` (0..1] and ``vignetting_power`` (>= 0): throughput
+      ``floor + (1 - floor) * cos(zenith angle) ** power`` relative to the zenith;
+    * ``bias_counts``: added to the dark level outside the field of view and to the pedestal;
+    * ``gain``: counts per unit light relative to the reference camera (scales all light);
+    * ``read_noise_counts``: standard deviation of the read noise, counts;
+    * ``counts_per_pe``: photon-noise variance per count of signal (counts per photo-electron).
+
+    The site's surroundings, fixed in the sky (azimuth from north through east, degrees):
+
+    * ``obstructions``: ``(azimuth_from, azimuth_to, top_elevation)`` sectors, running east from
+      ``azimuth_from`` to ``azimuth_to`` (through north when ``azimuth_from > azimuth_to``), where
+      trees or buildings block the sky below ``top_elevation``: those pixels get no light, only
+      the pedestal and noise;
+    * ``light_dome_azimuth_deg``, ``light_dome_counts``: a town's glow on the horizon (peak counts
+      before vignetting and gain, 0 for none); clouds brighten toward it in proportion (capped).
+
+    Lists are accepted for the tuples (as from a YAML config) and stored as tuples.
+    """
+
+    rotation_deg: float = 0.0
+    centre_offset_px: tuple[float, float] = (0.0, 0.0)
+    vignetting_floor: float = VIGNETTING_FLOOR
+    vignetting_power: float = VIGNETTING_POWER
+    bias_counts: float = 0.0
+    gain: float = 1.0
+    read_noise_counts: float = READ_NOISE_COUNTS
+    counts_per_pe: float = GAIN_COUNTS_PER_PE
+    obstructions: tuple[tuple[float, float, float], ...] = ()
+    light_dome_azimuth_deg: float = LIGHT_DOME_AZIMUTH_DEG
+    light_dome_counts: float = LIGHT_DOME_COUNTS
+
+    def __post_init__(self):
+        object.__setattr__(self, "centre_offset_px", tuple(float(v) for v in self.centre_offset_px))
+        object.__setattr__(
+            self, "obstructions", tuple(tuple(float(v) for v in o) for o in self.obstructions)
+        )
+
+    def validate(self, image_size: int) -> None:
+        """Raise ``ValueError`` naming the first parameter that cannot work at this image size."""
+        if len(self.centre_offset_px) != 2:
+            raise ValueError(f"centre_offset_px: need (rows, columns), got {self.centre_offset_px}")
+        if max(abs(v) for v in self.centre_offset_px) > 0.1 * image_size:
+            raise ValueError(
+                f"centre_offset_px: at most {0.1 * image_size} pixels (a tenth of the image), "
+                f"got {self.centre_offset_px}"
+            )
+        if not 0.0 < self.vignetting_floor <= 1.0 or self.vignetting_power < 0.0:
+            raise ValueError(
+                "vignetting: need 0 < vignetting_floor <= 1 and vignetting_power >= 0, got "
+                f"{self.vignetting_floor}, {self.vignetting_power}"
+            )
+        if not (
+            DARK_COUNTS + self.bias_counts >= 100.0 and PEDESTAL_COUNTS + self.bias_counts <= 2e4
+        ):
+            raise ValueError(
+                f"bias_counts: levels leave the detector's range, got {self.bias_counts}"
+            )
+        if not 0.1 <= self.gain <= 10.0:
+            raise ValueError(f"gain must be in [0.1, 10], got {self.gain}")
+        if self.read_noise_counts < 0.0 or self.counts_per_pe < 0.0:
+            raise ValueError(
+                "read_noise_counts and counts_per_pe must be >= 0, got "
+                f"{self.read_noise_counts}, {self.counts_per_pe}"
+            )
+        for o in self.obstructions:
+            if len(o) != 3 or not (0 <= o[0] <= 360 and 0 <= o[1] <= 360 and 0 < o[2] < 90):
+                raise ValueError(
+                    f"obstructions: need (azimuth_from, azimuth_to, top_elevation) in degrees, "
+                    f"azimuths in [0, 360] and 0 < top_elevation < 90, got {o}"
+                )
+        if self.light_dome_counts < 0.0:
+            raise ValueError(f"light_dome_counts must be >= 0, got {self.light_dome_counts}")
+
+
 # --------------------------------------------------------------------------------------------
 # Geometry
 # --------------------------------------------------------------------------------------------
 
 
-def fisheye_directions(rows, cols, size: int) -> tuple[np.ndarray, np.ndarray]:
+def fisheye_directions(
+    rows,
+    cols,
+    size: int,
+    centre_offset_px: tuple[float, float] = (0.0, 0.0),
+    rotation_deg: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Elevation and azimuth (degrees) of canonical-orientation pixel positions.
 
     ``rows``/``cols`` are (broadcastable) pixel coordinates, pixel centres at integers. Equidistant
-    fisheye centred at ``(size - 1) / 2`` with the horizon at radius ``0.49 * size``; north up, east
-    left. Elevation is negative beyond the horizon circle; azimuth is in [0, 360), from north
-    through east.
+    fisheye centred at ``(size - 1) / 2`` plus ``centre_offset_px`` (rows, columns) with the
+    horizon at radius ``0.49 * size``; the top looks toward azimuth ``rotation_deg`` (north for 0),
+    and east is 90 degrees counter-clockwise from it (left for 0). Elevation is negative beyond the
+    horizon circle; azimuth is in [0, 360), from north through east.
     """
     centre = (size - 1) / 2.0
-    dx = np.asarray(cols, dtype=np.float64) - centre
-    dy = np.asarray(rows, dtype=np.float64) - centre
+    dx = np.asarray(cols, dtype=np.float64) - (centre + centre_offset_px[1])
+    dy = np.asarray(rows, dtype=np.float64) - (centre + centre_offset_px[0])
     radius = np.hypot(dx, dy)
     elevation = 90.0 - 90.0 * radius / (HORIZON_RADIUS_FRACTION * size)
-    # East is to the left (-dx) and north to the top (-dy).
-    azimuth = np.degrees(np.arctan2(-dx, -dy)) % 360.0
+    # East is to the left (-dx) and north to the top (-dy) before the camera is turned.
+    azimuth = (np.degrees(np.arctan2(-dx, -dy)) + rotation_deg) % 360.0
     return elevation, azimuth
 
 
@@ -219,19 +332,26 @@ def _van_rhijn(zenith_rad: np.ndarray, height_km: float, cap: float) -> np.ndarr
 
 
 class SkyGeometry:
-    """Per-pixel geometry of the canonical-orientation image, computed once per demo.
+    """Per-pixel geometry and optics of one imager's canonical-orientation image, computed once.
 
     Full-image arrays are (size, size); the ``*_fov`` arrays are flat (n_fov,) over the pixels
-    inside the horizon circle (indices ``fov_index`` into the flattened image), float32.
+    inside the horizon circle (indices ``fov_index`` into the flattened image), float32. The
+    imager's rotation and optical centre shape the pixel directions; its vignetting, gain and
+    obstructions make ``vignetting_fov`` (the throughput of sky light), its bias ``pedestal_fov``
+    and ``dark_counts``, and its town ``light_dome_fov`` and the cloud-light ``town_*`` terms.
     """
 
-    def __init__(self, params: DemoParams):
+    def __init__(self, params: DemoParams, imager: Imager = Imager()):
+        imager.validate(params.image_size)
         size = params.image_size
         self.size = size
-        self.centre = (size - 1) / 2.0
+        self.imager = imager
+        centre = (size - 1) / 2.0
+        self.centre_row = centre + imager.centre_offset_px[0]
+        self.centre_col = centre + imager.centre_offset_px[1]
         self.horizon_radius = HORIZON_RADIUS_FRACTION * size
         rows, cols = np.mgrid[0:size, 0:size]
-        self.elevation, self.azimuth = fisheye_directions(rows, cols, size)
+        self.elevation, self.azimuth = self.directions(rows, cols)
         inside = self.elevation >= 0.0
         self.elevation[~inside] = np.nan
         self.azimuth[~inside] = np.nan
@@ -268,18 +388,55 @@ class SkyGeometry:
         radius = (90.0 - elev) / 90.0 * self.horizon_radius
         # Soft edge of the field of view (lens rim) over the last ~2 pixels.
         taper = np.clip((self.horizon_radius - radius) / 2.0, 0.0, 1.0)
-        self.vignetting_fov = ((0.45 + 0.55 * np.cos(zen) ** 1.5) * taper).astype(f32)
-        self.pedestal_fov = (DARK_COUNTS + (PEDESTAL_COUNTS - DARK_COUNTS) * taper).astype(f32)
+        # Trees and buildings let no sky light through; what the detector adds stays.
+        open_sky = np.ones_like(elev)
+        for az_from, az_to, top in imager.obstructions:
+            in_sector = (az - az_from) % 360.0 <= (az_to - az_from) % 360.0
+            open_sky[in_sector & (elev < top)] = 0.0
+        floor, power = imager.vignetting_floor, imager.vignetting_power
+        self.vignetting_fov = (
+            (floor + (1.0 - floor) * np.cos(zen) ** power) * taper * open_sky * imager.gain
+        ).astype(f32)
+        self.dark_counts = DARK_COUNTS + imager.bias_counts
+        self.pedestal_fov = (self.dark_counts + (PEDESTAL_COUNTS - DARK_COUNTS) * taper).astype(f32)
         self.van_rhijn_airglow = _van_rhijn(zen, AIRGLOW_HEIGHT_KM, 6.0).astype(f32)
         self.van_rhijn_aurora = _van_rhijn(zen, EMISSION_HEIGHT_KM, 3.0).astype(f32)
         self.airmass_fov = np.minimum(1.0 / np.maximum(np.cos(zen), 0.1), 10.0).astype(f32)
         # Horizon direction components, for smooth sky gradients.
         self.grad_east = (np.sin(zen) * np.sin(az_r)).astype(f32)
         self.grad_north = (np.sin(zen) * np.cos(az_r)).astype(f32)
-        dome_sep = np.radians(((az - LIGHT_DOME_AZIMUTH_DEG + 180.0) % 360.0) - 180.0)
+        dome_az = imager.light_dome_azimuth_deg
+        dome_sep = np.radians(((az - dome_az + 180.0) % 360.0) - 180.0)
         self.light_dome_fov = (
-            900.0 * np.exp(-elev / 7.0) * np.exp(-0.5 * (dome_sep / np.radians(18.0)) ** 2)
+            imager.light_dome_counts
+            * np.exp(-elev / 7.0)
+            * np.exp(-0.5 * (dome_sep / np.radians(18.0)) ** 2)
         ).astype(f32)
+        # Cloud light brightens toward the town (-1..1 along the town's direction), by a fraction
+        # of the reference camera's that grows with the dome's strength.
+        self.town_direction = (
+            math.sin(math.radians(dome_az)) * self.grad_east
+            + math.cos(math.radians(dome_az)) * self.grad_north
+        )
+        self.town_scale = imager.light_dome_counts / LIGHT_DOME_COUNTS
+
+    def directions(self, rows, cols) -> tuple[np.ndarray, np.ndarray]:
+        """Elevation and azimuth (degrees) of canonical pixel positions through this imager."""
+        return fisheye_directions(
+            rows, cols, self.size, self.imager.centre_offset_px, self.imager.rotation_deg
+        )
+
+    def pixel_position(self, altitude, azimuth) -> tuple[np.ndarray, np.ndarray]:
+        """Canonical (row, column) pixel positions of directions; the inverse of :meth:`directions`.
+
+        ``altitude`` and ``azimuth`` (from north through east) in radians, arrays; returns float64
+        positions (pixel centres at integers).
+        """
+        radius = (1.0 - altitude / (np.pi / 2)) * self.horizon_radius
+        turned = azimuth - math.radians(self.imager.rotation_deg)
+        row = self.centre_row - radius * np.cos(turned)
+        col = self.centre_col - radius * np.sin(turned)  # east is to the left when not turned
+        return row, col
 
     def corner_maps(self, params: DemoParams) -> tuple[np.ndarray, np.ndarray]:
         """Latitude and longitude (degrees, longitude 0..360) of pixel corners at 90/110/150 km.
@@ -288,7 +445,7 @@ class SkyGeometry:
         horizon.
         """
         edges = np.arange(self.size + 1) - 0.5
-        elev, az = fisheye_directions(edges[:, None], edges[None, :], self.size)
+        elev, az = self.directions(edges[:, None], edges[None, :])
         below = elev < 0.0
         elev = np.where(below, 0.0, elev)
         lats, lons = [], []
@@ -381,9 +538,7 @@ class StarSky:
         )
         up = alt > np.radians(1.0)
         alt, az, flux = alt[up], az[up], self.flux[up]
-        radius = (1.0 - alt / (np.pi / 2)) * geom.horizon_radius
-        row = geom.centre - radius * np.cos(az)
-        col = geom.centre - radius * np.sin(az)  # east is to the left
+        row, col = geom.pixel_position(alt, az)
         airmass = np.minimum(1.0 / np.maximum(np.sin(alt), 0.1), 10.0)
         flux = flux * 10 ** (-0.4 * 0.25 * airmass)
         size = geom.size
@@ -678,11 +833,9 @@ def _render_cloudy(
     thickness = _sample_periodic(p["texture"], u, v)
     # Near the horizon many clouds overlap in a pixel, so the contrast averages out.
     contrast = (p["contrast"] * rng.uniform(0.7, 1.3)) * np.sqrt(np.cos(geom.zenith_fov))
-    # Clouds scatter the town's light: brighter toward the light dome.
-    town = 1.0 + p["town"] * (
-        math.sin(math.radians(LIGHT_DOME_AZIMUTH_DEG)) * geom.grad_east
-        + math.cos(math.radians(LIGHT_DOME_AZIMUTH_DEG)) * geom.grad_north
-    )
+    # Clouds scatter the town's light: brighter toward the light dome, more so for a bright town
+    # (capped so that the far side of the sky stays lit).
+    town = 1.0 + min(p["town"] * geom.town_scale, 0.8) * geom.town_direction
     level = p["level"] * math.exp(rng.normal(0.0, 0.2))
     light = level * np.maximum(1.0 + contrast * thickness, 0.2) * town
     sky_t = np.clip(0.25 - 0.1 * thickness, 0.02, 0.5)
@@ -717,10 +870,13 @@ class Episode:
     params: dict
 
 
-def plan_nights(params: DemoParams) -> tuple[list[list[Episode]], list[dict], np.ndarray]:
+def plan_nights(
+    params: DemoParams, lognormal: dict[str, tuple[float, float]] = SIGMA_PHI_LOGNORMAL
+) -> tuple[list[list[Episode]], list[dict], np.ndarray]:
     """Draw the class sequence, per-episode scene parameters and per-minute sigma_phi of all nights.
 
-    Returns (episodes per night, night contexts, sigma_phi of shape (n_nights, n_minutes) in rad).
+    ``lognormal``: the planted (mu, sigma) of ln(sigma_phi / rad) per class. Returns (episodes per
+    night, night contexts, sigma_phi of shape (n_nights, n_minutes) in rad).
     Episodes follow :data:`TRANSITIONS`, reweighted toward classes that are behind their share of
     the total time so that every class gets about a sixth of the minutes. Moon episodes happen only
     while the moon is up: a window of the night that starts ~50 minutes later each night (the moon
@@ -773,7 +929,7 @@ def plan_nights(params: DemoParams) -> tuple[list[list[Episode]], list[dict], np
             if n_minutes - stop < 10:  # no stub episodes at the end of the night
                 stop = n_minutes
             episodes.append(Episode(cls, minute, stop, _DRAW[cls](rng, night)))
-            mu, sd = SIGMA_PHI_LOGNORMAL[cls]
+            mu, sd = lognormal[cls]
             sigma[k, minute:stop] = np.exp(mu + sd * rng.standard_normal(stop - minute))
             used[cls_index] += stop - minute
             minute, previous = stop, cls_index
@@ -783,11 +939,11 @@ def plan_nights(params: DemoParams) -> tuple[list[list[Episode]], list[dict], np
 
 
 class Renderer:
-    """Turns scenes into uint16 frames; holds the geometry, stars and fixed-pattern buffers."""
+    """Turns scenes into uint16 frames through one imager; holds the geometry, stars and buffers."""
 
-    def __init__(self, params: DemoParams):
+    def __init__(self, params: DemoParams, imager: Imager = Imager()):
         self.params = params
-        self.geom = SkyGeometry(params)
+        self.geom = SkyGeometry(params, imager)
         static = np.random.default_rng([params.seed, _STREAM_STATIC])
         self.stars = StarSky(static)
         n_fov = self.geom.fov_index.size
@@ -826,9 +982,10 @@ class Renderer:
         np.maximum(light, 0.0, out=light)
         noise = noise_rng.standard_normal(self._image.size, dtype=np.float32)
         image = self._image
-        np.multiply(noise, READ_NOISE_COUNTS, out=image)
-        image += DARK_COUNTS
-        sd = np.sqrt(GAIN_COUNTS_PER_PE * light + READ_NOISE_COUNTS**2)
+        read_noise = g.imager.read_noise_counts
+        np.multiply(noise, read_noise, out=image)
+        image += g.dark_counts
+        sd = np.sqrt(g.imager.counts_per_pe * light + read_noise**2)
         image[g.fov_index] = g.pedestal_fov + light * self.flat_fov + sd * noise[g.fov_index]
         image[self.hot] += self.hot_counts
         np.clip(image, 0.0, 65535.0, out=image)
@@ -1042,7 +1199,8 @@ def write_calibration_cdf(path: Path, params: DemoParams, geom: SkyGeometry) -> 
     ``thg_asf_<site>_elev``/``_azim``: (size, size) float32 degrees, NaN outside the field of view;
     ``thg_asc_<site>_glat``/``_glon`` (degrees, east -180..180) and ``_alti`` (m): the site;
     ``thg_asf_<site>_glat``/``_glon``: (3, size + 1, size + 1) float32 pixel corners at the heights
-    in ``thg_asf_<site>_alti`` (m), longitudes 0..360, NaN below the horizon.
+    in ``thg_asf_<site>_alti`` (m), longitudes 0..360, NaN below the horizon. All of them follow
+    the imager's rotation and optical centre (``geom.imager``).
     """
     site = params.site
     size = params.image_size
@@ -1050,6 +1208,14 @@ def write_calibration_cdf(path: Path, params: DemoParams, geom: SkyGeometry) -> 
     def berkeley(a):
         return np.ascontiguousarray(np.asarray(a)[..., ::-1, ::-1], dtype=np.float32)
 
+    imager = geom.imager
+    if imager.rotation_deg == 0.0 and imager.centre_offset_px == (0.0, 0.0):
+        optics = "equidistant fisheye, north up and east left"
+    else:
+        optics = (
+            f"equidistant fisheye centred {imager.centre_offset_px} pixels (rows, columns) from the "
+            f"image centre, azimuth {imager.rotation_deg % 360.0:g} degrees up"
+        )
     corner_lat, corner_lon = geom.corner_maps(params)
     path.parent.mkdir(parents=True, exist_ok=True)
     cdf = CDF(str(path), cdf_spec={"Majority": "row_major", "Encoding": 6}, delete=True)
@@ -1060,7 +1226,7 @@ def write_calibration_cdf(path: Path, params: DemoParams, geom: SkyGeometry) -> 
                     "Data_type": "ASC>All Sky Imager Calibration",
                     "Descriptor": f"{site.upper()}>synthetic demo site",
                     "Data_version": "1",
-                    "TEXT": "Synthetic calibration: equidistant fisheye, north up and east left "
+                    "TEXT": f"Synthetic calibration: {optics} "
                     "before the 180-degree rotation of Berkeley arrays",
                     "Logical_source": f"thg_l2_asc_{site}",
                     "Logical_file_id": f"thg_l2_asc_{site}_19700101_v01",
@@ -1278,28 +1444,148 @@ def frame_times(hour: dt.datetime, cadence_s: float, rng: np.random.Generator) -
 
 
 # --------------------------------------------------------------------------------------------
-# Entry point
+# Sites
 # --------------------------------------------------------------------------------------------
 
 
-def generate_demo_mirror(
-    mirror_dir: Path, labels_path: Path, truth_dir: Path, params: DemoParams
-) -> dict:
-    """Write the demo mirror, the label CSV and the truth files; return a summary.
+@dataclass(frozen=True)
+class DemoSite:
+    """One site of a multi-site demo: a THEMIS imager beside a CHAIN GNSS receiver.
 
-    ``mirror_dir`` gets ``themis_l1/`` (level-1 CDFs), ``themis_cal/`` (calibration CDF) and
-    ``chain_ismr/`` (ISMR files), each in the remote archive's own layout. ``labels_path`` gets
-    ``time,site,label`` rows for a random ``labelled_fraction`` of the frames of every class.
-    ``truth_dir`` gets ``truth.csv`` (``time,class,sigma_phi`` for every frame, sigma_phi in rad)
-    and ``planted.json`` (the classes, their (mu, sigma) of ln sigma_phi and the parameters).
-
-    The summary holds the written paths and the number of frames per class. The same parameters
-    (seed included) give byte-identical files.
+    ``site``/``station``: THEMIS site and CHAIN station codes; ``lat``/``lon`` (degrees, east
+    positive, -180..180) and ``alt_km`` place both. ``seed`` draws the site's scenes, labels, star
+    catalogue and fixed-pattern noise: sites with different seeds see independent scenes with the
+    same class statistics. ``imager``: the site's camera (a mapping of :class:`Imager` fields is
+    accepted, as from a YAML config). ``sigma_phi_mu_offset``: added to every class's mu of
+    ln(sigma_phi / rad), the station's own scintillation level; a common shift keeps discrete and
+    arc aurora highest at every site.
     """
-    params.validate()
-    mirror_dir, labels_path, truth_dir = Path(mirror_dir), Path(labels_path), Path(truth_dir)
-    renderer = Renderer(params)
-    episodes_by_night, contexts, sigma = plan_nights(params)
+
+    site: str
+    station: str
+    lat: float
+    lon: float
+    alt_km: float
+    seed: int
+    imager: Imager = Imager()
+    sigma_phi_mu_offset: float = 0.0
+
+    def __post_init__(self):
+        if isinstance(self.imager, Mapping):
+            object.__setattr__(self, "imager", Imager(**self.imager))
+
+    def lognormal(self) -> dict[str, tuple[float, float]]:
+        """The planted (mu, sigma) of ln(sigma_phi / rad) per class at this site."""
+        return {
+            cls: (round(mu + self.sigma_phi_mu_offset, 6), sd)
+            for cls, (mu, sd) in SIGMA_PHI_LOGNORMAL.items()
+        }
+
+
+#: A four-site demo whose cameras differ the way real THEMIS imagers do, strongly enough that
+#: naive latents separate by site. FSIM keeps the reference camera and seed 0 (with the default
+#: nights, hours, cadence and size its files are the single-site demo's); the others are turned by tens of degrees, have their optical centre
+#: several pixels off, biases hundreds of counts apart, gains tens of percent apart (with photon
+#: noise to match), other vignetting and read noise, trees or buildings on the horizon (GILL,
+#: FSMI) and a bright town (RANK). Positions are the THEMIS sites' (altitudes approximate).
+DEFAULT_SITES = (
+    DemoSite("fsim", "fsi", 61.76, -121.23, 0.27, seed=0),
+    DemoSite(
+        "gill",
+        "gil",
+        56.38,
+        -94.64,
+        0.14,
+        seed=1,
+        imager=Imager(
+            rotation_deg=35.0,
+            centre_offset_px=(5.0, -4.0),
+            vignetting_floor=0.3,
+            vignetting_power=2.2,
+            bias_counts=450.0,
+            gain=1.3,
+            read_noise_counts=14.0,
+            counts_per_pe=2.6,
+            obstructions=((200.0, 290.0, 14.0),),  # a forest edge to the south-west
+            light_dome_counts=0.0,
+        ),
+        sigma_phi_mu_offset=0.2,
+    ),
+    DemoSite(
+        "rank",
+        "ran",
+        62.82,
+        -92.11,
+        0.03,
+        seed=2,
+        imager=Imager(
+            rotation_deg=-50.0,
+            centre_offset_px=(-3.0, 6.0),
+            vignetting_floor=0.7,
+            vignetting_power=1.0,
+            bias_counts=-350.0,
+            gain=0.75,
+            read_noise_counts=7.0,
+            counts_per_pe=1.5,
+            light_dome_azimuth_deg=20.0,  # the hamlet, close by to the north-north-east
+            light_dome_counts=3000.0,
+        ),
+        sigma_phi_mu_offset=-0.15,
+    ),
+    DemoSite(
+        "fsmi",
+        "fsm",
+        60.03,
+        -111.93,
+        0.2,
+        seed=3,
+        imager=Imager(
+            rotation_deg=80.0,
+            centre_offset_px=(4.0, 4.0),
+            vignetting_floor=0.55,
+            vignetting_power=1.2,
+            bias_counts=200.0,
+            gain=1.15,
+            read_noise_counts=11.0,
+            counts_per_pe=2.3,
+            # A building to the east and a ridge across north.
+            obstructions=((95.0, 125.0, 20.0), (330.0, 20.0, 8.0)),
+            light_dome_azimuth_deg=250.0,
+            light_dome_counts=1500.0,
+        ),
+        sigma_phi_mu_offset=0.1,
+    ),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _SiteArchives:
+    """What one site's pass wrote and planted."""
+
+    calibration_cdf: Path
+    l1_cdfs: list[Path]
+    ismr_files: list[Path]
+    #: (ISO time, class, sigma_phi in rad) of every frame, in time order.
+    truth_rows: list[tuple[str, str, float]]
+    #: Indices into ``truth_rows`` of the labelled frames, ascending.
+    labelled: list[int]
+    frames_per_class: dict[str, int]
+
+
+def _write_site_archives(
+    mirror_dir: Path,
+    params: DemoParams,
+    imager: Imager,
+    lognormal: dict[str, tuple[float, float]],
+) -> _SiteArchives:
+    """Render one site into the mirror (calibration, level-1 CDFs, ISMR files); draw its labels."""
+    renderer = Renderer(params, imager)
+    episodes_by_night, contexts, sigma = plan_nights(params, lognormal)
 
     cal_path = mirror_dir / "themis_cal" / layouts.berkeley_calibration_cdf(params.site)
     write_calibration_cdf(cal_path, params, renderer.geom)
@@ -1308,9 +1594,6 @@ def generate_demo_mirror(
     truth_rows: list[tuple[str, str, float]] = []
     for k, night_date in enumerate(params.nights):
         episodes, night = episodes_by_night[k], contexts[k]
-        minute_class = np.empty(sigma.shape[1], dtype=np.int64)
-        for ep in episodes:
-            minute_class[ep.start : ep.stop] = CLASSES.index(ep.cls)
         night_start = np.datetime64(
             dt.datetime.combine(night_date, dt.time(params.first_hour)), "ms"
         )
@@ -1348,38 +1631,204 @@ def generate_demo_mirror(
         if params.labelled_fraction > 0 and members.size:
             n = max(n, 1)
         chosen.extend(label_rng.choice(members, size=n, replace=False).tolist())
+    return _SiteArchives(
+        calibration_cdf=cal_path,
+        l1_cdfs=cdf_paths,
+        ismr_files=ismr_paths,
+        truth_rows=truth_rows,
+        labelled=sorted(chosen),
+        frames_per_class={cls: int((classes_of_frames == cls).sum()) for cls in CLASSES},
+    )
+
+
+def _write_labels(labels_path: Path, archives: dict[str, _SiteArchives]) -> None:
+    """``time,site,label`` rows of the labelled frames, site by site (in the given order)."""
     labels_path.parent.mkdir(parents=True, exist_ok=True)
     with labels_path.open("w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["time", "site", "label"])
-        for i in sorted(chosen):
-            writer.writerow([truth_rows[i][0], params.site, truth_rows[i][1]])
+        for site, out in archives.items():
+            for i in out.labelled:
+                writer.writerow([out.truth_rows[i][0], site, out.truth_rows[i][1]])
+
+
+def _lognormal_json(lognormal: dict[str, tuple[float, float]]) -> dict:
+    return {c: {"mu": m, "sigma": s} for c, (m, s) in lognormal.items()}
+
+
+def generate_demo_mirror(
+    mirror_dir: Path, labels_path: Path, truth_dir: Path, params: DemoParams
+) -> dict:
+    """Write the demo mirror, the label CSV and the truth files of one site; return a summary.
+
+    ``mirror_dir`` gets ``themis_l1/`` (level-1 CDFs), ``themis_cal/`` (calibration CDF) and
+    ``chain_ismr/`` (ISMR files), each in the remote archive's own layout. ``labels_path`` gets
+    ``time,site,label`` rows for a random ``labelled_fraction`` of the frames of every class.
+    ``truth_dir`` gets ``truth.csv`` (``time,class,sigma_phi`` for every frame, sigma_phi in rad)
+    and ``planted.json`` (the classes, their (mu, sigma) of ln sigma_phi and the parameters). The
+    camera is the reference one (a neutral :class:`Imager`).
+
+    The summary holds the written paths and the number of frames per class. The same parameters
+    (seed included) give identical files: byte for byte, except the level-1 CDFs, whose variables
+    are identical but whose gzip headers carry the time cdflib wrote them.
+    """
+    params.validate()
+    mirror_dir, labels_path, truth_dir = Path(mirror_dir), Path(labels_path), Path(truth_dir)
+    out = _write_site_archives(mirror_dir, params, Imager(), SIGMA_PHI_LOGNORMAL)
+    _write_labels(labels_path, {params.site: out})
 
     truth_dir.mkdir(parents=True, exist_ok=True)
     with (truth_dir / "truth.csv").open("w", newline="") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["time", "class", "sigma_phi"])
-        for time, cls, s in truth_rows:
+        for time, cls, s in out.truth_rows:
             writer.writerow([time, cls, f"{s:.6g}"])
-    counts = {cls: int((classes_of_frames == cls).sum()) for cls in CLASSES}
     planted = {
         "classes": list(CLASSES),
-        "sigma_phi_lognormal": {
-            c: {"mu": m, "sigma": s} for c, (m, s) in SIGMA_PHI_LOGNORMAL.items()
-        },
-        "frames_per_class": counts,
+        "sigma_phi_lognormal": _lognormal_json(SIGMA_PHI_LOGNORMAL),
+        "frames_per_class": out.frames_per_class,
         "params": {**asdict(params), "nights": [d.isoformat() for d in params.nights]},
     }
     (truth_dir / "planted.json").write_text(json.dumps(planted, indent=2) + "\n")
 
     return {
-        "l1_cdfs": cdf_paths,
-        "calibration_cdf": cal_path,
-        "ismr_files": ismr_paths,
+        "l1_cdfs": out.l1_cdfs,
+        "calibration_cdf": out.calibration_cdf,
+        "ismr_files": out.ismr_files,
         "labels": labels_path,
         "truth_csv": truth_dir / "truth.csv",
         "planted_json": truth_dir / "planted.json",
-        "n_frames": len(truth_rows),
-        "n_labelled": len(chosen),
-        "frames_per_class": counts,
+        "n_frames": len(out.truth_rows),
+        "n_labelled": len(out.labelled),
+        "frames_per_class": out.frames_per_class,
+    }
+
+
+def generate_multisite_mirror(
+    mirror_dir: Path,
+    labels_path: Path,
+    truth_dir: Path,
+    sites: Sequence[DemoSite] = DEFAULT_SITES,
+    nights: Sequence[dt.date] | None = None,
+    first_hour: int = DemoParams.first_hour,
+    last_hour: int = DemoParams.last_hour,
+    cadence_s: float = DemoParams.cadence_s,
+    labelled_fraction: float = DemoParams.labelled_fraction,
+    image_size: int = DemoParams.image_size,
+) -> dict:
+    """Write several sites into one demo mirror, one label CSV and one truth folder.
+
+    Every site covers the same ``nights`` (default: those of :class:`DemoParams`), UT hours
+    ``first_hour..last_hour``, cadence (s), ``labelled_fraction`` and ``image_size`` (pixels), as
+    in :class:`DemoParams`; its scenes, camera and planted sigma_phi relation are its own
+    (:class:`DemoSite`). ``mirror_dir`` gets every site's level-1 CDFs, calibration CDF and its
+    station's ISMR files in the archives' layouts (the paths name the site or station).
+    ``labels_path`` gets ``time,site,label`` rows, site by site (times of different sites may
+    coincide). ``truth_dir`` gets ``truth.csv`` (``time,site,class,sigma_phi``, sigma_phi in rad)
+    and ``planted.json``: the classes, the common parameters (``params``) and per site (``sites``)
+    its station, position, seed, imager, mu offset, planted (mu, sigma) per class and frames per
+    class.
+
+    A site rendered with the same position, seed and a neutral imager gets exactly the files the
+    single-site :func:`generate_demo_mirror` writes. The time grows linearly with the number of
+    sites, and the same arguments give identical files (as for :func:`generate_demo_mirror`).
+
+    Returns a summary: ``sites`` (per site: its paths, ``n_frames``, ``n_labelled`` and
+    ``frames_per_class``), ``labels``, ``truth_csv``, ``planted_json``, ``n_sites``, ``n_frames``
+    and ``n_labelled``.
+    """
+    if nights is None:
+        nights = _default_nights()
+    sites = list(sites)
+    if not sites:
+        raise ValueError("sites: need at least one")
+    for what in ("site", "station", "seed"):
+        values = [getattr(s, what) for s in sites]
+        if len(set(values)) != len(values):
+            raise ValueError(f"sites: each needs its own {what}, got {values}")
+    site_params = {}
+    for s in sites:
+        params = DemoParams(
+            site=s.site,
+            station=s.station,
+            site_lat=s.lat,
+            site_lon=s.lon,
+            site_alt_km=s.alt_km,
+            nights=list(nights),
+            first_hour=first_hour,
+            last_hour=last_hour,
+            cadence_s=cadence_s,
+            labelled_fraction=labelled_fraction,
+            seed=s.seed,
+            image_size=image_size,
+        )
+        params.validate()
+        s.imager.validate(image_size)
+        if abs(s.sigma_phi_mu_offset) > 0.5:
+            raise ValueError(
+                f"sigma_phi_mu_offset of {s.site}: at most 0.5 in magnitude (beyond that one "
+                f"site's diffuse aurora outscintillates another's arcs), got {s.sigma_phi_mu_offset}"
+            )
+        site_params[s.site] = params
+
+    mirror_dir, labels_path, truth_dir = Path(mirror_dir), Path(labels_path), Path(truth_dir)
+    archives = {
+        s.site: _write_site_archives(mirror_dir, site_params[s.site], s.imager, s.lognormal())
+        for s in sites
+    }
+    _write_labels(labels_path, archives)
+
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    with (truth_dir / "truth.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["time", "site", "class", "sigma_phi"])
+        for site, out in archives.items():
+            for time, cls, s in out.truth_rows:
+                writer.writerow([time, site, cls, f"{s:.6g}"])
+    planted = {
+        "classes": list(CLASSES),
+        "params": {
+            "nights": [d.isoformat() for d in nights],
+            "first_hour": first_hour,
+            "last_hour": last_hour,
+            "cadence_s": cadence_s,
+            "labelled_fraction": labelled_fraction,
+            "image_size": image_size,
+        },
+        "sites": {
+            s.site: {
+                "station": s.station,
+                "lat": s.lat,
+                "lon": s.lon,
+                "alt_km": s.alt_km,
+                "seed": s.seed,
+                "imager": asdict(s.imager),
+                "sigma_phi_mu_offset": s.sigma_phi_mu_offset,
+                "sigma_phi_lognormal": _lognormal_json(s.lognormal()),
+                "frames_per_class": archives[s.site].frames_per_class,
+            }
+            for s in sites
+        },
+    }
+    (truth_dir / "planted.json").write_text(json.dumps(planted, indent=2) + "\n")
+
+    per_site = {
+        site: {
+            "l1_cdfs": out.l1_cdfs,
+            "calibration_cdf": out.calibration_cdf,
+            "ismr_files": out.ismr_files,
+            "n_frames": len(out.truth_rows),
+            "n_labelled": len(out.labelled),
+            "frames_per_class": out.frames_per_class,
+        }
+        for site, out in archives.items()
+    }
+    return {
+        "sites": per_site,
+        "labels": labels_path,
+        "truth_csv": truth_dir / "truth.csv",
+        "planted_json": truth_dir / "planted.json",
+        "n_sites": len(sites),
+        "n_frames": sum(v["n_frames"] for v in per_site.values()),
+        "n_labelled": sum(v["n_labelled"] for v in per_site.values()),
     }
