@@ -63,9 +63,9 @@ def _compare_checkpoints(a: Path, b: Path) -> tuple[bool, str]:
             torch.equal(x[part][k], y[part][k]) for k in x[part]
         ):
             return False, f"{part} differs"
-    timing = {"metrics", "torch_version"}  # metrics hold wall-clock seconds per epoch
-    other = sorted(k for k in x.keys() | y.keys() if k not in timing and x.get(k) != y.get(k))
-    other = [k for k in other if k not in ("model_state", "best_model_state", "optimizer_state")]
+    skip = {"metrics", "torch_version", "model_state", "best_model_state", "optimizer_state"}
+    # (metrics hold wall-clock seconds per epoch; the states are compared above or follow them)
+    other = sorted(k for k in x.keys() | y.keys() if k not in skip and x.get(k) != y.get(k))
     detail = "weights bitwise equal" + (f"; other entries differ: {other}" if other else "")
     return True, detail
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -76,7 +77,9 @@ def latents_dataset(
         attrs={
             "checkpoint": str(path),
             "epoch": int(checkpoint.get("best_epoch", checkpoint["epoch"])),
-            "model": str(checkpoint["model_config"]),
+            "model": json.dumps(
+                checkpoint["model_config"]
+            ),  # JSON, like every structured attribute
         },
     ).chunk({sample_dim: 4096})
 
