@@ -7,7 +7,8 @@ Each figure has a fixed size in inches, given in its docstring, so its pixel siz
 
 Colours are fixed by meaning, not by what happens to be in the data: a label always has the
 same colour (:func:`label_palette`), and so does a cluster number (:func:`cluster_palette`), which
-is what ties the UMAP cluster map to the sigma_phi distributions.
+is what ties the UMAP cluster map to the sigma_phi distributions. Sites take colours of their own
+(:func:`site_palette`), chosen so that no site can be mistaken for a label.
 """
 
 from __future__ import annotations
@@ -43,6 +44,27 @@ _OTHER_LABEL_COLOURS = [_COLORBLIND[i] for i in (1, 4, 6, 9)] + sns.color_palett
 _TAB20 = sns.color_palette("tab20", 20)
 _CLUSTER_COLOURS = _TAB20[0::2] + _TAB20[1::2]
 
+#: Site colours, in the order the sites take them, in hues the classes leave free: magenta,
+#: near-black, cyan, purple, olive, maroon, lime, dark teal. Each is at least 37 CIE76 Delta E
+#: (distance in CIELAB, where about 2.3 is just noticeable) from every class colour and 29 from
+#: every other site colour; the first four, enough for most datasets, are at least 55 apart and
+#: differ in lightness, so they stay apart even as one-pixel dots.
+_SITE_COLOURS = [
+    mpl.colors.to_rgb(hex_colour)
+    for hex_colour in (
+        "#e7298a",
+        "#1a1a1a",
+        "#17becf",
+        "#6a3d9a",
+        "#808000",
+        "#67001f",
+        "#b8e186",
+        "#014636",
+    )
+]
+#: Samples without a label, drawn beneath the labelled ones: a light grey, apart from clear's grey.
+_UNLABELLED_COLOUR = (0.83, 0.83, 0.83)
+
 
 def label_palette(labels: Iterable) -> dict:
     """``{label: (r, g, b)}`` for the distinct labels, in :func:`ordered_classes` order.
@@ -59,6 +81,16 @@ def label_palette(labels: Iterable) -> dict:
             palette[label] = _OTHER_LABEL_COLOURS[n_other % len(_OTHER_LABEL_COLOURS)]
             n_other += 1
     return palette
+
+
+def site_palette(sites: Iterable) -> dict:
+    """``{site: (r, g, b)}`` for the distinct sites, sorted by name.
+
+    Sites take the colours of :data:`_SITE_COLOURS` in sorted order, so a site's colour depends
+    on which sites a dataset has; beyond eight sites the colours repeat.
+    """
+    names = sorted({str(site) for site in sites})
+    return {site: _SITE_COLOURS[i % len(_SITE_COLOURS)] for i, site in enumerate(names)}
 
 
 def cluster_colour(cluster: int) -> tuple:
@@ -109,6 +141,11 @@ def _scatter_in_shuffled_order(ax, xy, colours, size):
 def _marker_size(n: int) -> float:
     """Scatter marker area in pt^2: larger for small sets, ~1 for tens of thousands of points."""
     return float(np.clip(3000.0 / max(n, 1), 1.0, 20.0))
+
+
+def _point_handle(colour, text: str) -> Line2D:
+    """A legend entry: one round marker of ``colour``."""
+    return Line2D([], [], ls="", marker="o", color=colour, label=text)
 
 
 def plot_reconstructions(originals, reconstructions, path, titles=None) -> Path:
@@ -181,17 +218,67 @@ def plot_embeddings_by_label(umap_xy, tsne_xy, labels, path) -> Path:
             ax.set_xlabel(f"{name} 1")
             ax.set_ylabel(f"{name} 2")
         handles = [
-            Line2D(
-                [],
-                [],
-                ls="",
-                marker="o",
-                color=colour,
-                label=f"{label} ({np.sum(labels == label)})",
-            )
+            _point_handle(colour, f"{label} ({np.sum(labels == label)})")
             for label, colour in palette.items()
         ]
         fig.legend(handles=handles, loc="outside right center", title="label", frameon=False)
+        return _save(fig, path)
+
+
+def plot_embeddings_by_site(umap_xy, sites, labels, path) -> Path:
+    """The UMAP coloured by site (left) beside the same UMAP coloured by hand label (right).
+
+    In a site-invariant latent space the sites are mixed within every label's region; when the
+    latents encode the imager, the left panel shows one island per site.
+
+    Parameters
+    ----------
+    umap_xy : array ``(N, 2)``; sites : array ``(N,)`` of site names; labels : array ``(N,)`` of
+        class names, None (or NaN) where a sample has no label.
+
+    Sites in :func:`site_palette` colours (legend on the left), labels in :func:`label_palette`
+    colours (legend on the right), unlabelled samples in light grey beneath the labelled ones.
+    Legend entries give the sample counts. Size: 12.5 x 5 in.
+    """
+    umap_xy = np.asarray(umap_xy, dtype=np.float64)
+    sites = np.asarray([str(site) for site in sites], dtype=object)
+    labels = pd.Series(np.asarray(labels, dtype=object).ravel())
+    if not len(umap_xy) == len(sites) == len(labels):
+        raise ValueError("umap_xy, sites and labels must have the same length")
+    labelled = labels.notna().to_numpy()
+    labels = labels.to_numpy(dtype=object)
+    sites_colours = site_palette(sites)
+    label_colours = label_palette(labels[labelled])
+    size = _marker_size(len(sites))
+    with _style():
+        fig = _new_figure(12.5, 5.0)
+        by_site, by_label = fig.subplots(1, 2, sharex=True, sharey=True)
+        _scatter_in_shuffled_order(by_site, umap_xy, [sites_colours[s] for s in sites], size)
+        by_label.scatter(
+            *umap_xy[~labelled].T, c=[_UNLABELLED_COLOUR], s=size, linewidths=0, rasterized=True
+        )
+        _scatter_in_shuffled_order(
+            by_label, umap_xy[labelled], [label_colours[lab] for lab in labels[labelled]], size
+        )
+        by_site.set_title(f"UMAP by site ({len(sites_colours)} sites)")
+        by_label.set_title("UMAP by label")
+        for ax in (by_site, by_label):
+            ax.set_xlabel("UMAP 1")
+            ax.set_ylabel("UMAP 2")
+        site_handles = [
+            _point_handle(colour, f"{site} ({np.sum(sites == site)})")
+            for site, colour in sites_colours.items()
+        ]
+        label_handles = [
+            _point_handle(colour, f"{label} ({np.sum(labels == label)})")
+            for label, colour in label_colours.items()
+        ]
+        if not labelled.all():
+            label_handles.append(
+                _point_handle(_UNLABELLED_COLOUR, f"unlabelled ({np.sum(~labelled)})")
+            )
+        fig.legend(handles=site_handles, loc="outside left center", title="site", frameon=False)
+        fig.legend(handles=label_handles, loc="outside right center", title="label", frameon=False)
         return _save(fig, path)
 
 
