@@ -1,4 +1,5 @@
-"""Projection geometry, checked on the real GAKO skymap and frames (../shared/data).
+"""Projection geometry, checked on the real GAKO skymap and frames (../shared/data), and, for
+site-centred grids and the common field of view, on the multi-site demo's imagers.
 
 The key acceptance check is the star test: bright stars, whose directions astropy computes for the
 frame times, must appear in the projected real frames where the skymap puts them, and must not in
@@ -14,18 +15,35 @@ import pytest
 import scipy.sparse
 from scipy.ndimage import maximum_filter, median_filter
 
+from latentsky.demo.aurora import (
+    DEFAULT_SITES,
+    DemoParams,
+    Imager,
+    SkyGeometry,
+    ground_point,
+    write_calibration_cdf,
+)
 from latentsky.errors import BadInputError
-from latentsky.instruments.themis import read_themis_l1_cdf, read_ucalgary_skymap
+from latentsky.instruments.themis import (
+    read_berkeley_calibration,
+    read_themis_l1_cdf,
+    read_ucalgary_skymap,
+)
 from latentsky.projection.geometry import (
     EARTH_RADIUS_KM,
     Grid,
+    LocalGrid,
     build_projection_operator,
     grid_covering,
     load_operator,
     make_grid,
     pixel_lat_lon,
     project_frames,
+    ray_lat_lon,
     save_operator,
+    shell_distance_at_elevation,
+    shell_distance_km,
+    site_grid,
 )
 
 L1_NAME = "themis/gako/thg_l1_asf_gako_2011010617_v01.cdf"
@@ -384,6 +402,319 @@ def test_save_and_load_operator(tmp_path, projection):
     damaged.write_bytes(path.read_bytes()[:1000])
     with pytest.raises(BadInputError, match="damaged.npz"):
         load_operator(damaged)
+
+
+# --------------------------------------------------------------- site-centred grids, common FOV
+
+
+def _aeqd_km(site_lat, site_lon, lat, lon, altitude_km=ALT_KM):
+    """Azimuthal equidistant (x east, y north), km, about a site, from Earth-centred vectors:
+    the arc length to each point along the shell times the unit vector of its azimuth."""
+    east, north, up = _enu_basis(site_lat, site_lon)
+    v = _ecef(lat, lon, 1.0)
+    arc = (EARTH_RADIUS_KM + altitude_km) * np.arccos(np.clip(v @ up, -1.0, 1.0))
+    azimuth = np.arctan2(v @ east, v @ north)
+    return arc * np.sin(azimuth), arc * np.cos(azimuth)
+
+
+def _along_shell(site_lat, site_lon, azimuth_deg, distance_km, altitude_km=ALT_KM):
+    """(lat, lon), degrees, of the point ``distance_km`` along the shell from above the site,
+    leaving it at ``azimuth_deg``: the site's up vector turned toward that direction."""
+    east, north, up = _enu_basis(site_lat, site_lon)
+    angle = np.asarray(distance_km, dtype=np.float64)[..., None] / (EARTH_RADIUS_KM + altitude_km)
+    az = np.radians(np.asarray(azimuth_deg, dtype=np.float64))[..., None]
+    v = np.cos(angle) * up + np.sin(angle) * (np.sin(az) * east + np.cos(az) * north)
+    return np.degrees(np.arcsin(v[..., 2])), np.degrees(np.arctan2(v[..., 1], v[..., 0]))
+
+
+def _arc_km(lat1, lon1, lat2, lon2, altitude_km=ALT_KM):
+    """Great-circle distance along the shell, km (arccos of the dot product)."""
+    dot = np.sum(_ecef(lat1, lon1, 1.0) * _ecef(lat2, lon2, 1.0), axis=-1)
+    return (EARTH_RADIUS_KM + altitude_km) * np.arccos(np.clip(dot, -1.0, 1.0))
+
+
+@pytest.fixture(scope="module")
+def demo_skies(tmp_path_factory):
+    """{site: (Skymap read back from the demo's calibration CDF, the demo's SkyGeometry)} for
+    the multi-site demo's sites: turned, off-centre imagers at four positions."""
+    folder = tmp_path_factory.mktemp("demo_calibration")
+    skies = {}
+    for s in DEFAULT_SITES:
+        params = DemoParams(
+            site=s.site, station=s.station, site_lat=s.lat, site_lon=s.lon, site_alt_km=s.alt_km
+        )
+        geom = SkyGeometry(params, s.imager)
+        path = folder / f"{s.site}.cdf"
+        write_calibration_cdf(path, params, geom)
+        skies[s.site] = (read_berkeley_calibration(path, s.site), geom)
+    # Preconditions: the imagers differ in orientation and optical centre.
+    assert len({s.imager.rotation_deg for s in DEFAULT_SITES}) == len(DEFAULT_SITES)
+    assert len({s.imager.centre_offset_px for s in DEFAULT_SITES}) == len(DEFAULT_SITES)
+    return skies
+
+
+def test_local_grid_coordinates():
+    """Known points: the site at the centre, 100 km along the shell at (0, 100) km due north,
+    (100, 0) km due east and so on, to rounding; cells from the km; the inverse undoes it."""
+    site_lat, site_lon = 62.0, -95.0
+    grid = LocalGrid(site_lat, site_lon, ALT_KM, 300.0, 61)  # odd: the site is a cell's centre
+    cell = 600.0 / 61
+    assert grid.shape == (61, 61) and grid.dims == ("y", "x") and grid.kind == "local"
+    assert grid.cell_km == pytest.approx(cell)
+    np.testing.assert_allclose(grid.y, -300.0 + (np.arange(61) + 0.5) * cell)
+    np.testing.assert_array_equal(grid.x, grid.y)
+
+    i, j, inside = grid.cell_index(site_lat, site_lon)
+    assert inside and (i, j) == (30, 30)
+    assert grid.to_xy(site_lat, site_lon) == (0.0, 0.0)
+    # Due north along the meridian: the latitude grows by 100 km / shell radius.
+    north_lat = site_lat + np.degrees(100.0 / (EARTH_RADIUS_KM + ALT_KM))
+    np.testing.assert_allclose(grid.to_xy(north_lat, site_lon), (0.0, 100.0), atol=1e-9)
+    for azimuth in (0.0, 45.0, 90.0, 180.0, 270.0, 301.0):
+        lat, lon = _along_shell(site_lat, site_lon, azimuth, 100.0)
+        expected = 100.0 * np.array([np.sin(np.radians(azimuth)), np.cos(np.radians(azimuth))])
+        np.testing.assert_allclose(grid.to_xy(lat, lon), expected, atol=1e-6)
+        i, j, inside = grid.cell_index(lat, lon)
+        assert inside
+        assert (i, j) == tuple(int(v) for v in np.floor((expected[::-1] + 300.0) / cell))
+
+    # Even n: the site is the corner of the four middle cells and falls in (n // 2, n // 2).
+    even = LocalGrid(site_lat, site_lon, ALT_KM, 300.0, 60)
+    assert tuple(int(v) for v in even.cell_index(site_lat, site_lon)[:2]) == (30, 30)
+    assert even.y[29] == pytest.approx(-5.0) and even.y[30] == pytest.approx(5.0)
+
+    # Random points up to 1500 km away agree with the vector computation; the inverse undoes it.
+    rng = np.random.default_rng(0)
+    lat, lon = _along_shell(site_lat, site_lon, rng.uniform(0, 360, 500), rng.uniform(0, 1500, 500))
+    x, y = grid.to_xy(lat, lon)
+    np.testing.assert_allclose(np.stack([x, y]), _aeqd_km(site_lat, site_lon, lat, lon), atol=1e-6)
+    lat2, lon2 = grid.to_lat_lon(x, y)
+    np.testing.assert_allclose(lat2, lat, atol=1e-9)
+    np.testing.assert_allclose((lon2 - lon + 180.0) % 360.0 - 180.0, 0.0, atol=1e-9)
+    # Cell centres are where their km say.
+    centre_lat, centre_lon = grid.centre_lat_lon()
+    assert centre_lat.shape == grid.shape
+    cx, cy = _aeqd_km(site_lat, site_lon, centre_lat, centre_lon)
+    np.testing.assert_allclose(cy, np.broadcast_to(grid.y[:, None], grid.shape), atol=1e-6)
+    np.testing.assert_allclose(cx, np.broadcast_to(grid.x[None, :], grid.shape), atol=1e-6)
+
+    # Off the grid, NaN, and across the antimeridian.
+    lat, lon = _along_shell(site_lat, site_lon, [10.0, 200.0], [420.0, 5000.0])
+    assert not grid.cell_index(lat, lon)[2].any()
+    assert not grid.cell_index(np.nan, site_lon)[2]
+    dateline = LocalGrid(65.0, 179.5, ALT_KM, 300.0, 60)
+    lat, lon = _along_shell(65.0, 179.5, 90.0, 100.0)
+    assert lon < 0.0  # past 180 degrees east
+    np.testing.assert_allclose(dateline.to_xy(lat, lon), (100.0, 0.0), atol=1e-6)
+
+
+def test_local_grid_checks_its_parameters():
+    for bad in [
+        dict(half_width_km=0.0),
+        dict(half_width_km=20000.0),  # corners beyond the antipode
+        dict(n=0),
+        dict(n=2.5),
+        dict(site_lat=91.0),
+    ]:
+        with pytest.raises(ValueError):
+            LocalGrid(
+                **{
+                    **dict(site_lat=60, site_lon=-100, altitude_km=110, half_width_km=300, n=8),
+                    **bad,
+                }
+            )
+
+
+def test_grid_coordinates_for_stores():
+    """Store coordinates: km with CF attributes for local grids, the same at every site (the
+    site is in the grid mapping); degrees for lat-lon grids."""
+    a = LocalGrid(61.76, -121.23, ALT_KM, 300.0, 60)
+    b = LocalGrid(56.38, -94.64, ALT_KM, 300.0, 60)
+    coords = a.coords()
+    assert list(coords) == ["y", "x"] == list(a.dims)
+    for name, axis in (("y", "Y"), ("x", "X")):
+        dim, values, attrs = coords[name]
+        assert dim == name and attrs["units"] == "km" and attrs["axis"] == axis
+        assert attrs["standard_name"] == f"projection_{name}_coordinate"
+        np.testing.assert_array_equal(values, getattr(a, name))
+        np.testing.assert_array_equal(values, b.coords()[name][1])
+        assert attrs == b.coords()[name][2]
+    mapping = a.grid_mapping()
+    assert mapping["grid_mapping_name"] == "azimuthal_equidistant"
+    assert mapping["latitude_of_projection_origin"] == 61.76
+    assert mapping["longitude_of_projection_origin"] == -121.23
+    assert mapping["earth_radius"] == pytest.approx((EARTH_RADIUS_KM + ALT_KM) * 1000.0)
+    geographic = make_grid((50.0, 60.0), (-150.0, -130.0), 5, 4)
+    assert geographic.dims == ("lat", "lon") and list(geographic.coords()) == ["lat", "lon"]
+    assert geographic.coords()["lat"][2]["units"] == "degrees_north"
+    assert geographic.coords()["lon"][2]["units"] == "degrees_east"
+    assert geographic.grid_mapping() == {"grid_mapping_name": "latitude_longitude"}
+
+
+def test_shell_distance_at_elevation():
+    """The radius an elevation reaches is where ray_lat_lon puts that line of sight."""
+    elevation = np.array([0.0, 5.0, 10.0, 30.0, 60.0, 90.0])
+    radius = shell_distance_at_elevation(elevation, ALT_KM, site_alt_km=0.3)
+    lat, lon = ray_lat_lon(60.0, -100.0, 0.3, elevation, np.full(6, 37.0), ALT_KM)
+    np.testing.assert_allclose(radius, _arc_km(lat, lon, 60.0, -100.0), atol=1e-6)
+    np.testing.assert_allclose(shell_distance_km(lat, lon, 60.0, -100.0, ALT_KM), radius, atol=1e-6)
+    assert np.all(np.diff(radius) < 0) and radius[-1] == pytest.approx(0.0, abs=1e-9)
+    assert 505.0 < float(shell_distance_at_elevation(10.0, ALT_KM)) < 520.0  # as documented
+
+
+def test_arc_poleward_lands_in_the_same_cells_at_every_site(demo_skies):
+    """An arc 100 km north of each site (30 km wide, 300 km long), lit in each site's own
+    pixels, fills the same cells of each site's local grid: every cell well inside the arc
+    (centre 8 km, more than half a cell diagonal, from its edge) is 1 at every site, every cell
+    well outside it 0, and the arc's centre row is 100 km north everywhere."""
+    images = {}
+    for site, (sky, _) in demo_skies.items():
+        grid = site_grid(sky, ALT_KM, 300.0, 60)  # 10 km cells
+        operator, fov = build_projection_operator(sky, grid, ALT_KM, CUT_DEG)
+        lat, lon = pixel_lat_lon(sky, ALT_KM)
+        x, y = _aeqd_km(sky.site_lat, sky.site_lon, lat, lon)
+        with np.errstate(invalid="ignore"):
+            frame = ((np.abs(y - 100.0) <= 15.0) & (np.abs(x) <= 150.0)).astype(np.float32)
+        images[site] = project_frames(operator, fov, frame)
+    y, x = np.meshgrid(grid.y, grid.x, indexing="ij")
+    well_inside = (np.abs(y - 100.0) <= 7.0) & (np.abs(x) <= 142.0)
+    well_outside = (np.abs(y - 100.0) >= 23.0) | (np.abs(x) >= 158.0)
+    assert well_inside.sum() == 2 * 28  # rows at 95 and 105 km, 28 cells along the arc
+    for site, image in images.items():
+        np.testing.assert_allclose(image[well_inside], 1.0, rtol=1e-6, err_msg=site)
+        assert np.all(np.nan_to_num(image[well_outside]) == 0.0), site
+        weights = np.nan_to_num(image)
+        assert (weights * y).sum() / weights.sum() == pytest.approx(100.0, abs=1.0), site
+    reference = np.nan_to_num(images["fsim"])
+    for site, image in images.items():
+        assert np.abs(np.nan_to_num(image) - reference).max() < 0.5, site
+
+
+def _brightest_cells(operator, fov, camera, azimuth_deg, elevation_deg):
+    """(k, 2) cells of the brightest projected value of a frame with one lit pixel: the pixel
+    through which ``camera`` (a demo SkyGeometry) sees the direction (degrees)."""
+    row, col = camera.pixel_position(np.radians(elevation_deg), np.radians(azimuth_deg))
+    frame = np.zeros((camera.size, camera.size), np.float32)
+    frame[int(np.rint(row)), int(np.rint(col))] = 1000.0
+    image = project_frames(operator, fov, frame)
+    assert np.nanmax(image) > 0
+    return np.argwhere(image == np.nanmax(image))
+
+
+@pytest.mark.parametrize(
+    "azimuth_deg, elevation_deg", [(0.0, 90.0), (30.0, 60.0), (135.0, 40.0), (250.0, 25.0)]
+)
+def test_point_source_in_every_site_geometry(demo_skies, azimuth_deg, elevation_deg):
+    """A point source at a known sky position, drawn through each site's imager (turned and
+    off-centre), projected with that site's own operator, lands within one cell of where the line
+    of sight meets the shell; the reference camera's pixel for the same direction does not."""
+    reference_camera = SkyGeometry(DemoParams(), Imager())
+    for site, (sky, geom) in demo_skies.items():
+        grid = site_grid(sky, ALT_KM, 400.0, 80)  # 10 km cells
+        operator, fov = build_projection_operator(sky, grid, ALT_KM, CUT_DEG)
+        lat, lon = ground_point(
+            sky.site_lat, sky.site_lon, sky.site_alt_km, elevation_deg, azimuth_deg, ALT_KM
+        )
+        x, y = _aeqd_km(sky.site_lat, sky.site_lon, lat, lon)
+        expected = np.floor((np.array([y, x]) + 400.0) / 10.0).astype(int)
+        found = _brightest_cells(operator, fov, geom, azimuth_deg, elevation_deg)
+        assert np.abs(found - expected).max(axis=1).min() <= 1, site
+        if geom.imager.rotation_deg and elevation_deg <= 40.0:
+            # The test can fail: the unturned camera's pixel for this direction lands elsewhere
+            # (far enough from the zenith for the turn to move it several cells).
+            found = _brightest_cells(operator, fov, reference_camera, azimuth_deg, elevation_deg)
+            assert np.abs(found - expected).max(axis=1).min() > 3, site
+
+
+def test_common_fov_is_the_same_disc_at_every_site(demo_skies):
+    """With a 380 km field of view (inside every site's 10-degree cut, ~513 km) the mask is
+    exactly the disc at every site; with a 30-degree cut (~180 km) the cut wins."""
+    assert shell_distance_at_elevation(CUT_DEG, ALT_KM) > 380.0 + 10.0  # precondition
+    for site, (sky, _) in demo_skies.items():
+        grid = site_grid(sky, ALT_KM, 400.0, 80)
+        y, x = np.meshgrid(grid.y, grid.x, indexing="ij")
+        disc = np.hypot(x, y) <= 380.0
+        operator, fov = build_projection_operator(sky, grid, ALT_KM, CUT_DEG, fov_radius_km=380.0)
+        np.testing.assert_array_equal(fov, disc, err_msg=site)
+        sums = np.asarray(operator.sum(axis=1)).ravel()
+        np.testing.assert_allclose(sums[disc.ravel()], 1.0, rtol=1e-6)
+        assert np.all(sums[~disc.ravel()] == 0)
+        _, fov30 = build_projection_operator(sky, grid, ALT_KM, 30.0)
+        _, both = build_projection_operator(sky, grid, ALT_KM, 30.0, fov_radius_km=380.0)
+        np.testing.assert_array_equal(both, fov30 & disc)
+        assert both.sum() < 0.5 * disc.sum()
+    with pytest.raises(ValueError, match="fov_radius_km"):
+        build_projection_operator(sky, grid, ALT_KM, CUT_DEG, fov_radius_km=0.0)
+    with pytest.raises(ValueError, match="150.0 km"):
+        build_projection_operator(sky, grid, 150.0, CUT_DEG)
+
+
+def test_common_fov_on_a_lat_lon_grid(sky, projection):
+    """On the GAKO lat-lon grid the disc removes exactly the cells whose centres lie farther
+    than the radius from the site, and changes no other cell."""
+    grid, operator, fov = projection
+    clipped, fov300 = build_projection_operator(sky, grid, ALT_KM, CUT_DEG, fov_radius_km=300.0)
+    glat, glon = np.meshgrid(grid.lat, grid.lon, indexing="ij")
+    disc = _arc_km(glat, glon, sky.site_lat, sky.site_lon) <= 300.0
+    assert 0.2 * fov.sum() < (fov & ~disc).sum()  # precondition: the disc removes cells
+    np.testing.assert_array_equal(fov300, fov & disc)
+    keep = scipy.sparse.diags(disc.ravel().astype(np.float32))
+    assert (clipped != keep @ operator).nnz == 0
+
+
+def test_save_and_load_local_grid_operator(tmp_path, demo_skies):
+    sky = demo_skies["gill"][0]
+    grid = site_grid(sky, ALT_KM, 300.0, 30)
+    operator, fov = build_projection_operator(sky, grid, ALT_KM, CUT_DEG, fov_radius_km=280.0)
+    path = tmp_path / "gill.npz"
+    save_operator(path, operator, fov, grid, {"site": "gill"})
+    op2, fov2, grid2, meta2 = load_operator(path)
+    assert isinstance(grid2, LocalGrid) and grid2 == grid
+    np.testing.assert_array_equal(grid2.y, grid.y)
+    np.testing.assert_array_equal(fov2, fov)
+    assert (op2 != operator).nnz == 0 and meta2 == {"site": "gill"}
+
+    with np.load(path) as z:
+        parts = {key: z[key] for key in z.files}
+    for change, message in [
+        ({"format_version": np.int64(3)}, "format 3 is unknown"),
+        ({"grid_kind": np.asarray("polar")}, "grid kind 'polar' is unknown"),
+        ({"n": np.int64(0)}, "invalid local grid"),
+    ]:
+        bad = tmp_path / "bad.npz"
+        np.savez(bad, **{**parts, **change})
+        with pytest.raises(BadInputError, match=message):
+            load_operator(bad)
+    del parts["half_width_km"]
+    np.savez(tmp_path / "bad.npz", **parts)
+    with pytest.raises(BadInputError, match="lacks.*half_width_km"):
+        load_operator(tmp_path / "bad.npz")
+
+
+def test_load_format_1_operator_file(tmp_path):
+    """Operator files written before local grids existed (format 1, lat-lon) still load."""
+    grid = make_grid((50.0, 60.0), (-150.0, -130.0), 5, 4)
+    operator = scipy.sparse.csr_matrix(np.eye(20, 30, dtype=np.float32))
+    fov = np.ones(grid.shape, dtype=bool)
+    path = tmp_path / "old.npz"
+    np.savez(
+        path,
+        format_version=np.int64(1),
+        data=operator.data,
+        indices=operator.indices,
+        indptr=operator.indptr,
+        shape=np.asarray(operator.shape, dtype=np.int64),
+        fov_mask=fov,
+        lat=grid.lat,
+        lon=grid.lon,
+        lat_bounds=np.asarray(grid.lat_bounds),
+        lon_bounds=np.asarray(grid.lon_bounds),
+        metadata=np.asarray('{"site": "gako"}'),
+    )
+    op2, fov2, grid2, meta2 = load_operator(path)
+    assert isinstance(grid2, Grid) and grid2.lat_bounds == grid.lat_bounds
+    np.testing.assert_array_equal(grid2.lon, grid.lon)
+    assert (op2 != operator).nnz == 0 and meta2 == {"site": "gako"} and fov2.all()
 
 
 # --------------------------------------------------------------- the star test

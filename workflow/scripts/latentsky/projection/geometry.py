@@ -1,22 +1,36 @@
-"""Projection of all-sky images onto a regular latitude-longitude grid at an emission altitude.
+"""Projection of all-sky images onto a regular grid at an emission altitude.
+
+Two kinds of grid share one interface (:class:`CellGrid`), so the operator code and the operator
+files treat them alike:
+
+* :class:`Grid`, a regular latitude-longitude grid (dims ``lat``, ``lon``), e.g. the bounding box
+  of the field of view (:func:`grid_covering`);
+* :class:`LocalGrid`, a square grid in km centred on a site: the azimuthal equidistant projection
+  on the spherical shell at the emission altitude (dims ``y``, ``x``; :func:`site_grid`). Distances
+  and azimuths from the site are true on it, so the same aurora relative to any site falls in the
+  same cells.
 
 The projection is linear in the pixel values, so it is precomputed once per (skymap, grid,
-altitude, elevation cut) as a sparse matrix of shape ``(n_lat * n_lon, H * W)`` and applied to
-whole stacks of frames by a compiled (numba) kernel that reads the frames in place. Each grid cell
-averages the pixels whose centres fall inside it; cells inside the field of view that no pixel
-centre falls in (where pixels are larger than cells, towards the horizon) take their nearest valid
-pixel.
+altitude, elevation cut, field-of-view radius) as a sparse matrix of shape ``(n_cells, H * W)``
+and applied to whole stacks of frames by a compiled (numba) kernel that reads the frames in place.
+Each grid cell averages the pixels whose centres fall inside it; cells inside the field of view
+that no pixel centre falls in (where pixels are larger than cells, towards the horizon) take their
+nearest valid pixel. An optional common field of view, a disc of given radius about the site,
+removes the cells outside it (:func:`build_projection_operator`).
 
 Conventions: latitudes and longitudes in degrees (longitudes -180..180 unless a grid's bounds say
-otherwise), altitudes in km, arrays in the canonical image orientation of
-:mod:`latentsky.instruments.themis`.
+otherwise), altitudes and distances in km, arrays in the canonical image orientation of
+:mod:`latentsky.instruments.themis`. The Earth is a sphere of radius :data:`EARTH_RADIUS_KM`; a
+point "at altitude h" lies on the shell of radius ``EARTH_RADIUS_KM + h``.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar, Protocol
 
 import numba
 import numpy as np
@@ -30,8 +44,9 @@ from latentsky.projection.lanes import LANES, add_scaled, store_lanes, zero_lane
 
 #: Mean Earth radius used by the spherical mapping, km.
 EARTH_RADIUS_KM = 6371.2
-#: Version of the file layout written by :func:`save_operator`.
-OPERATOR_FORMAT = 1
+#: Version of the file layout written by :func:`save_operator`. Format 1 (lat-lon grids only, no
+#: ``grid_kind``) is still read.
+OPERATOR_FORMAT = 2
 
 
 def _wrap(lon):
@@ -45,6 +60,61 @@ def _corner_key(skymap: Skymap, altitude_km: float) -> float | None:
         if abs(key - altitude_km) < 1e-3 and key in skymap.corner_lon:
             return key
     return None
+
+
+def _geocentric_angle(elevation_rad, site_alt_km: float, altitude_km: float):
+    """Angle at the Earth's centre (radians) between a site and where its line of sight at
+    ``elevation_rad`` crosses the shell at ``altitude_km`` (law of sines in the triangle Earth
+    centre - site - crossing point); NaN where the elevation is NaN."""
+    r_site = EARTH_RADIUS_KM + site_alt_km
+    r_shell = EARTH_RADIUS_KM + altitude_km
+    with np.errstate(invalid="ignore"):
+        return (
+            np.arccos(np.clip(r_site * np.cos(elevation_rad) / r_shell, -1.0, 1.0)) - elevation_rad
+        )
+
+
+def _destination(site_lat: float, site_lon: float, angle, azimuth_rad):
+    """(lat, lon), degrees (longitude -180..180), of the points at geocentric ``angle`` (radians)
+    from the site in the direction ``azimuth_rad`` (from north through east): the great circle
+    leaving the site at that azimuth."""
+    phi1 = np.radians(site_lat)
+    sin_lat = np.sin(phi1) * np.cos(angle) + np.cos(phi1) * np.sin(angle) * np.cos(azimuth_rad)
+    lat = np.arcsin(np.clip(sin_lat, -1.0, 1.0))
+    dlon = np.arctan2(
+        np.sin(azimuth_rad) * np.sin(angle) * np.cos(phi1), np.cos(angle) - np.sin(phi1) * sin_lat
+    )
+    return np.degrees(lat), _wrap(site_lon + np.degrees(dlon))
+
+
+def _site_frame(lat, lon, site_lat: float, site_lon: float):
+    """East, north and up components, in the site's local frame, of the unit vectors from the
+    Earth's centre to the points (lat, lon), degrees; arrays of the points' shape."""
+    phi, p0 = np.radians(np.asarray(lat, dtype=np.float64)), np.radians(site_lat)
+    dlon = np.radians(np.asarray(lon, dtype=np.float64) - site_lon)
+    east = np.cos(phi) * np.sin(dlon)
+    north = np.cos(p0) * np.sin(phi) - np.sin(p0) * np.cos(phi) * np.cos(dlon)
+    up = np.sin(p0) * np.sin(phi) + np.cos(p0) * np.cos(phi) * np.cos(dlon)
+    return east, north, up
+
+
+def shell_distance_km(lat, lon, site_lat: float, site_lon: float, altitude_km: float) -> np.ndarray:
+    """Great-circle distance (km) along the shell at ``altitude_km`` from the point above the
+    site (site_lat, site_lon, degrees) to the points (lat, lon) (degrees, arrays of any shape)."""
+    east, north, up = _site_frame(lat, lon, site_lat, site_lon)
+    # atan2 of the sine and cosine of the angle: accurate at every distance, unlike arccos.
+    return (EARTH_RADIUS_KM + altitude_km) * np.arctan2(np.hypot(east, north), up)
+
+
+def shell_distance_at_elevation(
+    elevation_deg, altitude_km: float, site_alt_km: float = 0.0
+) -> np.ndarray:
+    """Distance (km) along the shell at ``altitude_km`` from the point above a site to where a
+    line of sight at ``elevation_deg`` (degrees, array or scalar) from the site (at
+    ``site_alt_km``) crosses it: the radius of the field of view that a minimum elevation gives,
+    e.g. about 513 km for 10 degrees at 110 km."""
+    elevation = np.radians(np.asarray(elevation_deg, dtype=np.float64))
+    return (EARTH_RADIUS_KM + altitude_km) * _geocentric_angle(elevation, site_alt_km, altitude_km)
 
 
 def ray_lat_lon(
@@ -67,21 +137,10 @@ def ray_lat_lon(
     Returns:
         (lat, lon) of the same shape, degrees, longitude in -180..180; NaN where the inputs are NaN.
     """
-    r_site = EARTH_RADIUS_KM + site_alt_km
-    r_shell = EARTH_RADIUS_KM + altitude_km
     el = np.radians(np.asarray(elevation, dtype=np.float64))
     az = np.radians(np.asarray(azimuth, dtype=np.float64))
-    # Geocentric angle between the site and the crossing point (law of sines in the triangle
-    # Earth centre - site - crossing point).
-    with np.errstate(invalid="ignore"):
-        theta = np.arccos(np.clip(r_site * np.cos(el) / r_shell, -1.0, 1.0)) - el
-    phi1 = np.radians(site_lat)
-    sin_lat = np.sin(phi1) * np.cos(theta) + np.cos(phi1) * np.sin(theta) * np.cos(az)
-    lat = np.arcsin(np.clip(sin_lat, -1.0, 1.0))
-    dlon = np.arctan2(
-        np.sin(az) * np.sin(theta) * np.cos(phi1), np.cos(theta) - np.sin(phi1) * sin_lat
-    )
-    return np.degrees(lat), _wrap(site_lon + np.degrees(dlon))
+    theta = _geocentric_angle(el, site_alt_km, altitude_km)
+    return _destination(site_lat, site_lon, theta, az)
 
 
 def pixel_lat_lon(skymap: Skymap, altitude_km: float) -> tuple[np.ndarray, np.ndarray]:
@@ -114,6 +173,40 @@ def pixel_lat_lon(skymap: Skymap, altitude_km: float) -> tuple[np.ndarray, np.nd
     return lat, _wrap(ref + offset)
 
 
+class CellGrid(Protocol):
+    """What the operator code, the operator files and the sample stores need of a grid.
+
+    Implemented by :class:`Grid` (geographic) and :class:`LocalGrid` (site-centred, km). Rows
+    run south to north and columns west to east in both, so images are north up and east right
+    when drawn with the first row at the bottom (matplotlib ``origin="lower"``).
+    """
+
+    #: Name of the kind in operator files: ``"latlon"`` or ``"local"``.
+    kind: ClassVar[str]
+    #: Names of the (row, column) dimensions in stores: ``("lat", "lon")`` or ``("y", "x")``.
+    dims: ClassVar[tuple[str, str]]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(rows, columns); cell (i, j) is row ``i * columns + j`` of a projection operator."""
+
+    def cell_index(self, lat, lon) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(i, j, inside) of points given in degrees at the grid's altitude."""
+
+    def centre_lat_lon(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lat, lon) of the cell centres, each of shape ``shape``, degrees."""
+
+    def coords(self) -> dict[str, tuple]:
+        """The dimension coordinates for xarray: ``{dim: (dim, values, CF attributes)}``."""
+
+    def grid_mapping(self) -> dict:
+        """CF grid-mapping attributes, for a ``crs`` variable named by the data's
+        ``grid_mapping`` attribute."""
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """What an operator file stores of the grid (read back by ``from_arrays``)."""
+
+
 @dataclass(frozen=True)
 class Grid:
     """A regular latitude-longitude grid.
@@ -130,6 +223,9 @@ class Grid:
     lon: np.ndarray
     lat_bounds: tuple[float, float]
     lon_bounds: tuple[float, float]
+
+    kind: ClassVar[str] = "latlon"
+    dims: ClassVar[tuple[str, str]] = ("lat", "lon")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -166,6 +262,224 @@ class Grid:
         j = np.floor(np.nan_to_num(east_offset) / self.dlon).astype(np.int64)
         # A point exactly on the north or east edge belongs to the last cell.
         return np.minimum(i, self.lat.size - 1), np.minimum(j, self.lon.size - 1), inside
+
+    def centre_lat_lon(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lat, lon) of the cell centres, each (n_lat, n_lon), degrees."""
+        return np.meshgrid(self.lat, self.lon, indexing="ij")
+
+    def coords(self) -> dict[str, tuple]:
+        """``{"lat": ("lat", lat, attrs), "lon": ("lon", lon, attrs)}`` for xarray."""
+        return {
+            "lat": ("lat", self.lat, {"units": "degrees_north", "standard_name": "latitude"}),
+            "lon": ("lon", self.lon, {"units": "degrees_east", "standard_name": "longitude"}),
+        }
+
+    def grid_mapping(self) -> dict:
+        """CF grid mapping: plain latitude and longitude."""
+        return {"grid_mapping_name": "latitude_longitude"}
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Cell centres and outer edges (the names format 1 operator files used)."""
+        return {
+            "lat": self.lat,
+            "lon": self.lon,
+            "lat_bounds": np.asarray(self.lat_bounds, dtype=np.float64),
+            "lon_bounds": np.asarray(self.lon_bounds, dtype=np.float64),
+        }
+
+    @classmethod
+    def from_arrays(cls, parts) -> Grid:
+        """The grid :meth:`to_arrays` describes (KeyError when a part is missing)."""
+        return cls(
+            lat=parts["lat"],
+            lon=parts["lon"],
+            lat_bounds=tuple(float(v) for v in parts["lat_bounds"]),
+            lon_bounds=tuple(float(v) for v in parts["lon_bounds"]),
+        )
+
+
+@dataclass(frozen=True)
+class LocalGrid:
+    """A square grid in km centred on a site: azimuthal equidistant at an emission altitude.
+
+    A point on the shell at ``altitude_km`` has coordinates ``(x, y) = d * (sin az, cos az)``
+    (km), where ``d`` is its great-circle distance along the shell from the point above the site
+    and ``az`` its azimuth seen from there (from north through east). Distances and directions
+    from the site are true, so a feature at a given distance and direction from any site lands in
+    the same cells; away from the centre, shapes stretch across the radial direction by
+    ``(d / R) / sin(d / R)`` (R the shell radius): 0.1 % at 500 km.
+
+    The grid has ``n`` x ``n`` square cells spanning ``[-half_width_km, +half_width_km]`` in
+    ``x`` (east) and ``y`` (north). Rows run south to north (y ascending) and columns west to
+    east, as in :class:`Grid`. With ``n`` odd the site is the centre of the middle cell; with
+    ``n`` even it is the corner shared by the four middle cells (and falls in cell
+    ``(n // 2, n // 2)``).
+
+    Attributes:
+        site_lat, site_lon: the centre of the projection (the site), degrees.
+        altitude_km: the shell's altitude, km; projections onto this grid must use it.
+        half_width_km: half the side of the grid, km.
+        n: cells each way.
+    """
+
+    site_lat: float
+    site_lon: float
+    altitude_km: float
+    half_width_km: float
+    n: int
+
+    kind: ClassVar[str] = "local"
+    dims: ClassVar[tuple[str, str]] = ("y", "x")
+
+    def __post_init__(self):
+        for name in ("site_lat", "site_lon", "altitude_km", "half_width_km"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+        if int(self.n) != self.n:
+            raise ValueError(f"n must be a whole number of cells, got {self.n}")
+        object.__setattr__(self, "n", int(self.n))
+        if not (-90.0 <= self.site_lat <= 90.0 and -360.0 <= self.site_lon <= 360.0):
+            raise ValueError(f"site position out of range: {self.site_lat}, {self.site_lon}")
+        if not self.altitude_km > -EARTH_RADIUS_KM:
+            raise ValueError(
+                f"altitude_km must be above the Earth's centre, got {self.altitude_km}"
+            )
+        # The corners must lie closer than the antipode, where the projection folds over.
+        farthest = math.pi * self.radius_km / math.sqrt(2.0)
+        if not 0.0 < self.half_width_km < farthest:
+            raise ValueError(
+                f"half_width_km must be in (0, {farthest:.0f}) km, got {self.half_width_km}"
+            )
+        if self.n < 1:
+            raise ValueError(f"grid needs at least one cell each way, got {self.n}")
+
+    @property
+    def radius_km(self) -> float:
+        """Radius of the shell at the grid's altitude, km."""
+        return EARTH_RADIUS_KM + self.altitude_km
+
+    @property
+    def cell_km(self) -> float:
+        """Side of a cell, km."""
+        return 2.0 * self.half_width_km / self.n
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(n, n)."""
+        return (self.n, self.n)
+
+    @property
+    def y(self) -> np.ndarray:
+        """(n,) cell-centre northings, km, ascending."""
+        return -self.half_width_km + (np.arange(self.n) + 0.5) * self.cell_km
+
+    @property
+    def x(self) -> np.ndarray:
+        """(n,) cell-centre eastings, km, ascending."""
+        return self.y
+
+    def to_xy(self, lat, lon) -> tuple[np.ndarray, np.ndarray]:
+        """(x, y), km, of points (lat, lon) (degrees, arrays of any shape) on the shell.
+
+        Every point has coordinates, at most ``pi * radius_km`` from the site; NaN stays NaN.
+        """
+        east, north, up = _site_frame(lat, lon, self.site_lat, self.site_lon)
+        sine = np.hypot(east, north)  # sine of the geocentric angle from the site
+        angle = np.arctan2(sine, up)
+        # x = R * angle * sin(az) = R * angle * east / sine; at the site itself angle / sine -> 1.
+        scale = self.radius_km * np.divide(angle, sine, out=np.ones_like(angle), where=sine > 0.0)
+        return scale * east, scale * north
+
+    def to_lat_lon(self, x, y) -> tuple[np.ndarray, np.ndarray]:
+        """(lat, lon), degrees (longitude -180..180), of the points at (x, y), km; the inverse
+        of :meth:`to_xy` within ``pi * radius_km`` of the site."""
+        x = np.asarray(x, dtype=np.float64)
+        y = np.asarray(y, dtype=np.float64)
+        return _destination(
+            self.site_lat, self.site_lon, np.hypot(x, y) / self.radius_km, np.arctan2(x, y)
+        )
+
+    def cell_index(self, lat, lon) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cell (row, column) holding each point, and whether it lies on the grid at all.
+
+        Args:
+            lat, lon: arrays of the same shape, degrees, of points on the shell.
+
+        Returns:
+            (i, j, inside): integer arrays of that shape (meaningless where ``inside`` is False)
+            and a boolean array; NaN points are outside.
+        """
+        x, y = self.to_xy(lat, lon)
+        edge = self.half_width_km
+        with np.errstate(invalid="ignore"):
+            inside = (np.abs(x) <= edge) & (np.abs(y) <= edge)
+        i = np.floor((np.nan_to_num(y) + edge) / self.cell_km).astype(np.int64)
+        j = np.floor((np.nan_to_num(x) + edge) / self.cell_km).astype(np.int64)
+        # A point exactly on the north or east edge belongs to the last cell.
+        return np.minimum(i, self.n - 1), np.minimum(j, self.n - 1), inside
+
+    def centre_lat_lon(self) -> tuple[np.ndarray, np.ndarray]:
+        """(lat, lon) of the cell centres, each (n, n), degrees."""
+        y, x = np.meshgrid(self.y, self.x, indexing="ij")
+        return self.to_lat_lon(x, y)
+
+    def coords(self) -> dict[str, tuple]:
+        """``{"y": ("y", y, attrs), "x": ("x", x, attrs)}`` for xarray; km, CF projection
+        coordinates. They do not depend on the site: grids of the same size at different sites
+        have the same coordinates (the site is in :meth:`grid_mapping`)."""
+
+        def attrs(axis: str, direction: str) -> dict:
+            return {
+                "units": "km",
+                "standard_name": f"projection_{axis.lower()}_coordinate",
+                "long_name": f"distance {direction} of the site along the emission shell",
+                "axis": axis,
+            }
+
+        return {"y": ("y", self.y, attrs("Y", "north")), "x": ("x", self.x, attrs("X", "east"))}
+
+    def grid_mapping(self) -> dict:
+        """CF grid mapping: azimuthal equidistant about the site, on a sphere of the shell's
+        radius (``earth_radius`` in metres, as CF has it)."""
+        return {
+            "grid_mapping_name": "azimuthal_equidistant",
+            "latitude_of_projection_origin": self.site_lat,
+            "longitude_of_projection_origin": self.site_lon,
+            "false_easting": 0.0,
+            "false_northing": 0.0,
+            "earth_radius": self.radius_km * 1000.0,
+        }
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The five parameters, as 0-d arrays."""
+        return {
+            "site_lat": np.float64(self.site_lat),
+            "site_lon": np.float64(self.site_lon),
+            "altitude_km": np.float64(self.altitude_km),
+            "half_width_km": np.float64(self.half_width_km),
+            "n": np.int64(self.n),
+        }
+
+    @classmethod
+    def from_arrays(cls, parts) -> LocalGrid:
+        """The grid :meth:`to_arrays` describes (KeyError when a part is missing)."""
+        return cls(
+            site_lat=float(parts["site_lat"]),
+            site_lon=float(parts["site_lon"]),
+            altitude_km=float(parts["altitude_km"]),
+            half_width_km=float(parts["half_width_km"]),
+            n=int(parts["n"]),
+        )
+
+
+#: Grid classes by the ``kind`` an operator file names.
+GRID_KINDS: dict[str, type] = {Grid.kind: Grid, LocalGrid.kind: LocalGrid}
+
+
+def site_grid(skymap: Skymap, altitude_km: float, half_width_km: float, n: int) -> LocalGrid:
+    """The site-centred grid of ``n`` x ``n`` cells, ``2 * half_width_km`` km across, at
+    ``altitude_km`` (km) for the skymap's site: what every site of a dataset gets, with the same
+    ``altitude_km``, ``half_width_km`` and ``n``."""
+    return LocalGrid(skymap.site_lat, skymap.site_lon, altitude_km, half_width_km, n)
 
 
 def make_grid(
@@ -275,7 +589,11 @@ def _footprint_radius_km(xy: np.ndarray) -> np.ndarray:
 
 
 def build_projection_operator(
-    skymap: Skymap, grid: Grid, altitude_km: float, min_elevation_deg: float = 10.0
+    skymap: Skymap,
+    grid: CellGrid,
+    altitude_km: float,
+    min_elevation_deg: float = 10.0,
+    fov_radius_km: float | None = None,
 ) -> tuple[scipy.sparse.csr_matrix, np.ndarray]:
     """The sparse linear map from image pixels to grid cells.
 
@@ -285,25 +603,57 @@ def build_projection_operator(
     that pixel lies within its own footprint radius of the cell centre, so cells beyond the
     field of view stay empty.
 
+    With ``fov_radius_km``, cells whose centre lies farther than that from the site (along the
+    shell at ``altitude_km``, :func:`shell_distance_km`) are left empty too: a common circular
+    field of view, the same disc at every site. The field of view is then the disc AND the
+    elevation cut: whichever is stricter wins in each direction. For the same disc at every site,
+    take a radius inside every site's cut (:func:`shell_distance_at_elevation` gives the radius
+    an elevation reaches, e.g. ~513 km for 10 degrees at 110 km); a site whose cut (or missing
+    skymap pixels) falls inside the disc somewhere keeps the smaller field of view there.
+
     Args:
         skymap: pixel geometry (canonical orientation, like the frames to be projected).
-        grid: the target grid.
+        grid: the target grid, a :class:`Grid` or a :class:`LocalGrid` (whose own altitude
+            must be ``altitude_km``).
         altitude_km: emission altitude, km.
         min_elevation_deg: elevation cut, degrees.
+        fov_radius_km: radius of the common field of view about the skymap's site, km; None for
+            none.
 
     Returns:
-        operator: csr_matrix float32 of shape (n_lat * n_lon, H * W); row ``i * n_lon + j``
-            holds cell (i, j)'s weights over row-major flattened pixels; rows sum to 1 on the
-            field of view and are empty elsewhere.
-        fov_mask: (n_lat, n_lon) bool, True for cells with a value.
+        operator: csr_matrix float32 of shape (rows * columns, H * W) for ``grid.shape`` (rows,
+            columns); row ``i * columns + j`` holds cell (i, j)'s weights over row-major
+            flattened pixels; rows sum to 1 on the field of view and are empty elsewhere.
+        fov_mask: ``grid.shape`` bool, True for cells with a value.
+
+    Raises:
+        ValueError: a LocalGrid at another altitude, or a radius that is not positive.
     """
+    if isinstance(grid, LocalGrid) and abs(grid.altitude_km - altitude_km) > 1e-3:
+        # Its km are along another shell: cells would be misplaced radially.
+        raise ValueError(
+            f"the local grid is at {grid.altitude_km} km, the projection at {altitude_km} km"
+        )
+    if fov_radius_km is not None and not fov_radius_km > 0:
+        raise ValueError(f"fov_radius_km must be positive, got {fov_radius_km}")
     lat, lon, valid = _valid_pixels(skymap, altitude_km, min_elevation_deg)
     n_pix = lat.size
-    n_cells = grid.lat.size * grid.lon.size
+    n_cols = grid.shape[1]
+    n_cells = grid.shape[0] * n_cols
+    centre_lat, centre_lon = (a.ravel() for a in grid.centre_lat_lon())
+    if fov_radius_km is None:
+        in_disc = np.ones(n_cells, dtype=bool)
+    else:
+        in_disc = (
+            shell_distance_km(centre_lat, centre_lon, skymap.site_lat, skymap.site_lon, altitude_km)
+            <= fov_radius_km
+        )
     i, j, inside = grid.cell_index(lat, lon)
     use = (valid & inside).ravel()
+    cell = (i.ravel() * n_cols + j.ravel())[use]
     pixel = np.flatnonzero(use)
-    cell = (i.ravel() * grid.lon.size + j.ravel())[use]
+    keep = in_disc[cell]
+    cell, pixel = cell[keep], pixel[keep]
     counts = np.bincount(cell, minlength=n_cells)
 
     # Nearest-pixel fill for empty cells, in a local tangent plane (km).
@@ -317,12 +667,11 @@ def build_projection_operator(
     fill_cells = np.empty(0, dtype=np.int64)
     fill_pixels = np.empty(0, dtype=np.int64)
     valid_flat = np.flatnonzero(valid.ravel() & np.isfinite(limit))
-    empty = np.flatnonzero(counts == 0)
+    empty = np.flatnonzero((counts == 0) & in_disc)
     if valid_flat.size and empty.size:
         tree = cKDTree(xy.reshape(-1, 2)[valid_flat])
-        glat, glon = np.meshgrid(grid.lat, grid.lon, indexing="ij")
         cell_xy = _tangent_plane_km(
-            glat.ravel()[empty], glon.ravel()[empty], skymap.site_lat, skymap.site_lon, radius
+            centre_lat[empty], centre_lon[empty], skymap.site_lat, skymap.site_lon, radius
         )
         near = np.all(np.isfinite(cell_xy), axis=1)
         dist, nearest = tree.query(cell_xy[near], distance_upper_bound=np.nanmax(limit[valid_flat]))
@@ -596,12 +945,14 @@ def save_operator(
     path,
     operator: scipy.sparse.csr_matrix,
     fov_mask: np.ndarray,
-    grid: Grid,
+    grid: CellGrid,
     metadata: dict,
 ) -> None:
     """Write an operator, its mask, its grid and JSON-able metadata to one ``.npz`` file.
 
-    The file is written at exactly ``path`` (numpy would otherwise append ``.npz``).
+    The file is written at exactly ``path`` (numpy would otherwise append ``.npz``). Layout
+    (format :data:`OPERATOR_FORMAT`): the CSR arrays, ``fov_mask``, ``grid_kind`` (a key of
+    :data:`GRID_KINDS`) and the grid's ``to_arrays()``, ``metadata`` as JSON.
     """
     operator = scipy.sparse.csr_matrix(operator)
     with open(path, "wb") as handle:
@@ -613,19 +964,20 @@ def save_operator(
             indptr=operator.indptr,
             shape=np.asarray(operator.shape, dtype=np.int64),
             fov_mask=np.asarray(fov_mask, dtype=bool),
-            lat=grid.lat,
-            lon=grid.lon,
-            lat_bounds=np.asarray(grid.lat_bounds, dtype=np.float64),
-            lon_bounds=np.asarray(grid.lon_bounds, dtype=np.float64),
+            grid_kind=np.asarray(grid.kind),
             metadata=np.asarray(json.dumps(metadata, sort_keys=True)),
+            **grid.to_arrays(),
         )
 
 
-def load_operator(path) -> tuple[scipy.sparse.csr_matrix, np.ndarray, Grid, dict]:
+def load_operator(path) -> tuple[scipy.sparse.csr_matrix, np.ndarray, CellGrid, dict]:
     """Read what :func:`save_operator` wrote: (operator, fov_mask, grid, metadata).
 
+    Reads format 1 files too (written before local grids existed: always a lat-lon grid).
+
     Raises:
-        BadInputError: the file is not such an operator file or is inconsistent.
+        BadInputError: the file is not such an operator file, is of an unknown format or grid
+            kind, or is inconsistent.
     """
     path = Path(path)
     try:
@@ -633,12 +985,31 @@ def load_operator(path) -> tuple[scipy.sparse.csr_matrix, np.ndarray, Grid, dict
             parts = {key: z[key] for key in z.files}
     except Exception as exc:  # zipfile/pickle/OS errors on damaged files
         raise BadInputError(path, f"not a readable operator file ({exc})") from exc
-    needed = {"data", "indices", "indptr", "shape", "fov_mask", "lat", "lon", "lat_bounds"}
-    missing = sorted((needed | {"lon_bounds", "metadata", "format_version"}) - set(parts))
+    needed = {"data", "indices", "indptr", "shape", "fov_mask", "metadata", "format_version"}
+    missing = sorted(needed - set(parts))
     if missing:
         raise BadInputError(path, f"operator file lacks {missing}")
-    if int(parts["format_version"]) != OPERATOR_FORMAT:
-        raise BadInputError(path, f"operator file format {parts['format_version']} is unknown")
+    version = int(parts["format_version"])
+    if version == 1:
+        kind = Grid.kind
+    elif version == OPERATOR_FORMAT:
+        if "grid_kind" not in parts:
+            raise BadInputError(path, "operator file lacks ['grid_kind']")
+        kind = str(parts["grid_kind"])
+    else:
+        raise BadInputError(
+            path,
+            f"operator file format {version} is unknown (this version reads 1 to "
+            f"{OPERATOR_FORMAT}); rebuild the operators",
+        )
+    if kind not in GRID_KINDS:
+        raise BadInputError(path, f"grid kind {kind!r} is unknown (known: {sorted(GRID_KINDS)})")
+    try:
+        grid = GRID_KINDS[kind].from_arrays(parts)
+    except KeyError as exc:
+        raise BadInputError(path, f"operator file lacks [{exc}] of its {kind} grid") from exc
+    except (ValueError, TypeError) as exc:
+        raise BadInputError(path, f"invalid {kind} grid ({exc})") from exc
     try:
         operator = scipy.sparse.csr_matrix(
             (parts["data"], parts["indices"], parts["indptr"]), shape=tuple(parts["shape"])
@@ -646,12 +1017,6 @@ def load_operator(path) -> tuple[scipy.sparse.csr_matrix, np.ndarray, Grid, dict
         metadata = json.loads(str(parts["metadata"]))
     except (ValueError, TypeError) as exc:
         raise BadInputError(path, f"inconsistent operator file ({exc})") from exc
-    grid = Grid(
-        lat=parts["lat"],
-        lon=parts["lon"],
-        lat_bounds=tuple(float(v) for v in parts["lat_bounds"]),
-        lon_bounds=tuple(float(v) for v in parts["lon_bounds"]),
-    )
     fov_mask = parts["fov_mask"]
     if fov_mask.shape != grid.shape or operator.shape[0] != fov_mask.size:
         raise BadInputError(
