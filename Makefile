@@ -1,5 +1,6 @@
 # Two commands for a fresh machine with Python 3.11 and pip:
 #   make demo   set up .venv, generate the offline demo mirror, run the whole workflow, build the report
+#   (make demo-multisite: the same for the multi-site demo, config/multisite.yaml)
 #   make test   set up .venv and run the test suite (formatting and lint checks included)
 
 PYTHON ?= python3
@@ -8,7 +9,7 @@ BIN := $(VENV)/bin
 CORES ?= 2
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: venv demo report test lint format dryrun benchmark clean
+.PHONY: venv demo demo-multisite report test lint format dryrun benchmark clean
 
 venv: $(VENV)/.installed
 
@@ -21,6 +22,11 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 demo: venv
 	$(SNAKEMAKE) --cores $(CORES)
 	$(MAKE) report
+
+# The multi-site demo (three imagers with different cameras, one model): config/multisite.yaml.
+demo-multisite: venv
+	$(SNAKEMAKE) --cores $(CORES) --configfile config/multisite.yaml
+	$(SNAKEMAKE) --cores 1 --configfile config/multisite.yaml --report results/multisite/report.html
 
 report: venv
 	$(SNAKEMAKE) --cores 1 --report results/demo/report.html

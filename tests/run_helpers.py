@@ -212,9 +212,9 @@ def assert_same_results(a: Path, b: Path, exact: bool = True, rtol: float = 1e-5
     counts must still be equal.
     """
     ra, rb = a / RESULTS, b / RESULTS
-    dates_a = sorted(p.name for p in (ra / "projected").glob("*.zarr"))
-    assert dates_a == sorted(p.name for p in (rb / "projected").glob("*.zarr"))
-    for name in [*ZARR_STORES, *(f"projected/{d}" for d in dates_a)]:
+    dates_a = sorted(str(p.relative_to(ra)) for p in (ra / "projected").glob("*/*.zarr"))
+    assert dates_a == sorted(str(p.relative_to(rb)) for p in (rb / "projected").glob("*/*.zarr"))
+    for name in [*ZARR_STORES, *dates_a]:
         x, y = xr.open_zarr(ra / name), xr.open_zarr(rb / name)
         if exact:
             xr.testing.assert_identical(x, y)

@@ -45,7 +45,7 @@ def test_every_key_is_described_and_has_a_default():
         resolved = {**SCHEMA["$defs"].get(sub.get("$ref", "#/x").split("/")[-1], {}), **sub}
         assert resolved.get("description"), f"{path} has no description"
         optional_without_default = path.endswith(
-            (".gnss_station", ".labels", ".demo_mirror", ".demo_tle")
+            (".gnss_station", ".labels", ".demo_mirror", ".demo_tle", ".site", ".sites")
         )
         if not required and not optional_without_default:
             assert "default" in resolved, f"{path} has no default"
@@ -139,6 +139,25 @@ def test_the_demo_config_passes_and_gets_its_defaults():
             ["resources/demo_tle/tle_demo/mmia"],
         ),
         (lambda c: c["datasets"]["demo"].update(kind="radar"), "config", ["radar"]),
+        (
+            lambda c: c["datasets"]["demo"].update(sites=[{"site": "gill"}]),
+            "datasets.demo",
+            ["either"],
+        ),
+        (
+            lambda c: (
+                c["datasets"]["demo"].update(sites=[{"site": "gill"}, {"site": "gill"}], site=None)
+                or c["datasets"]["demo"].pop("site")
+                or c["datasets"]["demo"].pop("gnss_station")
+            ),
+            "datasets.demo.sites",
+            ["gill"],
+        ),
+        (
+            lambda c: c["projection"].update(grid={"frame": "site", "n_lat": 64, "n_lon": 32}),
+            "projection.grid",
+            ["square"],
+        ),
     ],
 )
 def test_a_bad_config_is_refused_naming_the_key(edit, key, words):
@@ -190,8 +209,8 @@ def test_figures_and_download_settings_follow_the_registries():
     assert "mean_waveforms" in dataset_figures(config, "tle_demo")
     assert "sigma_phi_distributions" in dataset_figures(config, "demo")
     assert "mean_waveforms" not in dataset_figures(config, "demo")
-    skymaps = download_settings(config, "demo", "skymaps")
+    skymaps = download_settings(config, "demo", "skymaps", "fsim")
     assert skymaps["source"] == "berkeley_cal"
     assert skymaps["base_url"] == config["datasets"]["demo"]["base_urls"]["berkeley_cal"]
-    ismr = download_settings(config, "demo", "scintillation")
+    ismr = download_settings(config, "demo", "scintillation", "fsim")
     assert ismr["station"] == "fsi" and ismr["expected_columns"] == 62

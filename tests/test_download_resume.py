@@ -139,7 +139,7 @@ def test_killed_download_resumes_without_refetching_complete_files(tmp_path):
 
     rows = [
         row
-        for manifest in (work / "resources" / "study" / "manifests").glob("*.tsv")
+        for manifest in (work / "resources" / "study" / "manifests").glob("*/*.tsv")
         for row in read_manifest(manifest)
     ]
     fetched = [row for row in rows if row.status in ("downloaded", "present")]

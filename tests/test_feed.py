@@ -11,7 +11,6 @@ import xarray as xr
 
 from latentsky.models.feed import (
     SampleSource,
-    Unpacking,
     epoch_windows,
     iterate_batches,
     ordered_batches,
@@ -113,10 +112,77 @@ def test_packed_counts_unpack_to_normalised_values_with_nan_for_the_fill(tmp_pat
     np.testing.assert_array_equal(on_device[0, 0].numpy(), expected)
 
 
-def test_float_stores_are_passed_through_and_bad_ranges_refused():
-    unpacking = Unpacking.from_store_attrs({}, {"_FillValue": np.nan}, np.float32)
-    assert unpacking.identity
+def test_float_stores_are_passed_through_and_bad_ranges_refused(tmp_path):
+    ds = xr.Dataset({"x": (("n", "k"), np.ones((4, 2), np.float32))})
+    ds.to_zarr(tmp_path / "f.zarr", zarr_format=2)
+    assert SampleSource.from_store(tmp_path / "f.zarr", "x").unpacking.identity
+    ds = xr.Dataset(
+        {"x": (("n", "k"), np.ones((4, 2), np.uint16))},
+        attrs={"normalisation": '{"low_counts": 5, "high_counts": 5}'},
+    )
+    ds.to_zarr(tmp_path / "e.zarr", zarr_format=2)
     with pytest.raises(ValueError, match="empty"):
-        Unpacking.from_store_attrs(
-            {"normalisation": '{"low_counts": 5, "high_counts": 5}'}, {}, np.uint16
+        SampleSource.from_store(tmp_path / "e.zarr", "x")
+
+
+@pytest.mark.parametrize("per_cell", [False, True])
+def test_each_site_gets_its_own_scale(tmp_path, per_cell):
+    """Per-site (and per-cell) normalisation: every sample unpacks with its own site's range."""
+    counts = np.array([[10, 20], [10, 20], [110, 220], [65535, 220]], np.uint16).reshape(4, 1, 2)
+    if per_cell:
+        low = np.array([[[10, 20]], [[110, 120]]], np.float32)  # (sites, band, cell)
+        high = low + np.array([[[10, 40]], [[50, 100]]], np.float32)
+        dims = ("sites", "band", "cell")
+    else:
+        low, high, dims = (
+            np.array([10, 110], np.float32),
+            np.array([20, 210], np.float32),
+            ("sites",),
         )
+    ds = xr.Dataset(
+        {
+            "image": (("time", "band", "cell"), counts),
+            "normalisation_low": (dims, low),
+            "normalisation_high": (dims, high),
+        },
+        coords={"site": ("time", ["aaaa", "aaaa", "bbbb", "bbbb"]), "sites": ["aaaa", "bbbb"]},
+    )
+    ds.to_zarr(tmp_path / "s.zarr", encoding={"image": {"_FillValue": 65535}}, zarr_format=2)
+    source = SampleSource.from_store(tmp_path / "s.zarr", "image")
+    site = np.array([0, 0, 1, 1])
+    full_low = low[site] if per_cell else low[site][:, None, None]
+    full_high = high[site] if per_cell else high[site][:, None, None]
+    expected = (counts - full_low) / (full_high - full_low)
+    expected[3, 0, 0] = np.nan
+    (batch,) = list(iterate_batches(source, [np.arange(4)], 8, CPU))
+    np.testing.assert_allclose(batch.numpy(), expected, rtol=1e-6)
+    # A shuffled window unpacks each sample with its own site, on the device path too.
+    order = np.array([3, 0, 2, 1])
+    (shuffled,) = list(iterate_batches(source, [order], 8, CPU))
+    np.testing.assert_allclose(shuffled.numpy(), expected[order], rtol=1e-6)
+    on_device = source.unpacking.torch(torch.from_numpy(counts[order]), order)
+    np.testing.assert_allclose(on_device.numpy(), expected[order], rtol=1e-6)
+
+
+def test_augmentations_are_symmetries_of_the_square_drawn_from_the_seed():
+    from latentsky.models.training import augment
+
+    images = torch.arange(2 * 16, dtype=torch.float32).reshape(2, 1, 4, 4).repeat(20, 1, 1, 1)
+    assert augment(images, "none", torch.Generator().manual_seed(0)) is images
+    for how, most in (("flips", 4), ("rotations", 8)):
+        out = augment(images, how, torch.Generator().manual_seed(1))
+        again = augment(images, how, torch.Generator().manual_seed(1))
+        assert torch.equal(out, again)  # the seed fixes the draws
+        variants = set()
+        for original, changed in zip(images, out, strict=True):
+            candidates = [original]
+            for k in range(4 if how == "rotations" else 1):
+                turned = torch.rot90(original, k, dims=(1, 2))
+                candidates += [turned, torch.flip(turned, dims=(2,))]
+            candidates += [torch.flip(original, dims=(1,)), torch.flip(original, dims=(1, 2))]
+            matches = [i for i, c in enumerate(candidates) if torch.equal(c, changed)]
+            assert matches, "not a symmetry of the square"
+            variants.add(str(changed.flatten().tolist()))
+        assert 2 < len(variants) <= 2 * most  # several symmetries drawn (2 distinct images)
+    with pytest.raises(ValueError, match="square"):
+        augment(torch.zeros(2, 1, 3, 4), "rotations", torch.Generator().manual_seed(0))

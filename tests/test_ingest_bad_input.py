@@ -332,7 +332,7 @@ def test_skip_mode_counts_damaged_stream0_frames(skip_run):
         "times_out_of_order": 1,
     }
     assert images.sizes["time"] == 10 * 20 - 3 - 1
-    manifest = read_manifest(work / f"resources/gill/manifests/images_{GILL_DAY}.tsv")
+    manifest = read_manifest(work / f"resources/gill/manifests/gill/images_{GILL_DAY}.tsv")
     assert gap_summary(manifest) == {
         "files_present": 10,
         "files_missing": 50,  # minutes 06:10-06:59 are not in the archive
@@ -375,13 +375,13 @@ def fail_run(demo, tmp_path_factory):
     for name, (damage, station) in cases.items():
         cdf_mirror(demo, work / "mirror" / name, night, damage)
         datasets[name] = cdf_dataset(name, night, hours=(6, 6), station=station)
-    targets = [f"results/{name}/projected/{night[0]}.zarr" for name in datasets]
+    targets = [f"results/{name}/projected/fsim/{night[0]}.zarr" for name in datasets]
     targets.append("results/fail_ismr/sigma_phi.zarr")
     shared = shared_or_none()
     if shared is not None:
         gill_mirror(shared, work / "mirror" / "fail_header", {1: GILL_DAMAGE[1][1]})
         datasets["fail_header"] = gill_dataset("fail_header")
-        targets.append(f"results/fail_header/projected/{GILL_DAY}.zarr")
+        targets.append(f"results/fail_header/projected/gill/{GILL_DAY}.zarr")
     config = write_config(work, "fail.yaml", datasets, "fail")
     result = run_snakemake(
         work, *targets, "--cores", "2", "--keep-going", "--configfile", config, check=False
@@ -390,8 +390,8 @@ def fail_run(demo, tmp_path_factory):
     return work, shared
 
 
-def project_log(work: Path, name: str, day) -> str:
-    return (work / f"results/logs/project_images/{name}_{day}.log").read_text()
+def project_log(work: Path, name: str, site: str, day) -> str:
+    return (work / f"results/logs/project_images/{name}_{site}_{day}.log").read_text()
 
 
 @pytest.mark.parametrize(
@@ -404,10 +404,10 @@ def project_log(work: Path, name: str, day) -> str:
 )
 def test_fail_mode_stops_projection_naming_file_and_place(fail_run, name, where):
     work, _ = fail_run
-    log = project_log(work, name, NIGHTS[0])
+    log = project_log(work, name, "fsim", NIGHTS[0])
     assert "BadInputError" in log
     assert f"thg_l1_asf_fsim_2024010806_v01.cdf {where}" in log
-    assert not (work / f"results/{name}/projected/{NIGHTS[0]}.zarr").exists()
+    assert not (work / f"results/{name}/projected/fsim/{NIGHTS[0]}.zarr").exists()
 
 
 def test_fail_mode_stops_scintillation_naming_file_and_line(fail_run):
@@ -422,7 +422,7 @@ def test_fail_mode_stops_at_a_broken_pgm_header(fail_run):
     work, shared = fail_run
     if shared is None:
         pytest.skip("real GILL files not found in ../shared/data")
-    log = project_log(work, "fail_header", GILL_DAY)
+    log = project_log(work, "fail_header", "gill", GILL_DAY)
     assert "20140310_0601_gill_themis19_full.pgm.gz (frame 3): image size line" in log
 
 

@@ -23,7 +23,11 @@ from latentsky.acquisition.http import DownloadSettings, Fetcher
 from latentsky.acquisition.sources import SOURCES
 
 REAL_BASE_URLS = {s.base_url_key: s.real_base_url for s in SOURCES.values()}
-REAL_CONFIGS = ["fsim_2015_winter.yaml", "gill_2014_example.yaml"]
+REAL_CONFIGS = [
+    "fsim_2015_winter.yaml",
+    "gill_2014_example.yaml",
+    "four_sites_2015_winter.yaml",
+]
 SCHEMA = ROOT / "config" / "schema.yaml"
 
 
@@ -78,17 +82,20 @@ def test_dry_run_needs_no_network_and_lists_the_jobs(scratch, name, monkeypatch)
         monkeypatch.setenv(key, value)
     config = load(name)
     (dataset_name, dataset), *_ = config["datasets"].items()
+    sites = [s["site"] for s in dataset.get("sites", [{"site": dataset.get("site")}])]
     start = dt.date.fromisoformat(dataset["dates"]["start"])
     nights = (dt.date.fromisoformat(dataset["dates"]["end"]) - start).days + 1
     out = run_snakemake(scratch, "-n", "--cores", "8", "--configfile", f"config/{name}").stdout
     jobs = scheduled_rules(out)
+    # Downloads and projection run per site and date, so their cost grows linearly with both.
     for rule in ("download_images", "download_scintillation", "project_images"):
-        assert jobs[rule] == nights, rule
-    assert jobs["download_skymaps"] == 1
+        assert jobs[rule] == nights * len(sites), rule
+    assert jobs["download_skymaps"] == len(sites)
     for rule in ("train_autoencoder", "embed_latents", "fit_sigma_phi", "summarise_results"):
         assert jobs[rule] == 1, rule
-    for manifest in ("images", "ismr"):
-        assert f"resources/{dataset_name}/manifests/{manifest}_{start}.tsv" in out
+    for site in sites:
+        for manifest in ("images", "ismr"):
+            assert f"resources/{dataset_name}/manifests/{site}/{manifest}_{start}.tsv" in out
     assert not (scratch / "resources").exists()  # a dry run writes nothing
 
     out = run_snakemake(

@@ -29,7 +29,7 @@ from workflow_helpers import run_snakemake
 
 pytestmark = pytest.mark.slow
 
-PROJECTED = RESULTS / "projected"
+PROJECTED = RESULTS / "projected" / "fsim"  # the test config's one site
 RESUME_CHECKPOINT = RESULTS / "model" / "resume" / "last.pt"
 TRAIN_LOG = "results/logs/train_autoencoder/tiny.log"
 

@@ -215,7 +215,7 @@ def test_every_job_went_through_slurm(slurm_run):
     assert "Using profile slurm for setting default command line arguments" in output
     finished = finished_jobs(output)
     submitted = submitted_jobs(output)
-    n_dates = len(list((work / "results/tiny/projected").glob("*.zarr")))
+    n_dates = len(list((work / "results/tiny/projected").glob("*/*.zarr")))
 
     assert Counter(finished[job] for job in submitted) == Counter(
         {rule: n_dates if rule in PER_DATE_RULES else 1 for rule in SLURM_RULES}

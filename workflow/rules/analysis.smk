@@ -19,7 +19,7 @@ rule embed_latents:
         mem_mb=4000,
         runtime=60,
     params:
-        site=lookup(dpath="datasets/{dataset}/site", within=config),
+        sites=site_names_of,
         embedding=section("embedding"),
         exclude_labels=setting("analysis", "exclude_labels"),
         label_tolerance_s=setting("analysis", "label_tolerance_s"),
@@ -79,11 +79,11 @@ rule summarise_results:
         metrics="results/{dataset}/model/metrics.csv",
         fits=only_if(has_scintillation, "results/{dataset}/sigma_phi_fits.csv"),
         sigma_phi=only_if(has_scintillation, "results/{dataset}/sigma_phi.zarr"),
-        image_manifests=per_date(
-            "resources/{dataset}/manifests/images_{date}.tsv", downloads_images
+        image_manifests=per_site_and_date(
+            "resources/{dataset}/manifests/{site}/images_{date}.tsv"
         ),
-        ismr_manifests=per_date(
-            "resources/{dataset}/manifests/ismr_{date}.tsv", has_scintillation
+        ismr_manifests=per_site_and_date(
+            "resources/{dataset}/manifests/{site}/ismr_{date}.tsv", stations_only=True
         ),
         kind_outputs=kind_outputs,
     output:

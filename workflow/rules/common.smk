@@ -5,10 +5,12 @@
 from latentsky.config import (
     dataset_dates,
     dataset_figures,
+    dataset_sites,
     demo_mirror_settings,
     download_settings,
     model_name,
     settings,
+    site_names,
 )
 from latentsky.kinds import data_kind
 
@@ -17,6 +19,7 @@ DATASETS = config["datasets"]
 
 wildcard_constraints:
     dataset="[A-Za-z0-9_-]+",
+    site="[a-z]{4}",
     date=r"\d{4}-\d{2}-\d{2}",
 
 
@@ -24,16 +27,20 @@ def kind_of(dataset):
     return data_kind(DATASETS[dataset]["kind"])
 
 
-def has(key):
-    """Whether a dataset has an optional key (labels, gnss_station, a demo generator)."""
-    return lambda dataset: key in DATASETS[dataset]
+def has_labels(dataset):
+    return "labels" in DATASETS[dataset]
 
 
-has_labels, has_scintillation = has("labels"), has("gnss_station")
+def station_sites(dataset):
+    """The sites of a dataset that have a GNSS station."""
+    return [s["site"] for s in dataset_sites(config, dataset) if "gnss_station" in s]
 
 
-def downloads_images(dataset):
-    return kind_of(dataset).downloads
+def expand_sites(pattern, dataset, sites, **wildcards):
+    """``pattern`` for every site in ``sites`` (and every date, if it names one)."""
+    dates = dataset_dates(config, dataset) if "{date}" in pattern else []
+    keys = {"date": dates} if dates else {}
+    return expand(pattern, dataset=dataset, site=sites, **keys, **wildcards)
 
 
 # --- targets -----------------------------------------------------------------------------------------
@@ -59,26 +66,34 @@ def download_outputs():
     """The manifests of every download (the `download` target)."""
     outputs = []
     for dataset in DATASETS:
-        if downloads_images(dataset):
-            outputs += [f"resources/{dataset}/manifests/skymaps.tsv"]
-            outputs += dated("resources/{dataset}/manifests/images_{date}.tsv", dataset)
-        if has_scintillation(dataset):
-            outputs += dated("resources/{dataset}/manifests/ismr_{date}.tsv", dataset)
+        if kind_of(dataset).downloads:
+            sites = site_names(config, dataset)
+            manifests = "resources/{dataset}/manifests/{site}/"
+            outputs += expand_sites(manifests + "skymaps.tsv", dataset, sites)
+            outputs += expand_sites(manifests + "images_{date}.tsv", dataset, sites)
+            outputs += expand_sites(manifests + "ismr_{date}.tsv", dataset, station_sites(dataset))
     return outputs
-
-
-def dated(pattern, dataset):
-    return expand(pattern, dataset=dataset, date=dataset_dates(config, dataset))
 
 
 # --- inputs ------------------------------------------------------------------------------------------
 
 
-def per_date(pattern, when=lambda dataset: True):
-    """Input function: ``pattern`` for every date of the dataset (nothing unless ``when``)."""
-    return lambda wildcards: (
-        dated(pattern, wildcards.dataset) if when(wildcards.dataset) else []
-    )
+def per_site(pattern):
+    """Input function: ``pattern`` for every site of the dataset."""
+    return lambda w: expand_sites(pattern, w.dataset, site_names(config, w.dataset))
+
+
+def per_site_and_date(pattern, stations_only=False):
+    """Input function: ``pattern`` for every (site, date) of an image dataset (with a GNSS
+    station only, if asked); nothing for other kinds."""
+
+    def files(wildcards):
+        if not kind_of(wildcards.dataset).downloads:
+            return []
+        chosen = station_sites if stations_only else lambda d: site_names(config, d)
+        return expand_sites(pattern, wildcards.dataset, chosen(wildcards.dataset))
+
+    return files
 
 
 def only_if(when, path):
@@ -93,10 +108,7 @@ def sample_store(wildcards):
 
 def kind_outputs(wildcards):
     """Outputs of the kind's own rules that the summary reads."""
-    return [
-        f"results/{wildcards.dataset}/{path}"
-        for path in kind_of(wildcards.dataset).outputs
-    ]
+    return [f"results/{wildcards.dataset}/{p}" for p in kind_of(wildcards.dataset).outputs]
 
 
 def labels_file(wildcards):
@@ -104,8 +116,15 @@ def labels_file(wildcards):
     return [labels] if labels else []
 
 
+def has_scintillation(dataset):
+    return bool(station_sites(dataset))
+
+
 # The generated mirror a demo dataset downloads from (nothing for real datasets).
-demo_mirror = only_if(has("demo_mirror"), "resources/demo_mirror/{dataset}/mirror.json")
+demo_mirror = only_if(
+    lambda dataset: "demo_mirror" in DATASETS[dataset],
+    "resources/demo_mirror/{dataset}/mirror.json",
+)
 
 
 # --- params: the config values each rule depends on ---------------------------------------------------
@@ -125,18 +144,30 @@ def kind_param(attribute):
     return lambda wildcards: getattr(kind_of(wildcards.dataset), attribute)
 
 
-def model_params(wildcards):
-    """The dataset's model: its registered name and hyperparameters."""
-    hyperparameters = settings(config, wildcards.dataset, "model")
+def sites_of(wildcards):
+    return dataset_sites(config, wildcards.dataset)
+
+
+def site_names_of(wildcards):
+    return site_names(config, wildcards.dataset)
+
+
+def ismr_manifests_by_site(wildcards):
+    pattern = "resources/{dataset}/manifests/{site}/ismr_{date}.tsv"
     return {
-        "name": model_name(config, wildcards.dataset),
-        "hyperparameters": hyperparameters,
+        s: expand_sites(pattern, wildcards.dataset, [s]) for s in station_sites(wildcards.dataset)
     }
 
 
+def model_params(wildcards):
+    """The dataset's model: its registered name and hyperparameters."""
+    hyperparameters = settings(config, wildcards.dataset, "model")
+    return {"name": model_name(config, wildcards.dataset), "hyperparameters": hyperparameters}
+
+
 def download_params(role):
-    """Params function: what a download job of ``role`` needs, for the dataset."""
-    return lambda wildcards: download_settings(config, wildcards.dataset, role)
+    """Params function: what a download job of ``role`` needs, for the dataset and site."""
+    return lambda w: download_settings(config, w.dataset, role, w.site)
 
 
 def demo_mirror_params(wildcards):

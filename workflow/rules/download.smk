@@ -1,4 +1,4 @@
-# Downloads run on the submitting host (cluster compute nodes often have no internet). Each writes a
+# Downloads, per site (and date), run on the submitting host (cluster compute nodes often have no internet). Each writes a
 # manifest (url, path, bytes, sha256, status); the files themselves land under resources/<dataset>/raw/
 # and are not declared outputs, so an interrupted or repeated download keeps every verified file.
 
@@ -7,11 +7,11 @@ rule download_images:
     input:
         demo_mirror,
     output:
-        manifest="resources/{dataset}/manifests/images_{date}.tsv",
+        manifest="resources/{dataset}/manifests/{site}/images_{date}.tsv",
     log:
-        "results/logs/download_images/{dataset}_{date}.log",
+        "results/logs/download_images/{dataset}_{site}_{date}.log",
     benchmark:
-        "results/benchmarks/download_images/{dataset}_{date}.tsv"
+        "results/benchmarks/download_images/{dataset}_{site}_{date}.tsv"
     localrule: True
     conda:
         "../../envs/download.yaml"
@@ -31,11 +31,11 @@ rule download_skymaps:
     input:
         demo_mirror,
     output:
-        manifest="resources/{dataset}/manifests/skymaps.tsv",
+        manifest="resources/{dataset}/manifests/{site}/skymaps.tsv",
     log:
-        "results/logs/download_skymaps/{dataset}.log",
+        "results/logs/download_skymaps/{dataset}_{site}.log",
     benchmark:
-        "results/benchmarks/download_skymaps/{dataset}.tsv"
+        "results/benchmarks/download_skymaps/{dataset}_{site}.tsv"
     localrule: True
     conda:
         "../../envs/download.yaml"
@@ -55,11 +55,11 @@ rule download_scintillation:
     input:
         demo_mirror,
     output:
-        manifest="resources/{dataset}/manifests/ismr_{date}.tsv",
+        manifest="resources/{dataset}/manifests/{site}/ismr_{date}.tsv",
     log:
-        "results/logs/download_scintillation/{dataset}_{date}.log",
+        "results/logs/download_scintillation/{dataset}_{site}_{date}.log",
     benchmark:
-        "results/benchmarks/download_scintillation/{dataset}_{date}.tsv"
+        "results/benchmarks/download_scintillation/{dataset}_{site}_{date}.tsv"
     localrule: True
     conda:
         "../../envs/download.yaml"

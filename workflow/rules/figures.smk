@@ -171,3 +171,27 @@ rule plot_mean_waveforms:
         runtime=10,
     script:
         "../scripts/plot_mean_waveforms.py"
+
+
+rule plot_embeddings_by_site:
+    input:
+        embedding="results/{dataset}/embedding.csv",
+    output:
+        report(
+            "results/{dataset}/figures/embeddings_by_site.png",
+            caption="../report/embeddings_by_site.rst",
+            category="Latent space",
+            subcategory="{dataset}",
+        ),
+    log:
+        "results/logs/plot_embeddings_by_site/{dataset}.log",
+    benchmark:
+        "results/benchmarks/plot_embeddings_by_site/{dataset}.tsv"
+    conda:
+        "../../envs/analysis.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../scripts/plot_embeddings_by_site.py"

@@ -1,10 +1,11 @@
-# All-sky frames -> regular latitude-longitude grid. The pixel-to-cell weights are built once per
-# skymap as a sparse operator; projecting a day of frames is then one sparse matrix product per chunk.
+# All-sky frames -> a grid (latitude-longitude, or km from each site). The pixel-to-cell weights are
+# built once per skymap as a sparse operator; projecting a site's date of frames is then a kernel
+# that writes counts straight into chunk-sized blocks of the store.
 
 
 rule build_projection_operator:
     input:
-        skymaps="resources/{dataset}/manifests/skymaps.tsv",
+        skymaps=per_site("resources/{dataset}/manifests/{site}/skymaps.tsv"),
     output:
         operators=directory("results/{dataset}/projection"),
     log:
@@ -18,26 +19,27 @@ rule build_projection_operator:
         mem_mb=2000,
         runtime=20,
     params:
-        site=lookup(dpath="datasets/{dataset}/site", within=config),
+        sites=sites_of,
         skymap_source=lookup(dpath="datasets/{dataset}/skymap_source", within=config),
         altitude_km=config["projection"]["altitude_km"],
         min_elevation_deg=config["projection"]["min_elevation_deg"],
         grid=config["projection"]["grid"],
+        fov_radius_km=config["projection"]["fov_radius_km"],
     script:
         "../scripts/build_projection_operator.py"
 
 
 rule project_images:
     input:
-        images="resources/{dataset}/manifests/images_{date}.tsv",
-        skymaps="resources/{dataset}/manifests/skymaps.tsv",
+        images="resources/{dataset}/manifests/{site}/images_{date}.tsv",
+        skymaps="resources/{dataset}/manifests/{site}/skymaps.tsv",
         operators="results/{dataset}/projection",
     output:
-        projected=directory("results/{dataset}/projected/{date}.zarr"),
+        projected=directory("results/{dataset}/projected/{site}/{date}.zarr"),
     log:
-        "results/logs/project_images/{dataset}_{date}.log",
+        "results/logs/project_images/{dataset}_{site}_{date}.log",
     benchmark:
-        "results/benchmarks/project_images/{dataset}_{date}.tsv"
+        "results/benchmarks/project_images/{dataset}_{site}_{date}.tsv"
     conda:
         "../../envs/geometry.yaml"
     # One thread decodes files while the other projects and writes.
@@ -46,7 +48,6 @@ rule project_images:
         mem_mb=4000,
         runtime=60,
     params:
-        site=lookup(dpath="datasets/{dataset}/site", within=config),
         image_source=lookup(dpath="datasets/{dataset}/image_source", within=config),
         frame_interval_s=config["projection"]["frame_interval_s"],
         on_bad_input=config["on_bad_input"],
@@ -56,7 +57,7 @@ rule project_images:
 
 rule stack_images:
     input:
-        projected=per_date("results/{dataset}/projected/{date}.zarr"),
+        projected=per_site_and_date("results/{dataset}/projected/{site}/{date}.zarr"),
     output:
         images=directory("results/{dataset}/images.zarr"),
     log:

@@ -1,9 +1,12 @@
-# GNSS phase scintillation: CHAIN ISMR records -> quality cuts -> one sigma_phi per image.
+# GNSS phase scintillation: CHAIN ISMR records -> quality cuts -> one sigma_phi per image, each
+# image taking the record of its own site's station.
 
 
 rule extract_sigma_phi:
     input:
-        manifests=per_date("resources/{dataset}/manifests/ismr_{date}.tsv"),
+        manifests=per_site_and_date(
+            "resources/{dataset}/manifests/{site}/ismr_{date}.tsv", stations_only=True
+        ),
         images="results/{dataset}/images.zarr",
     output:
         sigma_phi=directory("results/{dataset}/sigma_phi.zarr"),
@@ -20,5 +23,6 @@ rule extract_sigma_phi:
     params:
         scintillation=config["scintillation"],
         on_bad_input=config["on_bad_input"],
+        manifests_by_site=ismr_manifests_by_site,
     script:
         "../scripts/extract_sigma_phi.py"

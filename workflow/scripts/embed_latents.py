@@ -16,10 +16,11 @@ log = log_to_file(snakemake.log[0])
 params = snakemake.params
 latents = open_zarr(snakemake.input.latents)
 times = latents["time"].to_numpy()
+sites = latents["site"].to_numpy() if "site" in latents.coords else None  # several sites
 labels = [None] * len(times)
 if snakemake.input.labels:
-    labelled = read_labels(snakemake.input.labels[0], site=params.site)
-    labels = labels_for_times(times, labelled, params.label_tolerance_s)
+    labelled = read_labels(snakemake.input.labels[0], site=params.sites)
+    labels = labels_for_times(times, labelled, params.label_tolerance_s, image_sites=sites)
 table = embed(
     times,
     latents["latent"].to_numpy(),
@@ -27,6 +28,7 @@ table = embed(
     params.embedding,
     exclude_labels=params.exclude_labels,
     threads=snakemake.threads,
+    sites=sites,
     log=log,
 )
 table.to_csv(snakemake.output.coordinates, index=False)

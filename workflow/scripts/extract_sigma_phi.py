@@ -1,4 +1,5 @@
-"""Per-image GNSS phase scintillation index: ISMR records -> quality cuts -> covering minute."""
+"""Per-image GNSS phase scintillation index: each site's ISMR records -> quality cuts -> the
+record of the image's minute, from the image's own site's station."""
 
 from latentsky.acquisition.manifest import read_manifest
 from latentsky.analysis.scintillation import sigma_phi_of_images
@@ -6,13 +7,21 @@ from latentsky.logs import log_to_file
 from latentsky.stores import open_zarr, write_zarr_atomic
 
 log = log_to_file(snakemake.log[0])
-rows = [row for manifest in snakemake.input.manifests for row in read_manifest(manifest)]
+rows = {
+    site: [row for manifest in manifests for row in read_manifest(manifest)]
+    for site, manifests in snakemake.params.manifests_by_site.items()
+}
+images = open_zarr(snakemake.input.images)
 store = sigma_phi_of_images(
-    [row.path for row in rows if row.status in ("downloaded", "present")],
-    open_zarr(snakemake.input.images)["time"].to_numpy(),
+    {
+        site: [r.path for r in found if r.status in ("downloaded", "present")]
+        for site, found in rows.items()
+    },
+    images["time"].to_numpy(),
     snakemake.params.scintillation,
+    image_sites=images["site"].to_numpy() if "site" in images.coords else None,
     on_bad_input=snakemake.params.on_bad_input,
-    hours_missing=sum(row.status == "missing" for row in rows),
+    hours_missing=sum(r.status == "missing" for found in rows.values() for r in found),
     log=log,
 )
 write_zarr_atomic(store, snakemake.output.sigma_phi)

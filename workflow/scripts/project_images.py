@@ -1,4 +1,4 @@
-"""Project one UT date of all-sky frames onto the grid, into a Zarr store of counts."""
+"""Project one site's UT date of all-sky frames onto the grid, into a Zarr store of counts."""
 
 import datetime as dt
 from pathlib import Path
@@ -11,24 +11,24 @@ from latentsky.projection.geometry import load_operator
 from latentsky.samples.images import ingest_files
 
 log = log_to_file(snakemake.log[0])
-params = snakemake.params
+params, site = snakemake.params, snakemake.wildcards.site
 skip = params.on_bad_input == "skip"
 rows = read_manifest(snakemake.input.images)
 files = sorted(row.path for row in rows if row.status in ("downloaded", "present"))
 skymaps = [row.path for row in read_manifest(snakemake.input.skymaps) if row.path]
 skymap = skymap_for_date(skymaps, dt.date.fromisoformat(snakemake.wildcards.date))
 operator, fov_mask, grid, meta = load_operator(
-    Path(snakemake.input.operators) / f"{Path(skymap).name}.npz"
+    Path(snakemake.input.operators) / site / f"{Path(skymap).name}.npz"
 )
 counts = ingest_files(
     files,
-    source(params.image_source, "images").frame_reader(params.site, skip_bad_frames=skip),
+    source(params.image_source, "images").frame_reader(site, skip_bad_frames=skip),
     operator,
     fov_mask,
     grid,
     snakemake.output.projected,
     attrs={
-        "site": params.site,
+        "site": site,
         "skymap": Path(skymap).name,
         "altitude_km": meta["altitude_km"],
         "min_elevation_deg": meta["min_elevation_deg"],
@@ -39,4 +39,6 @@ counts = ingest_files(
     threads=snakemake.threads,
     log=log,
 )
-log.info("%s: %s from %d files via %s", snakemake.wildcards.date, counts, len(files), skymap)
+log.info(
+    "%s %s: %s from %d files via %s", site, snakemake.wildcards.date, counts, len(files), skymap
+)

@@ -1,4 +1,4 @@
-"""Stack the projected dates into one (time, band, lat, lon) store of counts for training."""
+"""Stack every site's projected dates into one (time, band, grid) store of counts for training."""
 
 from latentsky.logs import log_to_file
 from latentsky.samples.images import stack_dates
@@ -10,5 +10,6 @@ stack_dates(
     snakemake.output.images,
     low_percentile=settings["low_percentile"],
     high_percentile=settings["high_percentile"],
+    scope=settings["scope"],
     log=log,
 )

@@ -69,6 +69,29 @@ def settings(config: dict, dataset: str, section: str) -> dict:
     return merged(base, config["datasets"][dataset].get("overrides", {}).get(section, {}))
 
 
+def dataset_sites(config: dict, dataset: str) -> list[dict]:
+    """The imager sites of a dataset, each ``{"site": ..., "gnss_station": ...}`` (the station
+    only where there is one), from either ``site``/``gnss_station`` or ``sites``."""
+    entry = config["datasets"][dataset]
+    if "sites" in entry:
+        return [dict(item) for item in entry["sites"]]
+    if "site" not in entry:
+        return []
+    one = {"site": entry["site"]}
+    if "gnss_station" in entry:
+        one["gnss_station"] = entry["gnss_station"]
+    return [one]
+
+
+def site_names(config: dict, dataset: str) -> list[str]:
+    return [item["site"] for item in dataset_sites(config, dataset)]
+
+
+def has_scintillation(config: dict, dataset: str) -> bool:
+    """Whether any site of the dataset has a GNSS station."""
+    return any("gnss_station" in item for item in dataset_sites(config, dataset))
+
+
 def dataset_dates(config: dict, dataset: str) -> list[str]:
     """UT dates (YYYY-MM-DD) of a dataset, both ends included."""
     dates = config["datasets"][dataset]["dates"]
@@ -101,6 +124,7 @@ def prepare(config: dict, schema: str | Path) -> dict:
             if values:
                 _check_override(config, dataset, section, schema)
         _check_demo_paths(dataset, entry)
+        _check_sites(config, dataset, entry)
         if "dates" in entry:
             dataset_dates(config, dataset)
         hours = entry.get("hours_ut")
@@ -116,6 +140,26 @@ def prepare(config: dict, schema: str | Path) -> dict:
                 "give a labels CSV or set embedding.subset to 'all'",
             )
     return config
+
+
+def _check_sites(config: dict, dataset: str, entry: dict) -> None:
+    """An image dataset names its sites one way, each once; the site frame needs square cells."""
+    if entry["kind"] != "asi":
+        return
+    key = f"datasets.{dataset}"
+    if ("site" in entry) == ("sites" in entry):
+        raise ConfigError(key, "give either `site` (with `gnss_station`) or `sites`, not both")
+    if "sites" in entry and "gnss_station" in entry:
+        raise ConfigError(f"{key}.gnss_station", "with `sites`, each site names its own station")
+    names = site_names(config, dataset)
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ConfigError(f"{key}.sites", f"site(s) {repeated} listed twice")
+    grid = config["projection"]["grid"]
+    if grid["frame"] == "site" and grid["n_lat"] != grid["n_lon"]:
+        raise ConfigError(
+            "projection.grid", "the site frame has square cells: n_lat must equal n_lon"
+        )
 
 
 def _check_demo_paths(dataset: str, entry: dict) -> None:
@@ -158,33 +202,42 @@ def dataset_figures(config: dict, dataset: str) -> list[str]:
     figures += data_kind(entry["kind"]).figures
     if "labels" in entry:
         figures += ["embeddings_by_label", "cluster_label_table"]
-    if "gnss_station" in entry:
+    if has_scintillation(config, dataset):
         figures.append("sigma_phi_distributions")
+    if len(dataset_sites(config, dataset)) > 1:
+        figures.append("embeddings_by_site")
     return figures
 
 
-def download_settings(config: dict, dataset: str, role: str) -> dict:
-    """What a download job of ``role`` (``images``, ``skymaps``, ``scintillation``) needs."""
+def download_settings(config: dict, dataset: str, role: str, site: str) -> dict:
+    """What a download job of ``role`` (``images``, ``skymaps``, ``scintillation``) needs for
+    one site of a dataset."""
     from latentsky.acquisition.sources import dataset_source
 
     entry = config["datasets"][dataset]
+    (this,) = [item for item in dataset_sites(config, dataset) if item["site"] == site]
     values = dataset_source(entry, role)
     if role == "skymaps":
-        return {**values, "site": entry["site"], "dates": dataset_dates(config, dataset)}
+        return {**values, "site": site, "dates": dataset_dates(config, dataset)}
     values["hours_ut"] = entry["hours_ut"]
     if role == "images":
-        return {**values, "site": entry["site"]}
+        return {**values, "site": site}
     columns = config["scintillation"]["columns"]["expected_count"]
-    return {**values, "station": entry["gnss_station"], "expected_columns": columns}
+    return {**values, "station": this["gnss_station"], "expected_columns": columns}
 
 
 def demo_mirror_settings(config: dict, dataset: str) -> dict:
-    """The demo generator's settings, with the dataset's site, station, dates and hours."""
+    """The demo generator's settings, with the dataset's site(s), station(s), dates and hours."""
     entry = config["datasets"][dataset]
-    return {
+    sites = [
+        {"site": item["site"], "station": item.get("gnss_station", "xxx")}
+        for item in dataset_sites(config, dataset)
+    ]
+    values = {
         **entry["demo_mirror"],
-        "site": entry["site"],
-        "station": entry.get("gnss_station", "xxx"),
         "dates": dataset_dates(config, dataset),
         "hours_ut": entry["hours_ut"],
     }
+    if "sites" in entry:
+        return {**values, "sites": sites}
+    return {**values, **sites[0]}

@@ -459,6 +459,7 @@ def embed(
     settings: dict,
     exclude_labels: Iterable = (),
     threads: int = 1,
+    sites: np.ndarray | None = None,
     log=None,
 ) -> pd.DataFrame:
     """UMAP and t-SNE of the samples to embed, as the workflow's embedding table.
@@ -470,12 +471,15 @@ def embed(
             ``umap_neighbors``, ``umap_min_dist``, ``tsne_perplexity``, ``seed``).
         exclude_labels: samples with these labels are left out (e.g. cloudy images).
         threads: for the neighbour search and t-SNE.
+        sites: ``(N,)`` site of every sample of a dataset of several sites (kept as a column).
 
     Returns:
-        One row per embedded sample: ``time``, ``label``, ``index`` (its position in the
-        latents), ``umap_x/y``, ``tsne_x/y``.
+        One row per embedded sample: ``time``, ``label``, (``site``,) ``index`` (its position
+        in the latents), ``umap_x/y``, ``tsne_x/y``.
     """
     table = pd.DataFrame({"time": times, "label": labels})
+    if sites is not None:
+        table["site"] = np.asarray(sites).astype(str)
     keep = ~table["label"].isin(list(exclude_labels)).to_numpy()
     if settings["subset"] == "labelled":
         keep &= table["label"].notna().to_numpy()

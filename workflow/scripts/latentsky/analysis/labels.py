@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,9 @@ from latentsky.errors import BadInputError
 CLASSES = ("arc", "diffuse", "discrete", "moon", "clear", "cloudy")
 
 
-def read_labels(path: str | Path, site: str | None = None) -> pd.DataFrame:
-    """Read a labels CSV (columns time, site, label) -> DataFrame(time datetime64[ns], label)."""
+def read_labels(path: str | Path, site: str | Iterable[str] | None = None) -> pd.DataFrame:
+    """Read a labels CSV (columns time, site, label) -> DataFrame(time datetime64[ns], site, label)
+    sorted by time, keeping the rows of ``site`` (one name or several; None: all)."""
     path = Path(path)
     try:
         table = pd.read_csv(path)
@@ -30,23 +32,37 @@ def read_labels(path: str | Path, site: str | None = None) -> pd.DataFrame:
     labels = pd.DataFrame(
         {
             "time": times.astype("datetime64[ns]"),
-            "site": table["site"].str.lower(),
+            "site": table["site"].astype(str).str.lower(),
             "label": table["label"].astype(str).str.strip().str.lower(),
         }
     )
     if site is not None:
-        labels = labels[labels["site"] == site.lower()]
-    return labels.sort_values("time").reset_index(drop=True)[["time", "label"]]
+        wanted = [site] if isinstance(site, str) else list(site)
+        labels = labels[labels["site"].isin([name.lower() for name in wanted])]
+    return labels.sort_values("time").reset_index(drop=True)
 
 
-def labels_for_times(image_times, labels: pd.DataFrame, tolerance_s: float) -> np.ndarray:
-    """Label of each image (object array, None where no label lies within ``tolerance_s``)."""
+def labels_for_times(
+    image_times, labels: pd.DataFrame, tolerance_s: float, image_sites=None
+) -> np.ndarray:
+    """Label of each image (object array, None where no label lies within ``tolerance_s``).
+
+    With ``image_sites`` (``(N,)`` site of each image) a label applies only to images of its own
+    site; without, ``labels`` are taken to be of the images' one site.
+    """
     images = pd.DataFrame({"time": np.asarray(image_times, dtype="datetime64[ns]")})
     images["order"] = np.arange(len(images))
+    by = None
+    if image_sites is not None:
+        images["site"] = np.asarray(image_sites).astype(str)
+        by = "site"
+    else:
+        labels = labels.drop(columns="site", errors="ignore")
     matched = pd.merge_asof(
         images.sort_values("time"),
-        labels,
+        labels.sort_values("time"),
         on="time",
+        by=by,
         direction="nearest",
         tolerance=pd.Timedelta(seconds=tolerance_s),
     ).sort_values("order")

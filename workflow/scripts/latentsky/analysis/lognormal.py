@@ -285,3 +285,22 @@ def lognormal_pdf(x, mu: float, sigma: float) -> np.ndarray:
         x[positive] * sigma * np.sqrt(2.0 * np.pi)
     )
     return pdf
+
+
+def fit_table(values, groupings: dict, **kwargs) -> pd.DataFrame:
+    """:func:`fit_groups` for each grouping of the same values, stacked.
+
+    ``groupings`` maps a group type (``"cluster"``, ``"label"``, ``"cluster_site"``) to the
+    ``(N,)`` group of every value (None/NaN: in no group). Returns columns ``group_type``,
+    ``group`` and :data:`FIT_KEYS`, group types in the order given, empty ones left out.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    tables = []
+    for group_type, groups in groupings.items():
+        groups = pd.Series(np.asarray(groups, dtype=object))
+        if not groups.notna().any():
+            continue
+        fit = fit_groups(values, groups.to_numpy(), group_column="group", **kwargs)
+        fit.insert(0, "group_type", group_type)
+        tables.append(fit)
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

@@ -154,9 +154,10 @@ def sigma_phi_dataset(
 
 
 def sigma_phi_of_images(
-    paths: list,
+    paths_by_site: dict[str, list],
     image_times,
     settings: dict,
+    image_sites=None,
     on_bad_input: str = "skip",
     hours_missing: int = 0,
     log=None,
@@ -164,29 +165,43 @@ def sigma_phi_of_images(
     """The whole chain for one dataset: ISMR files -> quality cuts -> per minute -> per image.
 
     Args:
-        paths: the station's ISMR files.
+        paths_by_site: the ISMR files of each site's own station.
         image_times: ``(N,)`` UTC image times.
         settings: the config's ``scintillation`` section (``columns``, ``min_elevation_deg``,
             ``min_lock_time_s``, ``statistic``).
+        image_sites: ``(N,)`` site of every image (None: every image is of the one site): an
+            image takes the record of its own site's station.
         on_bad_input: ``skip`` (count bad rows and files) or ``fail``.
-        hours_missing: hours the archive lacked (recorded in the attributes).
+        hours_missing: hours the archives lacked (recorded in the attributes).
 
     Returns:
-        :func:`sigma_phi_dataset`, with the settings and the counts as attributes.
+        :func:`sigma_phi_dataset`, with the settings and the counts (summed over stations) as
+        attributes.
     """
+    from latentsky.errors import Counts
     from latentsky.instruments.chain import IsmrColumns, read_ismr_files
 
-    records, counts = read_ismr_files(
-        paths, IsmrColumns(**settings["columns"]), on_bad_input=on_bad_input
-    )
-    kept, removed = apply_quality_cuts(
-        records, settings["min_elevation_deg"], settings["min_lock_time_s"]
-    )
-    per_minute = sigma_phi_per_minute(kept, settings["statistic"])
-    sigma_phi, n_satellites = sigma_phi_for_times(image_times, per_minute)
+    image_times = np.asarray(image_times, dtype="datetime64[ns]")
+    sigma_phi = np.full(image_times.shape, np.nan, np.float32)
+    n_satellites = np.zeros(image_times.shape, np.int32)
+    counts, removed, n_files = Counts(), Counts(), 0
+    for site, paths in paths_by_site.items():
+        members = np.ones(len(image_times), bool) if image_sites is None else image_sites == site
+        records, read = read_ismr_files(
+            paths, IsmrColumns(**settings["columns"]), on_bad_input=on_bad_input
+        )
+        kept, cut = apply_quality_cuts(
+            records, settings["min_elevation_deg"], settings["min_lock_time_s"]
+        )
+        per_minute = sigma_phi_per_minute(kept, settings["statistic"])
+        sigma_phi[members], n_satellites[members] = sigma_phi_for_times(
+            image_times[members], per_minute
+        )
+        counts, removed, n_files = counts + read, removed + cut, n_files + len(paths)
+        if log is not None:
+            log.info("%s: %d ISMR records from %d files; %s", site, len(records), len(paths), read)
+            log.info("%s: quality cuts removed %s; %d records kept", site, cut, len(kept))
     if log is not None:
-        log.info("%d ISMR records from %d files; %s", len(records), len(paths), dict(counts))
-        log.info("quality cuts removed %s; %d records kept", removed, len(kept))
         log.info(
             "%d of %d images have a covering sigma_phi record",
             np.isfinite(sigma_phi).sum(),
@@ -196,9 +211,9 @@ def sigma_phi_of_images(
         "min_elevation_deg": settings["min_elevation_deg"],
         "min_lock_time_s": settings["min_lock_time_s"],
         "statistic": settings["statistic"],
-        "ismr_files": len(paths),
+        "ismr_files": n_files,
         "ismr_hours_missing": hours_missing,
         "bad_input": dict(counts),
-        "removed_by_cuts": removed,
+        "removed_by_cuts": dict(removed),
     }
     return sigma_phi_dataset(image_times, sigma_phi, n_satellites, attrs)

@@ -7,6 +7,7 @@ import pandas as pd
 
 from latentsky.acquisition.gaps import gap_summary
 from latentsky.analysis.embedding import adjusted_rand, cluster_label_table, knn_accuracy
+from latentsky.analysis.sites import site_measures
 
 
 def summarise(
@@ -55,6 +56,10 @@ def summarise(
     }
     if len(labelled) >= analysis["knn_folds"] * 2 and labelled["label"].nunique() > 1:
         summary.update(_label_scores(labelled, latents, analysis))
+    # How much the latents separate the imagers rather than the aurora (several sites).
+    summary.update(
+        site_measures(embedding, latents, k=analysis["knn_neighbors"], folds=analysis["knn_folds"])
+    )
     # What the archives lacked (404 or not listed): files, UT hours and minutes without data.
     summary["gaps"] = {role: gap_summary(rows) for role, rows in (manifests or {}).items() if rows}
     summary["bad_input"] = dict(bad_input)

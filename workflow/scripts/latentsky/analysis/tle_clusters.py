@@ -78,7 +78,8 @@ def _mean_waveforms(windows, samples, table, features, settings) -> dict:
     baseline = features["baseline_flux"][..., np.newaxis]
 
     def physical(index):
-        return scaling.invert(samples.unpacking.numpy(samples.gather(index)), baseline[index])
+        raw = samples.gather(index)
+        return scaling.invert(samples.unpacking.numpy(raw, index=index), baseline[index])
 
     stats = cluster_waveforms(
         physical,

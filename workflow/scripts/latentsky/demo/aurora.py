@@ -52,6 +52,7 @@ stars and calibration are all computed through the same pixel directions.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import gzip
 import json
@@ -1832,3 +1833,21 @@ def generate_multisite_mirror(
         "n_frames": sum(v["n_frames"] for v in per_site.values()),
         "n_labelled": sum(v["n_labelled"] for v in per_site.values()),
     }
+
+
+def demo_sites(sites: Sequence[dict], seed: int = 0) -> list[DemoSite]:
+    """The :data:`DEFAULT_SITES` a config names (``[{"site": ..., "station": ...}]``), their
+    seeds shifted by ``seed``; ValueError naming a site that is not a demo site or a station that
+    is not its own."""
+    known = {demo.site: demo for demo in DEFAULT_SITES}
+    chosen = []
+    for item in sites:
+        demo = known.get(item["site"])
+        if demo is None:
+            raise ValueError(f"{item['site']} is not a demo site; demo sites: {sorted(known)}")
+        if item.get("station", demo.station) != demo.station:
+            raise ValueError(
+                f"the demo's {demo.site} has station {demo.station}, not {item['station']}"
+            )
+        chosen.append(dataclasses.replace(demo, seed=demo.seed + 1000 * seed))
+    return chosen

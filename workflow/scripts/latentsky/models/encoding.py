@@ -94,7 +94,7 @@ def reconstruction_examples(
     where the store gives them) and ``sample_rate_hz`` (0 for images).
     """
     index = np.unique(np.linspace(0, source.n - 1, min(source.n, n_examples)).astype(int))
-    originals = source.unpacking.numpy(source.gather(index))  # model input, as trained
+    originals = source.unpacking.numpy(source.gather(index), index=index)  # model input
     band_dim = samples[variable].dims[1]
     bands = samples["wavelength"] if "wavelength" in samples.coords else samples[band_dim]
     return {

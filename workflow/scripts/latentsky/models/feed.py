@@ -43,31 +43,52 @@ import torch
 DEFAULT_CHUNK_LEN = 128
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Unpacking:
     """How stored values become model input: ``x = (stored - low) * scale``; ``fill`` -> NaN.
 
     Attributes:
-        low: stored value that maps to 0 (e.g. the low percentile of the counts).
-        scale: factor after the shift (``1 / (high - low)``).
+        low: stored value that maps to 0 (e.g. the low percentile of the counts): a number, or
+            one array per group ``(G, ...)`` broadcasting against a sample (per site, or per
+            site and grid cell).
+        scale: factor after the shift (``1 / (high - low)``), a number or ``(G, ...)`` likewise.
         fill: stored value meaning "no data" (e.g. 65535 outside the field of view), or None.
+        groups: ``(N,)`` group of every sample (its row of ``low`` and ``scale``), or None.
     """
 
-    low: float = 0.0
-    scale: float = 1.0
+    low: float | np.ndarray = 0.0
+    scale: float | np.ndarray = 1.0
     fill: int | float | None = None
+    groups: np.ndarray | None = None
 
     @classmethod
-    def from_store_attrs(cls, store_attrs: dict, variable_attrs: dict, dtype) -> Unpacking:
-        """From a store's ``normalisation`` attribute (JSON with ``low_counts``/``high_counts``,
-        as written for images) and the variable's ``_FillValue`` for integer data."""
-        normalisation = store_attrs.get("normalisation", "{}")
+    def from_store(cls, group, variable: str) -> Unpacking:
+        """From a Zarr group written by the workflow: the ``normalisation`` attribute (JSON with
+        ``low_counts``/``high_counts``) or the ``normalisation_low``/``_high`` variables per site
+        (with the samples' ``site`` coordinate), and the variable's fill value for integers."""
+        array = group[variable]
+        fill = dict(array.attrs).get("_FillValue")
+        if fill is None and array.metadata.zarr_format == 2:
+            fill = array.fill_value  # format 2 keeps it in the metadata
+        if not np.issubdtype(np.dtype(array.dtype), np.integer):
+            fill = None  # float data carry NaN themselves
+        if "normalisation_low" in group:
+            low = np.asarray(group["normalisation_low"][...], np.float32)
+            high = np.asarray(group["normalisation_high"][...], np.float32)
+            names = np.asarray(group["sites"][...]).astype(str)
+            sites = np.asarray(group["site"][...]).astype(str)
+            groups = np.searchsorted(names, sites)
+            shape = (len(names), *([1] * (array.ndim - low.ndim)))  # broadcast per sample
+            low = low.reshape(*low.shape, *shape[low.ndim :])
+            high = high.reshape(low.shape)
+            # NaN marks cells a site never sees (they unpack to NaN); finite ranges must be open.
+            if np.any((high <= low) & np.isfinite(low) & np.isfinite(high)):
+                raise ValueError(f"{group.store_path}: a normalisation range is empty")
+            return cls(low=low, scale=1.0 / (high - low), fill=fill, groups=groups)
+        normalisation = dict(group.attrs).get("normalisation", "{}")
         if isinstance(normalisation, str):
             normalisation = json.loads(normalisation)
         low, high = normalisation.get("low_counts"), normalisation.get("high_counts")
-        fill = variable_attrs.get("_FillValue")
-        if not np.issubdtype(np.dtype(dtype), np.integer):
-            fill = None  # float data carry NaN themselves
         if low is None or high is None:
             return cls(fill=fill)
         if not high > low:
@@ -76,25 +97,37 @@ class Unpacking:
 
     @property
     def identity(self) -> bool:
-        return self.low == 0.0 and self.scale == 1.0 and self.fill is None
+        return self.groups is None and self.low == 0.0 and self.scale == 1.0 and self.fill is None
 
-    def numpy(self, raw: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        """Unpack ``raw`` (any shape) into float32 ``out`` (same shape; allocated if None)."""
+    def _of(self, index) -> tuple:
+        """``low`` and ``scale`` for the samples ``index`` (numbers, or arrays per sample)."""
+        if self.groups is None:
+            return np.float32(self.low), np.float32(self.scale)
+        group = self.groups[np.asarray(index)]
+        return self.low[group], self.scale[group]
+
+    def numpy(self, raw: np.ndarray, out: np.ndarray | None = None, index=None) -> np.ndarray:
+        """Unpack ``raw`` (``(B, ...)``, the samples ``index``) into float32 ``out``."""
         if out is None:
             out = np.empty(raw.shape, dtype=np.float32)
-        np.subtract(raw, np.float32(self.low), out=out, casting="unsafe")
-        if self.scale != 1.0:
-            out *= np.float32(self.scale)
+        low, scale = self._of(index)
+        np.subtract(raw, low, out=out, casting="unsafe")
+        if self.groups is not None or scale != 1.0:
+            out *= scale
         if self.fill is not None:
             out[raw == self.fill] = np.nan
         return out
 
-    def torch(self, raw: torch.Tensor) -> torch.Tensor:
+    def torch(self, raw: torch.Tensor, index=None) -> torch.Tensor:
         """Unpack a tensor on its own device (for CUDA: after the copy of the packed bytes)."""
         x = raw.to(torch.float32)
         if self.identity:
             return x
-        x = (x - self.low) * self.scale
+        low, scale = self._of(index)
+        if self.groups is not None:
+            low = torch.as_tensor(low, device=x.device)
+            scale = torch.as_tensor(scale, device=x.device)
+        x = (x - low) * scale
         if self.fill is not None:
             x = torch.where(raw == self.fill, torch.nan, x)
         return x
@@ -130,12 +163,7 @@ class SampleSource:
         group = zarr.open_group(str(path), mode="r")
         if variable not in group:
             raise KeyError(f"{path}: no variable {variable!r}")
-        array = group[variable]
-        variable_attrs = dict(array.attrs)
-        if array.metadata.zarr_format == 2 and array.fill_value is not None:
-            variable_attrs.setdefault("_FillValue", array.fill_value)  # format 2: in the metadata
-        unpacking = Unpacking.from_store_attrs(dict(group.attrs), variable_attrs, array.dtype)
-        return cls(array, unpacking=unpacking)
+        return cls(group[variable], unpacking=Unpacking.from_store(group, variable))
 
     def chunk_bounds(self) -> np.ndarray:
         """``(n_chunks, 2)`` start and stop of each chunk."""
@@ -247,31 +275,32 @@ def iterate_batches(
     cuda = device.type == "cuda"
     buffer = None if cuda else np.empty((batch_size, *source.sample_shape), dtype=np.float32)
 
-    def ready(raw: torch.Tensor) -> torch.Tensor:
+    def ready(raw: torch.Tensor, index: np.ndarray) -> torch.Tensor:
         if cuda:
-            return source.unpacking.torch(raw.to(device, non_blocking=True))
+            return source.unpacking.torch(raw.to(device, non_blocking=True), index)
         out = buffer[: len(raw)]
-        source.unpacking.numpy(raw.numpy(), out=out)
+        source.unpacking.numpy(raw.numpy(), out=out, index=index)
         return torch.from_numpy(out)
 
-    carry = None  # samples left over from the previous window (fewer than a batch)
-    for packed in _packed_windows(source, windows, readers, pin_memory=cuda):
+    carry = None  # samples left over from the previous window (fewer than a batch), and theirs
+    packed_windows = _packed_windows(source, windows, readers, pin_memory=cuda)
+    for index, packed in zip(windows, packed_windows, strict=True):
         if carry is not None:
-            need = batch_size - len(carry)
-            joined = torch.cat([carry, packed[:need]])
-            packed = packed[need:]
+            need = batch_size - len(carry[0])
+            joined = torch.cat([carry[0], packed[:need]]), np.concatenate([carry[1], index[:need]])
+            packed, index = packed[need:], index[need:]
             carry = None
-            if len(joined) < batch_size:  # a window smaller than what the batch still needs
+            if len(joined[1]) < batch_size:  # a window smaller than what the batch still needs
                 carry = joined
                 continue
-            yield ready(joined)
+            yield ready(*joined)
         full = len(packed) // batch_size * batch_size
         for first in range(0, full, batch_size):
-            yield ready(packed[first : first + batch_size])
+            yield ready(packed[first : first + batch_size], index[first : first + batch_size])
         if full < len(packed):
-            carry = packed[full:].clone()
+            carry = packed[full:].clone(), index[full:]
     if carry is not None:
-        yield ready(carry)
+        yield ready(*carry)
 
 
 def ordered_batches(

@@ -75,6 +75,9 @@ class TrainConfig:
             GradScaler). Ignored on CPU, where it would be slower and not reproducible.
         compile: compile the loss (model forward and loss) with ``torch.compile``: faster steps
             on a GPU after a compilation of a minute or so; off by default.
+        augment: ``"none"``, ``"flips"`` (each training image mirrored east-west and/or
+            north-south at random) or ``"rotations"`` (any of the eight symmetries of the square:
+            flips and turns by multiples of 90 degrees). Seeded per epoch and batch.
         checkpoint_every: write a checkpoint every this many epochs (and always after the last).
         resume: continue from ``checkpoint_path`` if it exists, else start from scratch.
         patience: stop when the validation loss has not improved for this many epochs
@@ -99,6 +102,7 @@ class TrainConfig:
     device: str = "auto"
     mixed_precision: bool = True
     compile: bool = False
+    augment: str = "none"
     checkpoint_every: int = 1
     resume: bool = False
     patience: int | None = None
@@ -122,6 +126,10 @@ class TrainConfig:
             raise ValueError(f"patience must be >= 1 or None, got {self.patience}")
         if self.shuffle_buffer < 1 or (self.num_workers is not None and self.num_workers < 0):
             raise ValueError("shuffle_buffer must be >= 1 and num_workers >= 0")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(
+                f"augment must be one of {sorted(AUGMENTATIONS)}, got {self.augment!r}"
+            )
 
     @classmethod
     def from_dict(cls, values: dict) -> TrainConfig:
@@ -161,6 +169,38 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 def as_source(data: Any) -> SampleSource:
     """``data`` itself if it is a :class:`SampleSource`, else an array-like wrapped in one."""
     return data if isinstance(data, SampleSource) else SampleSource(data)
+
+
+#: Sky augmentations: how many of the square's symmetries each one draws from (see :func:`augment`).
+AUGMENTATIONS = {"none": 1, "flips": 4, "rotations": 8}
+
+
+def augment(batch: torch.Tensor, how: str, generator: torch.Generator) -> torch.Tensor:
+    """Each image of ``batch`` ``(B, band, rows, columns)`` under a random symmetry of the square.
+
+    ``flips`` draws from the four mirrorings (none, east-west, north-south, both); ``rotations``
+    from all eight symmetries (those and the turns by 90 and 270 degrees with and without a
+    mirror; rows must equal columns). Samples that are not images pass unchanged. ``generator``
+    (on the CPU) makes the draws, so an epoch's augmentations follow from the seed.
+    """
+    n = AUGMENTATIONS[how]
+    if n == 1 or batch.ndim != 4:
+        return batch
+    if n == 8 and batch.shape[2] != batch.shape[3]:
+        raise ValueError(f"rotations need square images, got {tuple(batch.shape[2:])}")
+    choice = torch.randint(0, n, (batch.shape[0],), generator=generator)
+    out = batch.clone()
+    for variant in torch.unique(choice).tolist():
+        members = torch.nonzero(choice == variant).flatten().to(batch.device)
+        images = batch[members]
+        if variant & 1:
+            images = torch.flip(images, dims=(3,))
+        if variant & 2:
+            images = torch.flip(images, dims=(2,))
+        if variant & 4:
+            images = torch.rot90(images, k=1, dims=(2, 3))
+        out[members] = images
+    return out
 
 
 def _readers(config: TrainConfig, device: torch.device) -> int:
@@ -282,6 +322,9 @@ def _run_epoch(
 ) -> dict[str, float]:
     """One pass; trains if ``optimizer`` is given, else evaluates. Returns sample-weighted means.
 
+    Training batches are augmented as ``config.augment`` says, with a generator seeded by
+    ``(config.seed, epoch)``; validation batches never are.
+
     ``step(batch) -> (loss, metrics)`` is ``model.loss`` or its compiled form. Losses and metrics
     are summed on the device (float64) and read back once, at the end of the pass: reading them
     every step would make the host wait for the device.
@@ -291,8 +334,11 @@ def _run_epoch(
     totals: dict[str, torch.Tensor] = {}
     count = 0
     grad_context = nullcontext() if training else torch.no_grad()
+    generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch) ^ 0x5EED)
     with grad_context:
         for batch in batches:
+            if training and config.augment != "none":
+                batch = augment(batch, config.augment, generator)
             if batch.ndim == 4 and device.type == "cuda":
                 batch = batch.contiguous(memory_format=torch.channels_last)
             with _autocast(device, dtype):

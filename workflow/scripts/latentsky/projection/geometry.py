@@ -1023,3 +1023,62 @@ def load_operator(path) -> tuple[scipy.sparse.csr_matrix, np.ndarray, CellGrid, 
             path, f"operator {operator.shape}, mask {fov_mask.shape}, grid {grid.shape} disagree"
         )
     return operator, fov_mask, grid, metadata
+
+
+def write_site_operators(
+    skymaps: dict[str, list[tuple[str, Skymap]]],
+    grid: dict,
+    altitude_km: float,
+    min_elevation_deg: float,
+    out_dir,
+    fov_radius_km: float | None = None,
+    log=None,
+) -> dict[str, list[Path]]:
+    """Build and save the operator of every skymap of every site of a dataset.
+
+    Args:
+        skymaps: by site, the (path, skymap) pairs of its skymaps.
+        grid: the config's ``projection.grid``: ``frame`` ``geographic`` (one latitude-longitude
+            grid over the fields of view of all sites) or ``site`` (each site's own
+            :class:`LocalGrid` of ``half_width_km``, the same cells everywhere), and the cell
+            counts ``n_lat``, ``n_lon``.
+        out_dir: operators go to ``out_dir/<site>/<skymap file name>.npz``.
+        fov_radius_km: the common circular field of view (None: the elevation cut alone).
+
+    Returns the written paths by site.
+    """
+    out_dir = Path(out_dir)
+    every = [skymap for pairs in skymaps.values() for _, skymap in pairs]
+    shared = None
+    if grid["frame"] == "geographic":
+        shared = grid_covering(every, altitude_km, min_elevation_deg, grid["n_lat"], grid["n_lon"])
+    written: dict[str, list[Path]] = {}
+    for site, pairs in skymaps.items():
+        written[site] = []
+        for path, skymap in pairs:
+            cells = shared or site_grid(skymap, altitude_km, grid["half_width_km"], grid["n_lat"])
+            operator, fov_mask = build_projection_operator(
+                skymap, cells, altitude_km, min_elevation_deg, fov_radius_km=fov_radius_km
+            )
+            metadata = {
+                "skymap": Path(path).name,
+                "site": site,
+                "altitude_km": altitude_km,
+                "min_elevation_deg": min_elevation_deg,
+                "fov_radius_km": fov_radius_km,
+            }
+            target = out_dir / site / f"{Path(path).name}.npz"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            save_operator(target, operator, fov_mask, cells, metadata)
+            written[site].append(target)
+            if log is not None:
+                log.info(
+                    "%s %s: %s grid %s, %d non-zeros, %d cells in the field of view",
+                    site,
+                    Path(path).name,
+                    cells.kind,
+                    cells.shape,
+                    operator.nnz,
+                    fov_mask.sum(),
+                )
+    return written

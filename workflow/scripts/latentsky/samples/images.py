@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,7 @@ import xarray as xr
 
 from latentsky.errors import BadInputError, Counts
 from latentsky.instruments.themis import FrameRead
-from latentsky.projection.geometry import UINT16_FILL, Grid, project_frames
+from latentsky.projection.geometry import UINT16_FILL, CellGrid, Grid, project_frames
 from latentsky.samples.cadence import keep_at_interval
 from latentsky.stores import SAMPLE_CHUNK, ChunkedStoreWriter, bulk_compressor, write_zarr_atomic
 
@@ -82,12 +83,13 @@ class TimeCheck:
         self.log.warning("%s: %s", "kept, sorted into place" if kept else "skipped", problem)
 
 
-def empty_image_store(grid: Grid, band: str = "white_light") -> xr.Dataset:
-    """The projected-image store with no frames: ``image (time, band, lat, lon)`` uint16 counts."""
+def empty_image_store(grid: CellGrid, band: str = "white_light") -> xr.Dataset:
+    """The projected-image store with no frames: ``image (time, band, *grid.dims)`` uint16
+    counts, with the grid's coordinates (latitude and longitude, or km from the site)."""
     return xr.Dataset(
         {
             "image": (
-                ("time", "band", "lat", "lon"),
+                ("time", "band", *grid.dims),
                 np.empty((0, 1, *grid.shape), np.uint16),
                 {"long_name": "white-light counts projected onto the grid", "units": "counts"},
             )
@@ -95,8 +97,7 @@ def empty_image_store(grid: Grid, band: str = "white_light") -> xr.Dataset:
         coords={
             "time": ("time", np.array([], dtype="datetime64[ns]")),
             "band": [band],
-            "lat": ("lat", grid.lat, {"units": "degrees_north"}),
-            "lon": ("lon", grid.lon, {"units": "degrees_east"}),
+            **grid.coords(),
         },
     )
 
@@ -187,43 +188,65 @@ def ingest_files(
     return counts
 
 
+#: Percentile scopes of the normalisation (config ``projection.normalisation.scope``).
+SCOPES = ("dataset", "site", "site_cell")
+
+
 def stack_dates(
     paths: Iterable[str | Path],
     out_path: str | Path,
     low_percentile: float,
     high_percentile: float,
+    scope: str = "dataset",
     log: logging.Logger | None = None,
 ) -> dict:
-    """Stack per-date stores of :func:`ingest_files` into one store of samples for training.
+    """Stack per-site, per-date stores of :func:`ingest_files` into one store of samples.
 
-    Frames keep their uint16 counts; the normalisation the model applies on the fly,
-    ``(counts - low_counts) / (high_counts - low_counts)``, is stored in the ``normalisation``
-    attribute, from percentiles of an evenly spaced subsample of at most 1,000 frames (a stable
-    scale in bounded memory). Times repeated across dates are dropped and counted. The copy is
-    chunk by chunk (dask), so memory stays bounded whatever the number of frames.
+    Frames keep their uint16 counts and gain a ``site`` coordinate (the ``site`` attribute of the
+    store they come from); they are sorted by time (then site), and a time repeated within a site
+    is dropped and counted. The model's input is ``(counts - low) / (high - low)``, with low and
+    high percentiles of an evenly spaced subsample of at most 1,000 frames (a stable scale in
+    bounded memory) taken over ``scope``:
 
+    - ``dataset``: one scale, in the ``normalisation`` attribute (``low_counts``, ``high_counts``);
+    - ``site``: one per site, in variables ``normalisation_low (sites)`` and
+      ``normalisation_high (sites)``;
+    - ``site_cell``: one per site and cell, ``normalisation_low (sites, band, *grid dims)``.
+
+    The copy is chunk by chunk (dask), so memory stays bounded whatever the number of frames.
     Returns the store's attributes.
     """
+    if scope not in SCOPES:
+        raise ValueError(f"normalisation scope must be one of {SCOPES}, got {scope!r}")
     log = log or logging.getLogger(__name__)
-    stores = [xr.open_zarr(path, consolidated=True, mask_and_scale=False) for path in paths]
+    stores = []
+    for path in paths:
+        store = xr.open_zarr(path, consolidated=True, mask_and_scale=False)
+        site = np.full(store.sizes["time"], str(store.attrs["site"]))  # fixed-width text
+        stores.append(store.assign_coords(site=("time", site)))
     images = xr.concat([s for s in stores if s.sizes["time"]] or stores[:1], dim="time")
-    images = images.sortby("time")
-    _, first = np.unique(images["time"].to_numpy(), return_index=True)
-    duplicates = images.sizes["time"] - len(first)
-    images = images.isel(time=np.sort(first))
+    times = images["time"].to_numpy()
+    sites = images["site"].to_numpy().astype(str)
+    order = np.lexsort((sites, times))
+    pairs = np.rec.fromarrays([times[order], sites[order]])
+    _, first = np.unique(pairs, return_index=True)
+    keep = order[np.sort(first)]
+    duplicates = images.sizes["time"] - len(keep)
+    images = images.isel(time=keep)
     n = images.sizes["time"]
-    log.info("%d frames from %d dates (%d duplicate times dropped)", n, len(stores), duplicates)
+    names = sorted(set(images["site"].to_numpy().astype(str)))
+    log.info(
+        "%d frames of %d site(s) from %d stores (%d repeated times dropped)",
+        n,
+        len(names),
+        len(stores),
+        duplicates,
+    )
     if not n:
-        raise ValueError(f"no frame in any of {len(stores)} projected dates: nothing to train on")
+        raise ValueError(f"no frame in any of {len(stores)} projected stores: nothing to train on")
 
-    sample = images["image"].isel(time=np.unique(np.linspace(0, n - 1, min(n, 1000)).astype(int)))
-    sample = sample.to_numpy()
-    valid = sample != COUNTS_FILL
-    low, high = np.percentile(sample[valid], [low_percentile, high_percentile])
-    if not high > low:
-        raise ValueError(f"normalisation percentiles give an empty range ({low} .. {high})")
-    fov_mask = valid.any(axis=(0, 1))
-
+    dims = images["image"].dims
+    variables, scale = _normalisation(images, names, low_percentile, high_percentile, scope)
     bad_input: dict[str, int] = {}
     for store in stores:
         for key, value in json.loads(store.attrs.get("bad_input", "{}")).items():
@@ -232,41 +255,48 @@ def stack_dates(
     bad_input["duplicate_times"] = bad_input.get("duplicate_times", 0) + int(duplicates)
     first_attrs = stores[0].attrs
     attrs = {
-        "title": "All-sky images projected onto a latitude-longitude grid",
-        "site": first_attrs["site"],
+        "title": "All-sky images projected onto a "
+        + ("latitude-longitude grid" if "lat" in images.dims else "grid of km from each site"),
+        "site": first_attrs["site"] if len(names) == 1 else json.dumps(names),
         "altitude_km": first_attrs["altitude_km"],
         "min_elevation_deg": first_attrs["min_elevation_deg"],
         "skymaps": json.dumps(sorted({s.attrs["skymap"] for s in stores})),
         "normalisation": json.dumps(
             {
                 "method": "percentile",
-                "low_counts": float(low),
-                "high_counts": float(high),
+                **scale,
                 "low_percentile": low_percentile,
                 "high_percentile": high_percentile,
+                **({"scope": scope} if scope != "dataset" else {}),
             }
         ),
         "files_missing": int(sum(s.attrs.get("files_missing", 0) for s in stores)),
         "bad_input": json.dumps(bad_input),
     }
-    image = images["image"].chunk({"time": SAMPLE_CHUNK, "band": 1, "lat": -1, "lon": -1})
+    image = images["image"].chunk({"time": SAMPLE_CHUNK, **{d: -1 for d in dims[1:]}})
     image.attrs = {
         "long_name": "white-light counts projected onto the grid",
         "units": "counts",
-        "description": "model input is (counts - low_counts) / (high_counts - low_counts), "
-        "see the normalisation attribute",
+        "description": "model input is (counts - low) / (high - low), with low and high from "
+        "the normalisation attribute or the normalisation_low/high variables",
     }
+    valid = variables.pop("fov_mask")
     ds = xr.Dataset(
-        {"image": image, "fov_mask": (("lat", "lon"), fov_mask)},
-        coords={"time": images["time"].to_numpy()},
+        {"image": image, "fov_mask": (dims[2:], valid), **variables},
+        coords={
+            "time": images["time"].to_numpy(),
+            "site": ("time", images["site"].to_numpy().astype(str)),
+        },
         attrs=attrs,
     )
+    if len(names) == 1:
+        ds = ds.drop_vars("site")  # one site: its name is the ``site`` attribute
     write_zarr_atomic(
         ds,
         out_path,
         encoding={
             "image": {
-                "chunks": (SAMPLE_CHUNK, 1, *fov_mask.shape),
+                "chunks": (SAMPLE_CHUNK, *image.shape[1:]),
                 "compressors": [bulk_compressor()],
                 "_FillValue": COUNTS_FILL,
             },
@@ -275,3 +305,42 @@ def stack_dates(
     )
     log.info("normalisation: %s", attrs["normalisation"])
     return attrs
+
+
+def _normalisation(images, names, low_percentile, high_percentile, scope):
+    """Percentiles of subsampled frames: (variables for the store, attribute values)."""
+    site = images["site"].to_numpy().astype(str)
+    groups = (
+        [np.arange(len(site))] if scope == "dataset" else [np.flatnonzero(site == s) for s in names]
+    )
+    lows, highs, masks = [], [], []
+    for members in groups:
+        chosen = members[
+            np.unique(np.linspace(0, len(members) - 1, min(len(members), 1000)).astype(int))
+        ]
+        sample = images["image"].isel(time=chosen).to_numpy()
+        valid = sample != COUNTS_FILL
+        masks.append(valid.any(axis=(0, 1)))
+        if scope == "site_cell":
+            counts = np.where(valid, sample, np.nan).astype(np.float64)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # cells outside: all NaN
+                low, high = np.nanpercentile(counts, [low_percentile, high_percentile], axis=0)
+        else:
+            low, high = np.percentile(sample[valid], [low_percentile, high_percentile])
+        empty = ~(high > low) if np.ndim(low) else not high > low
+        if np.ndim(low):
+            high = np.where(empty & np.isfinite(low), low + 1.0, high)  # flat cells: unit range
+        elif empty:
+            raise ValueError(f"normalisation percentiles give an empty range ({low} .. {high})")
+        lows.append(low)
+        highs.append(high)
+    variables = {"fov_mask": np.logical_or.reduce(masks)}
+    if scope == "dataset":
+        return variables, {"low_counts": float(lows[0]), "high_counts": float(highs[0])}
+    dims = ("sites",) + (images["image"].dims[1:] if scope == "site_cell" else ())
+    for name, values in (("normalisation_low", lows), ("normalisation_high", highs)):
+        variables[name] = xr.DataArray(
+            np.stack(values).astype(np.float32), dims=dims, attrs={"units": "counts"}
+        ).assign_coords(sites=("sites", np.array(names)))
+    return variables, {}
