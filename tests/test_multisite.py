@@ -33,7 +33,8 @@ def run(tmp_path_factory):
 
 
 def truth(work) -> pd.DataFrame:
-    table = pd.read_csv(work / f"resources/demo_truth/{DATASET}/truth.csv", parse_dates=["time"])
+    table = pd.read_csv(work / f"resources/demo_truth/{DATASET}/truth.csv")
+    table["time"] = pd.to_datetime(table["time"], utc=True).dt.tz_localize(None)
     return table.set_index(["site", "time"])
 
 
@@ -72,7 +73,8 @@ def test_each_frame_takes_its_own_stations_sigma_phi_and_its_own_sites_label(run
     # Two sites at the same moment: different planted values, each site's own.
     assert len(set(np.round(expected[times == times[0]], 6))) > 1 or (times == times[0]).sum() == 1
 
-    table = pd.read_csv(run / f"results/{DATASET}/embedding.csv", parse_dates=["time"])
+    table = pd.read_csv(run / f"results/{DATASET}/embedding.csv")
+    table["time"] = pd.to_datetime(table["time"])
     labelled = table.dropna(subset=["label"])
     classes = planted.loc[list(zip(labelled["site"], labelled["time"], strict=True)), "class"]
     np.testing.assert_array_equal(labelled["label"].to_numpy(), classes.to_numpy())

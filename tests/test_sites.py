@@ -243,7 +243,10 @@ def embedding_table(latents, sites, labels, clusters):
     index = 2 * np.arange(n)  # the odd rows of the full latents are not embedded
     full = np.full((2 * n, latents.shape[1]), 1e6)
     full[index] = latents
-    table = pd.DataFrame({"index": index, "label": labels, "cluster": clusters, "site": sites})
+    nights = pd.Timestamp("2024-01-08") + pd.to_timedelta(np.arange(len(index)) % 5, unit="D")
+    table = pd.DataFrame(
+        {"time": nights, "index": index, "label": labels, "cluster": clusters, "site": sites}
+    )
     return table, full
 
 
@@ -343,3 +346,21 @@ def test_umap_by_site_beside_umap_by_label(tmp_path, monkeypatch):
         assert pixels_near(image[:, :half], colour) < 5, label
     with pytest.raises(ValueError, match="same length"):
         F.plot_embeddings_by_site(umap_xy[:-1], sites, labels, tmp_path / "x.png")
+
+
+def test_grouped_folds_do_not_let_a_night_give_its_site_away():
+    """Each site sees its own scenes: every night a site-and-night offset, the same for all its
+    frames that night (as consecutive frames of one aurora are alike), nothing about the camera.
+    Random folds find each frame's night-mates and so its site; folds by night do not."""
+    rng = np.random.default_rng(0)
+    sites = np.repeat(["fsim", "gill", "rank"], 200)
+    nights = np.tile(np.repeat(np.arange(5), 40), 3)
+    offsets = rng.normal(size=(3, 5, 4)) * 3
+    site_index = np.searchsorted(["fsim", "gill", "rank"], sites)
+    latents = offsets[site_index, nights] + rng.normal(size=(600, 4)) * 0.1
+    random_folds = S.site_knn(latents, sites, folds=5, seed=0).accuracy
+    by_night = S.site_knn(latents, sites, folds=5, groups=nights).accuracy
+    assert random_folds > 0.95
+    assert by_night < 0.6  # chance is 1/3; the offsets are random, so some nights look alike
+    with pytest.raises(ValueError, match="two groups"):
+        S.site_knn(latents, sites, groups=np.zeros(600))

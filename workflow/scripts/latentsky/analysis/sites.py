@@ -77,12 +77,17 @@ def site_names(sites) -> list[str]:
     return sorted(set(_site_array(sites, len(sites))))
 
 
-def site_knn(latents, sites, k: int = 5, folds: int = 5, seed: int = 0) -> SiteKnn:
-    """How well the latents predict the site: stratified k-fold kNN accuracy, against chance.
+def site_knn(latents, sites, k: int = 5, folds: int = 5, seed: int = 0, groups=None) -> SiteKnn:
+    """How well the latents predict the site: k-fold kNN accuracy, against chance.
 
     The classifier is :func:`~latentsky.analysis.embedding.knn_accuracy`'s (``k`` neighbours,
-    features standardised inside each training fold, ``folds`` folds shuffled with ``seed``), on
-    every sample, labelled or not.
+    features standardised inside each training fold). Without ``groups`` the folds are
+    stratified and shuffled with ``seed``. With ``groups`` (e.g. the UT date of every sample) the
+    folds keep each group whole: a frame is then classified by frames of other nights only.
+    That matters here: frames a minute apart at one site show the same aurora, so with random
+    folds a frame's nearest neighbour is its own site's previous frame, and the site would be
+    "predicted" whatever the camera. Grouped by night, the neighbours are similar skies of other
+    nights, of any site, and the accuracy measures what the camera leaves in the latents.
 
     Chance is 1 / number of sites, as issue 13 states its target. It is the accuracy of guessing
     a site at random, and what a classifier without site information scores when the sites are
@@ -93,18 +98,41 @@ def site_knn(latents, sites, k: int = 5, folds: int = 5, seed: int = 0) -> SiteK
 
     Parameters
     ----------
-    latents : ``(N, D)``; sites : ``(N,)`` with at least two distinct sites.
+    latents : ``(N, D)``; sites : ``(N,)`` with at least two distinct sites; groups : ``(N,)``
+    or None.
     """
     x = _latent_array(latents)
     sites = _site_array(sites, len(x))
     counts = pd.Series(sites).value_counts()
     if len(counts) < 2:
         raise ValueError(f"need at least two sites, got {list(counts.index)}")
+    if groups is None:
+        accuracy = knn_accuracy(x, sites, k=k, folds=folds, seed=seed)
+    else:
+        accuracy = grouped_knn_accuracy(x, sites, np.asarray(groups), k=k, folds=folds)
     return SiteKnn(
-        accuracy=knn_accuracy(x, sites, k=k, folds=folds, seed=seed),
+        accuracy=accuracy,
         chance=1.0 / len(counts),
         majority_rate=float(counts.iloc[0] / len(sites)),
     )
+
+
+def grouped_knn_accuracy(latents, labels, groups, k: int = 5, folds: int = 5) -> float:
+    """k-fold kNN accuracy with every group (e.g. night) kept whole in one fold (at most
+    ``folds`` folds, fewer when there are fewer groups); features standardised in each fold."""
+    from sklearn.model_selection import GroupKFold, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    n_folds = min(folds, len(np.unique(groups)))
+    if n_folds < 2:
+        raise ValueError("need at least two groups for grouped folds")
+    pipeline = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=k))
+    scores = cross_val_score(
+        pipeline, latents, labels, cv=GroupKFold(n_splits=n_folds), groups=groups
+    )
+    return float(np.mean(scores))
 
 
 def cross_site_knn(latents, labels, sites, k: int = 5) -> CrossSiteKnn:
@@ -270,7 +298,8 @@ def site_measures(
     if len(names) < 2:
         return {"n_sites": len(names)}
     vectors = _latent_array(latents)[embedding["index"].to_numpy()]
-    by_site = site_knn(vectors, sites, k=k, folds=folds, seed=seed)
+    nights = pd.to_datetime(embedding["time"]).dt.strftime("%Y-%m-%d").to_numpy()
+    by_site = site_knn(vectors, sites, k=k, folds=folds, seed=seed, groups=nights)
     cross = cross_site_knn(vectors, embedding["label"].to_numpy(dtype=object), sites, k=k)
     shares, counts = cluster_site_shares(embedding["cluster"].to_numpy(), sites)
     return {

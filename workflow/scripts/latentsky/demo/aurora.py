@@ -942,11 +942,15 @@ def plan_nights(
 class Renderer:
     """Turns scenes into uint16 frames through one imager; holds the geometry, stars and buffers."""
 
-    def __init__(self, params: DemoParams, imager: Imager = Imager()):
+    def __init__(self, params: DemoParams, imager: Imager = Imager(), sky_seed: int | None = None):
         self.params = params
         self.geom = SkyGeometry(params, imager)
         static = np.random.default_rng([params.seed, _STREAM_STATIC])
         self.stars = StarSky(static)
+        if sky_seed is not None and sky_seed != params.seed:
+            # The same star catalogue at every site of a multi-site demo: one sky, seen from
+            # several places (the stars' positions still follow each site's place and time).
+            self.stars = StarSky(np.random.default_rng([sky_seed, _STREAM_STATIC]))
         n_fov = self.geom.fov_index.size
         size = params.image_size
         # Fixed pattern: pixel-to-pixel gain differences and a few hot pixels.
@@ -1583,9 +1587,11 @@ def _write_site_archives(
     params: DemoParams,
     imager: Imager,
     lognormal: dict[str, tuple[float, float]],
+    sky_seed: int | None = None,
 ) -> _SiteArchives:
-    """Render one site into the mirror (calibration, level-1 CDFs, ISMR files); draw its labels."""
-    renderer = Renderer(params, imager)
+    """Render one site into the mirror (calibration, level-1 CDFs, ISMR files); draw its labels.
+    ``sky_seed`` chooses the star catalogue (None: the site's own seed)."""
+    renderer = Renderer(params, imager, sky_seed)
     episodes_by_night, contexts, sigma = plan_nights(params, lognormal)
 
     cal_path = mirror_dir / "themis_cal" / layouts.berkeley_calibration_cdf(params.site)
@@ -1722,7 +1728,8 @@ def generate_multisite_mirror(
     Every site covers the same ``nights`` (default: those of :class:`DemoParams`), UT hours
     ``first_hour..last_hour``, cadence (s), ``labelled_fraction`` and ``image_size`` (pixels), as
     in :class:`DemoParams`; its scenes, camera and planted sigma_phi relation are its own
-    (:class:`DemoSite`). ``mirror_dir`` gets every site's level-1 CDFs, calibration CDF and its
+    (:class:`DemoSite`), while the stars are one catalogue (the first site's) for all: one sky,
+    seen from several places. ``mirror_dir`` gets every site's level-1 CDFs, calibration CDF and its
     station's ISMR files in the archives' layouts (the paths name the site or station).
     ``labels_path`` gets ``time,site,label`` rows, site by site (times of different sites may
     coincide). ``truth_dir`` gets ``truth.csv`` (``time,site,class,sigma_phi``, sigma_phi in rad)
@@ -1774,7 +1781,9 @@ def generate_multisite_mirror(
 
     mirror_dir, labels_path, truth_dir = Path(mirror_dir), Path(labels_path), Path(truth_dir)
     archives = {
-        s.site: _write_site_archives(mirror_dir, site_params[s.site], s.imager, s.lognormal())
+        s.site: _write_site_archives(
+            mirror_dir, site_params[s.site], s.imager, s.lognormal(), sky_seed=sites[0].seed
+        )
         for s in sites
     }
     _write_labels(labels_path, archives)
