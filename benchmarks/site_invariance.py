@@ -10,8 +10,10 @@ that make the imagers comparable, one at a time from none to all:
    normalisation for the dataset (what the study did);
 2. + site frame: each site on the same grid of km from itself (azimuthal equidistant);
 3. + common field of view: the same 350 km disc at every site;
-4. + per-site, per-cell normalisation (the demo's settings);
-5. + rotations: training augmented by the eight symmetries of the square.
+4. + per-site, per-cell normalisation (low and high percentiles of every cell of every site);
+5. + per-site ring scale instead: the low percentile per cell, the high one pooled over each
+   ring of cells at one distance from the site (the demo's settings);
+6. with ``--augment``, + rotations: training augmented by the eight symmetries of the square.
 
 For each it prints, from the run's summary.json: site kNN accuracy (against chance 1/3),
 cross-site class kNN accuracy (labels of one site predicted from another's), class kNN accuracy,
@@ -59,9 +61,11 @@ VARIANTS = {
             "normalisation": {"scope": "dataset"},
         }
     },
-    "+ per-site-cell normalisation": {},  # config/multisite.yaml as shipped
-    "+ rotations": {"training": {"augment": "rotations"}},
+    "+ per-site-cell normalisation": {"projection": {"normalisation": {"scope": "site_cell"}}},
+    "+ per-site ring scale": {},  # config/multisite.yaml as shipped
 }
+#: Optional (``--augment``): the shipped settings with sky augmentations in training.
+AUGMENTED = {"+ rotations": {"training": {"augment": "rotations"}}}
 MEASURES = (
     "site_knn_accuracy",
     "cross_site_knn_accuracy",
@@ -129,6 +133,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--workdir", type=Path, help="work here and keep it (default: a temp dir)")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS))
+    parser.add_argument("--augment", action="store_true", help="also run with rotations")
     args = parser.parse_args(argv)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="site-invariance-"))
     if not (work / "Snakefile").exists():
@@ -136,8 +141,9 @@ def main(argv=None) -> dict:
         scratch_copy(work)
     rows = {}
     print(f"{'variant':32s} " + " ".join(f"{m[:22]:>22s}" for m in MEASURES), flush=True)
-    for name in args.variants:
-        rows[name] = row = run_variant(work, name, VARIANTS[name], args.cores)
+    variants = {**VARIANTS, **(AUGMENTED if args.augment else {})}
+    for name in args.variants + (list(AUGMENTED) if args.augment else []):
+        rows[name] = row = run_variant(work, name, variants[name], args.cores)
         values = " ".join(
             f"{row[m]:22.3f}" if row[m] is not None else f"{'-':>22s}" for m in MEASURES
         )

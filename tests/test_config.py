@@ -158,6 +158,11 @@ def test_the_demo_config_passes_and_gets_its_defaults():
             "projection.grid",
             ["square"],
         ),
+        (
+            lambda c: c["projection"].update(normalisation={"scope": "site_ring"}),
+            "projection.normalisation.scope",
+            ["frame: site"],
+        ),
     ],
 )
 def test_a_bad_config_is_refused_naming_the_key(edit, key, words):

@@ -173,6 +173,11 @@ def _check_sites(config: dict, dataset: str, entry: dict) -> None:
         raise ConfigError(
             "projection.grid", "the site frame has square cells: n_lat must equal n_lon"
         )
+    if grid["frame"] != "site" and config["projection"]["normalisation"]["scope"] == "site_ring":
+        raise ConfigError(
+            "projection.normalisation.scope",
+            "site_ring takes rings around each site: it needs projection.grid.frame: site",
+        )
 
 
 def _check_demo_paths(dataset: str, entry: dict) -> None:

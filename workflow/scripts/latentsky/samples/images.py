@@ -189,7 +189,9 @@ def ingest_files(
 
 
 #: Percentile scopes of the normalisation (config ``projection.normalisation.scope``).
-SCOPES = ("dataset", "site", "site_cell")
+SCOPES = ("dataset", "site", "site_cell", "site_ring")
+#: Per-cell scopes: variables of (sites, band, *grid dims).
+_CELL_SCOPES = ("site_cell", "site_ring")
 
 
 def stack_dates(
@@ -211,7 +213,12 @@ def stack_dates(
     - ``dataset``: one scale, in the ``normalisation`` attribute (``low_counts``, ``high_counts``);
     - ``site``: one per site, in variables ``normalisation_low (sites)`` and
       ``normalisation_high (sites)``;
-    - ``site_cell``: one per site and cell, ``normalisation_low (sites, band, *grid dims)``.
+    - ``site_cell``: one per site and cell, ``normalisation_low (sites, band, *grid dims)``;
+    - ``site_ring``: low per site and cell (bias, pedestal, light domes: additive and fixed), and
+      the scale ``high - low`` per site and ring of cells at one distance from the site (gain and
+      vignetting, which are radial), pooled over the ring's cells and frames so that where a few
+      bright auroras happened to fall cannot set it; same variables as ``site_cell``. Needs a
+      grid of km from each site.
 
     The copy is chunk by chunk (dask), so memory stays bounded whatever the number of frames.
     Returns the store's attributes.
@@ -307,6 +314,28 @@ def stack_dates(
     return attrs
 
 
+def _ring_scale(excess: np.ndarray, images: xr.Dataset, percentile: float) -> np.ndarray:
+    """The ``percentile`` of ``excess`` (frames, band, y, x; NaN outside) over the frames and
+    cells of each ring one cell wide around the site, per band, spread back onto the cells."""
+    if not {"y", "x"} <= set(images.dims):
+        raise ValueError(
+            "normalisation scope 'site_ring' needs a grid of km from each site "
+            "(projection.grid.frame: site)"
+        )
+    y, x = images["y"].to_numpy(), images["x"].to_numpy()
+    width = float(np.abs(np.diff(x)).min()) if x.size > 1 else 1.0
+    ring = np.floor(np.hypot(*np.meshgrid(y, x, indexing="ij")) / width).astype(int)
+    scale = np.full(excess.shape[1:], np.nan)
+    for k in np.unique(ring):
+        cells = ring == k
+        scale[:, cells] = np.nanpercentile(
+            excess[:, :, cells].transpose(1, 0, 2).reshape(excess.shape[1], -1),
+            percentile,
+            axis=1,
+        )[:, None]
+    return scale
+
+
 def _normalisation(images, names, low_percentile, high_percentile, scope):
     """Percentiles of subsampled frames: (variables for the store, attribute values)."""
     site = images["site"].to_numpy().astype(str)
@@ -321,11 +350,13 @@ def _normalisation(images, names, low_percentile, high_percentile, scope):
         sample = images["image"].isel(time=chosen).to_numpy()
         valid = sample != COUNTS_FILL
         masks.append(valid.any(axis=(0, 1)))
-        if scope == "site_cell":
+        if scope in _CELL_SCOPES:
             counts = np.where(valid, sample, np.nan).astype(np.float64)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)  # cells outside: all NaN
                 low, high = np.nanpercentile(counts, [low_percentile, high_percentile], axis=0)
+                if scope == "site_ring":
+                    high = low + _ring_scale(counts - low, images, high_percentile)
         else:
             low, high = np.percentile(sample[valid], [low_percentile, high_percentile])
         empty = ~(high > low) if np.ndim(low) else not high > low
@@ -338,7 +369,7 @@ def _normalisation(images, names, low_percentile, high_percentile, scope):
     variables = {"fov_mask": np.logical_or.reduce(masks)}
     if scope == "dataset":
         return variables, {"low_counts": float(lows[0]), "high_counts": float(highs[0])}
-    dims = ("sites",) + (images["image"].dims[1:] if scope == "site_cell" else ())
+    dims = ("sites",) + (images["image"].dims[1:] if scope in _CELL_SCOPES else ())
     for name, values in (("normalisation_low", lows), ("normalisation_high", highs)):
         variables[name] = xr.DataArray(
             np.stack(values).astype(np.float32), dims=dims, attrs={"units": "counts"}
