@@ -16,7 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+import yaml
 from workflow_helpers import ROOT, copy_workflow, run_snakemake
+
+from latentsky.analysis.sites import site_knn
+from latentsky.samples.images import COUNTS_FILL
 
 pytestmark = pytest.mark.slow
 
@@ -105,3 +109,58 @@ def test_the_summary_measures_site_invariance_and_the_report_draws_it(run):
     per_site = fits[fits["group_type"] == "cluster_site"]["group"]
     assert {g.split("@")[1] for g in per_site} == set(SITES)
     assert (run / f"results/{DATASET}/figures/embeddings_by_site.png").stat().st_size > 10_000
+
+
+@pytest.fixture(scope="module")
+def options_off(run, tmp_path_factory):
+    """The same downloads projected the study's way: one latitude-longitude grid for all sites,
+    each site's own field of view, one scale for the dataset (projection and stacking rerun)."""
+    work = tmp_path_factory.mktemp("multisite_off") / "repo"
+    shutil.copytree(run, work, symlinks=True, ignore=shutil.ignore_patterns(".snakemake"))
+    config = yaml.safe_load((work / "config/multisite.yaml").read_text())
+    config["projection"].update(
+        grid={"frame": "geographic", "n_lat": 16, "n_lon": 16},
+        fov_radius_km=None,
+        normalisation={"scope": "dataset"},
+    )
+    (work / "config/multisite.yaml").write_text(yaml.safe_dump(config))
+    for stage in ("projection", "projected", "images.zarr"):  # without .snakemake's records
+        shutil.rmtree(work / f"results/{DATASET}/{stage}")
+    target = (
+        images_store(work).relative_to(work).as_posix()
+    )  # --configfile takes every path after it
+    run_snakemake(work, target, "--cores", "2", "--configfile", "config/multisite.yaml")
+    return work
+
+
+def images_store(work):
+    return work / f"results/{DATASET}/images.zarr"
+
+
+def model_inputs(work) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(inputs (frames, cells in the field of view), site of each frame, night of each frame)."""
+    images = xr.open_zarr(images_store(work), mask_and_scale=False)
+    counts = images["image"].to_numpy()[:, 0].astype(np.float64)
+    counts[counts == COUNTS_FILL] = np.nan
+    sites = images["site"].to_numpy().astype(str)
+    if "normalisation_low" in images:
+        index = np.searchsorted(images["sites"].to_numpy().astype(str), sites)
+        low = images["normalisation_low"].to_numpy()[index, 0]
+        high = images["normalisation_high"].to_numpy()[index, 0]
+    else:
+        scale = json.loads(images.attrs["normalisation"])
+        low, high = scale["low_counts"], scale["high_counts"]
+    inputs = ((counts - low) / (high - low))[:, images["fov_mask"].to_numpy()]
+    nights = pd.DatetimeIndex(images["time"].to_numpy()).floor("D").to_numpy()
+    return np.nan_to_num(inputs), sites, nights  # the model sees 0 where a site has no sky
+
+
+def test_the_options_hide_the_camera_that_the_study_s_inputs_give_away(run, options_off):
+    """Against the planted sites: with the options off, the model's inputs predict the site
+    from skies of other nights almost surely; with them on, hardly better than chance."""
+    inputs, sites, nights = model_inputs(run)
+    on = site_knn(inputs, sites, groups=nights)
+    inputs, sites, nights = model_inputs(options_off)
+    off = site_knn(inputs, sites, groups=nights)
+    assert off.accuracy > 0.9, off
+    assert on.accuracy <= on.chance + 0.15, on
