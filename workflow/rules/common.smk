@@ -47,16 +47,18 @@ def expand_sites(pattern, dataset, sites, **wildcards):
 
 
 def final_outputs():
-    """Everything `snakemake` builds by default: each dataset's summary and figures."""
+    """Everything `snakemake` builds by default: each dataset's summary, figures (PNG for the
+    report, PDF for papers) and report tables."""
     return [
         path
         for dataset in DATASETS
         for path in [
             f"results/{dataset}/summary.json",
             *expand(
-                "results/{d}/figures/{f}.png",
+                "results/{d}/figures/{f}.{ext}",
                 d=dataset,
                 f=dataset_figures(config, dataset),
+                ext=("png", "pdf"),
             ),
         ]
     ]
@@ -71,7 +73,9 @@ def download_outputs():
             manifests = "resources/{dataset}/manifests/{site}/"
             outputs += expand_sites(manifests + "skymaps.tsv", dataset, sites)
             outputs += expand_sites(manifests + "images_{date}.tsv", dataset, sites)
-            outputs += expand_sites(manifests + "ismr_{date}.tsv", dataset, station_sites(dataset))
+            outputs += expand_sites(
+                manifests + "ismr_{date}.tsv", dataset, station_sites(dataset)
+            )
     return outputs
 
 
@@ -108,7 +112,9 @@ def sample_store(wildcards):
 
 def kind_outputs(wildcards):
     """Outputs of the kind's own rules that the summary reads."""
-    return [f"results/{wildcards.dataset}/{p}" for p in kind_of(wildcards.dataset).outputs]
+    return [
+        f"results/{wildcards.dataset}/{p}" for p in kind_of(wildcards.dataset).outputs
+    ]
 
 
 def labels_file(wildcards):
@@ -155,14 +161,18 @@ def site_names_of(wildcards):
 def ismr_manifests_by_site(wildcards):
     pattern = "resources/{dataset}/manifests/{site}/ismr_{date}.tsv"
     return {
-        s: expand_sites(pattern, wildcards.dataset, [s]) for s in station_sites(wildcards.dataset)
+        s: expand_sites(pattern, wildcards.dataset, [s])
+        for s in station_sites(wildcards.dataset)
     }
 
 
 def model_params(wildcards):
     """The dataset's model: its registered name and hyperparameters."""
     hyperparameters = settings(config, wildcards.dataset, "model")
-    return {"name": model_name(config, wildcards.dataset), "hyperparameters": hyperparameters}
+    return {
+        "name": model_name(config, wildcards.dataset),
+        "hyperparameters": hyperparameters,
+    }
 
 
 def download_params(role):

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from latentsky.analysis.lognormal import count_groups, fit_table
+from latentsky.analysis.scintillation import record_keys
 from latentsky.logs import log_to_file
 from latentsky.progress import LogProgress
 from latentsky.stores import open_zarr
@@ -15,10 +16,10 @@ table = pd.read_csv(snakemake.input.embedding, parse_dates=["time"])
 store = open_zarr(snakemake.input.sigma_phi)
 rows = table["index"].to_numpy()
 sigma_phi = store["sigma_phi"].to_numpy()[rows]
-# The record behind each value (the site's station's), as "site@record end" text.
-record = pd.Series(store["record_time"].to_numpy()[rows]).astype(str)
-site = table["site"].astype(str) if "site" in table else pd.Series("", index=table.index)
-records = np.where(record != "NaT", (site + "@" + record).to_numpy(), None)
+# The record behind each value (its site's station's): the independent unit.
+records = record_keys(
+    store["record_time"].to_numpy()[rows], table["site"] if "site" in table else None
+)
 groupings = {"cluster": table["cluster"].to_numpy(), "label": table["label"].to_numpy()}
 if "site" in table:
     groupings["cluster_site"] = (table["cluster"].astype(str) + "@" + table["site"]).to_numpy()

@@ -12,5 +12,5 @@ plot_embeddings_by_label(
     table[["umap_x", "umap_y"]].to_numpy(),
     table[["tsne_x", "tsne_y"]].to_numpy(),
     labels,
-    snakemake.output[0],
+    snakemake.output.png,
 )

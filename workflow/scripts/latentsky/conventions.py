@@ -80,15 +80,15 @@ VARIABLES: dict[str, dict] = {
     "band": {"long_name": "spectral band", "units": "1"},
     "site": {"long_name": "THEMIS imager site code", "units": "1"},
     "sites": {"long_name": "THEMIS imager site code", "units": "1"},
-    "image": {"long_name": "white-light counts projected onto the grid", "units": "count"},
+    "image": {"long_name": "white-light counts projected onto the grid", "units": "counts"},
     "fov_mask": {
         "long_name": "grid cell inside the projected field of view",
         "units": "1",
         "flag_values": [0, 1],
         "flag_meanings": "outside inside",
     },
-    "normalisation_low": {"long_name": "counts mapped to 0 in the model input", "units": "count"},
-    "normalisation_high": {"long_name": "counts mapped to 1 in the model input", "units": "count"},
+    "normalisation_low": {"long_name": "counts mapped to 0 in the model input", "units": "counts"},
+    "normalisation_high": {"long_name": "counts mapped to 1 in the model input", "units": "counts"},
     "sigma_phi": {
         "long_name": "GNSS phase scintillation index sigma_phi (Phi60, 60 s)",
         "units": "rad",
@@ -160,8 +160,6 @@ def variable_attrs(name: str, var: xr.Variable) -> dict:
             attrs.pop("units", None)  # text has no units
         else:
             attrs.setdefault("units", "1")
-    if attrs.get("units") == "counts":
-        attrs["units"] = "count"  # the UDUNITS name
     return encode_attributes(attrs)
 
 

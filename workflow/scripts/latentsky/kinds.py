@@ -31,6 +31,9 @@ class DataKind:
         default_model: the registered model (:mod:`latentsky.models`) a dataset of this kind
             uses unless its ``model`` key names another.
         downloads: whether its data come from the archives (download rules) or a local folder.
+        loss_name: what the default model's loss is, for the training-curve axis.
+        acknowledgement: the data providers to acknowledge (keys of
+            :data:`latentsky.conventions.ACKNOWLEDGEMENTS`).
         figures: figures of this kind beyond the common ones (names under ``figures/``).
         outputs: further outputs of this kind's own rules (paths under ``results/<dataset>/``);
             the summary reads them.
@@ -45,6 +48,8 @@ class DataKind:
     sample_layout: str
     default_model: str
     downloads: bool
+    loss_name: str = "loss"
+    acknowledgement: tuple[str, ...] = ()
     figures: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
 
@@ -59,6 +64,8 @@ ASI = DataKind(
     sample_layout="image",
     default_model="res_ae",
     downloads=True,
+    loss_name="masked mean squared error of normalised counts",
+    acknowledgement=("themis_asi", "chain"),
 )
 
 PHOTOMETER = DataKind(
@@ -71,6 +78,8 @@ PHOTOMETER = DataKind(
     sample_layout="waveform",
     default_model="beta_vae_1d",
     downloads=False,
+    loss_name="negative ELBO (nats per window)",
+    acknowledgement=("asim",),
     figures=("mean_waveforms",),
     outputs=("tle/summary.json",),
 )

@@ -490,6 +490,27 @@ def cluster_label_table(clusters, labels) -> pd.DataFrame:
     return table.reindex(columns=ordered_classes(labels)).sort_index()
 
 
+def dominant_labels(clusters, labels, top: int = 2, min_share: float = 0.15) -> dict:
+    """What each cluster holds, in words: ``{cluster: "discrete 62%, arc 25%"}``.
+
+    The ``top`` most frequent labels among the cluster's labelled members with at least
+    ``min_share`` of them (the first one always); clusters without labelled members are left
+    out. Unlabelled members (None/NaN) do not count.
+    """
+    table = pd.DataFrame({"cluster": np.asarray(clusters), "label": np.asarray(labels, object)})
+    table = table.dropna(subset=["label"])
+    described = {}
+    for cluster, members in table.groupby("cluster"):
+        shares = members["label"].value_counts(normalize=True)
+        chosen = [
+            f"{label} {share:.0%}"
+            for i, (label, share) in enumerate(shares.items())
+            if i < top and (i == 0 or share >= min_share)
+        ]
+        described[cluster] = ", ".join(chosen)
+    return described
+
+
 def fraction_of(clusters, labels, cluster, wanted_labels) -> float:
     """Fraction of the members of ``cluster`` whose label is one of ``wanted_labels``.
 

@@ -285,3 +285,13 @@ def sigma_phi_of_images(
         record_time=record_time,
         sites=image_sites,
     )
+
+
+def record_keys(record_time, sites=None) -> np.ndarray:
+    """The independent unit of each sample's sigma_phi: ``"<site>@<record end>"`` text, None
+    where no record covers it. ``record_time`` (N,) datetime64 (NaT: none) as in the sigma_phi
+    store; ``sites`` (N,) the site of each sample (its station's records are its own), or None
+    for one site."""
+    record = pd.Series(np.asarray(record_time, dtype="datetime64[ns]")).astype(str)
+    site = pd.Series("" if sites is None else np.asarray(sites).astype(str), index=record.index)
+    return np.where(record != "NaT", (site + "@" + record).to_numpy(), None)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-
 #: Frame times jitter by tens of ms about the nominal 3-s cadence (real stream0 and level-1
 #: files: consecutive frames 2.959 to 3.049 s apart). Frames this much closer than the interval
 #: still count as far enough apart; it is well under half a 3-s frame step, so no extra frame
