@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
+from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
@@ -128,7 +131,59 @@ def test_summary_and_figures(tiny_run):
         assert (tiny_run / f"results/tiny/figures/{name}.png").stat().st_size > 5000
 
 
-def test_report_builds(tiny_run):
+def embedded_files(html: str) -> list[tuple[str, bytes]]:
+    """(mime type, content) of every file the report embeds as a base64 data URI."""
+    found = re.findall(r"data:([\w.+/-]+)(?:;[\w=.-]+)*;base64,([A-Za-z0-9+/=]+)", html)
+    return [(mime, base64.b64decode(data)) for mime, data in found]
+
+
+class _Tables(HTMLParser):
+    """The ``data-table`` tables of an HTML page, as lists of rows of cell texts."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.current = self.row = self.cell = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table" and "data-table" in attrs:
+            self.current = self.tables.setdefault(attrs["data-table"], [])
+        elif tag == "tr" and self.current is not None:
+            self.row = []
+            self.current.append(self.row)
+        elif tag in ("td", "th") and self.row is not None:
+            self.cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.cell is not None:
+            self.row.append("".join(self.cell).strip())
+            self.cell = None
+        elif tag == "table":
+            self.current = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def html_tables(text: str) -> dict[str, pd.DataFrame]:
+    """Every ``data-table`` table of a page as a DataFrame (first row: the header)."""
+    parser = _Tables()
+    parser.feed(text)
+    frames = {}
+    for name, rows in parser.tables.items():
+        frame = pd.DataFrame(rows[1:], columns=rows[0]).replace("", np.nan)
+        for column in frame:
+            try:
+                frame[column] = pd.to_numeric(frame[column])
+            except (ValueError, TypeError):
+                pass  # text
+        frames[name] = frame
+    return frames
+
+
+def test_report_holds_configuration_fit_and_summary_tables(tiny_run):
     run_snakemake(
         tiny_run,
         "--cores",
@@ -140,6 +195,43 @@ def test_report_builds(tiny_run):
     )
     html = (tiny_run / "results/tiny/report.html").read_text(errors="replace")
     assert "sigma_phi_distributions.png" in html
+    pages = [
+        content.decode("utf-8", "replace")
+        for mime, content in embedded_files(html)
+        if mime == "text/html"
+    ]
+
+    def page(title):
+        matching = [p for p in pages if f"<title>{title}</title>" in p]
+        assert matching, f"no page {title!r} among {len(pages)} embedded HTML files"
+        return matching[0]
+
+    def table(text, name):
+        tables = html_tables(text)
+        assert name in tables, f"no table {name!r} in the page ({sorted(tables)})"
+        return tables[name]
+
+    # The configuration that produced the results, as it applied to the dataset.
+    configuration = page("Configuration of tiny")
+    dataset = table(configuration, "config-dataset").set_index("setting")["value"]
+    assert dataset["site"] == "fsim" and dataset["gnss_station"] == "fsi"
+    clustering = table(configuration, "config-clustering").set_index("setting")["value"]
+    assert int(clustering["n_clusters"]) == 3
+    assert "NAS5-02099" in configuration  # the THEMIS acknowledgement
+    # The fit table: n, mu, sigma, median, intervals, goodness of fit, as in sigma_phi_fits.csv.
+    fits = table(page("sigma_phi fits of tiny"), "fits")
+    expected = pd.read_csv(tiny_run / "results/tiny/sigma_phi_fits.csv")
+    for column in ("n", "mu", "mu_low", "mu_high", "sigma", "median", "lilliefors_pvalue"):
+        assert column in fits
+    assert len(fits) == len(expected)
+    np.testing.assert_allclose(fits["mu"], expected["mu"], rtol=1e-3)
+    # The headline numbers of summary.json.
+    summary = json.loads((tiny_run / "results/tiny/summary.json").read_text())
+    headlines = table(page("Summary of tiny"), "summary").set_index("quantity")["value"]
+    assert float(headlines["knn_accuracy"]) == pytest.approx(summary["knn_accuracy"], rel=1e-3)
+    assert int(float(headlines["n_images"])) == summary["n_images"]
+    # The landing text describes both tracks and names the dataset.
+    assert "ASIM photometer windows" in html or "QVNJTSBwaG90b21ldGVy" in html
 
 
 def test_changing_n_clusters_reruns_only_clustering_and_after(tiny_run):

@@ -3,12 +3,14 @@
 # a rule uses is one of its params (so Snakemake's rerun triggers see it).
 
 from latentsky.config import (
+    dataset_configuration,
     dataset_dates,
     dataset_figures,
     dataset_sites,
     demo_mirror_settings,
     download_settings,
     model_name,
+    report_tables,
     settings,
     site_names,
 )
@@ -59,6 +61,11 @@ def final_outputs():
                 d=dataset,
                 f=dataset_figures(config, dataset),
                 ext=("png", "pdf"),
+            ),
+            *expand(
+                "results/{d}/report/{t}.html",
+                d=dataset,
+                t=report_tables(config, dataset),
             ),
         ]
     ]
@@ -182,3 +189,14 @@ def download_params(role):
 
 def demo_mirror_params(wildcards):
     return demo_mirror_settings(config, wildcards.dataset)
+
+
+def configuration_of(wildcards):
+    """Every setting the dataset's results depend on (the report's configuration table)."""
+    return dataset_configuration(config, wildcards.dataset)
+
+
+def acknowledgement_of(wildcards):
+    """The data providers the dataset's results need acknowledging."""
+    keys = kind_of(wildcards.dataset).acknowledgement
+    return [k for k in keys if k != "chain" or has_scintillation(wildcards.dataset)]

@@ -209,6 +209,27 @@ def dataset_figures(config: dict, dataset: str) -> list[str]:
     return figures
 
 
+def report_tables(config: dict, dataset: str) -> list[str]:
+    """The report's tables of a dataset (``results/<dataset>/report/<name>.html``)."""
+    tables = ["configuration", "summary"]
+    if has_scintillation(config, dataset):
+        tables.append("sigma_phi_fits")
+    return tables
+
+
+def dataset_configuration(config: dict, dataset: str) -> dict:
+    """Every setting a dataset's results depend on: its config entry and each config section
+    as it applies to it (overrides merged; sections of other kinds left out)."""
+    downloads = data_kind(config["datasets"][dataset]["kind"]).downloads
+    names = ["projection", "download"] if downloads else []
+    names += ["scintillation"] if has_scintillation(config, dataset) else []
+    names += ["model", "training", "embedding", "clustering", "analysis"]
+    sections = {name: settings(config, dataset, name) for name in names}
+    sections["model"] = {"name": model_name(config, dataset), **sections["model"]}
+    sections["on_bad_input"] = {"on_bad_input": config["on_bad_input"]}
+    return {"dataset": dict(config["datasets"][dataset]), "sections": sections}
+
+
 def download_settings(config: dict, dataset: str, role: str, site: str) -> dict:
     """What a download job of ``role`` (``images``, ``skymaps``, ``scintillation``) needs for
     one site of a dataset."""
