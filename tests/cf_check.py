@@ -43,7 +43,7 @@ def _attribute_problems(where: str, attrs: dict) -> list[str]:
     for key, value in attrs.items():
         if isinstance(value, dict):
             problems.append(f"{where}: attribute {key} is a mapping, not a JSON string")
-        elif isinstance(value, str) and value[:1] in "[{":
+        elif isinstance(value, str) and value.startswith(("[", "{")):
             try:
                 json.loads(value)
             except json.JSONDecodeError:

@@ -198,7 +198,8 @@ def test_sky_maps_are_north_up_and_east_right_with_the_site_marked():
     lon = np.linspace(-128.0, -114.0, 24)
     north = np.tile(np.linspace(0.0, 1.0, 24)[:, None], (1, 24))  # (lat, lon), brightest north
     east = north.T.copy()
-    grid = F.SkyGrid(y=lat, x=lon, geographic=True, site_lat=61.0, site_lon=-121.0)
+    # One site position per image, as the reconstructions file gives them.
+    grid = F.SkyGrid(y=lat, x=lon, geographic=True, site_lat=[61.0] * 2, site_lon=[-121.0] * 2)
     fig = F.reconstruction_figure(np.stack([north, east]), np.stack([north, east]), grid=grid)
     original_north, original_east = fig.axes[0], fig.axes[1]
     shown = rendered_axes(fig, original_north).mean(axis=-1)

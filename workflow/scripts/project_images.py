@@ -38,7 +38,7 @@ counts = ingest_files(
         "site_latitude": meta.get("site_latitude", float("nan")),
         "site_longitude": meta.get("site_longitude", float("nan")),
         "site_altitude_m": meta.get("site_altitude_m", float("nan")),
-        "imager": meta.get("imager", ""),
+        "imager": meta.get("imager") or None,  # None: the skymap does not say (left out)
         "skymap": Path(skymap).name,
         "altitude_km": meta["altitude_km"],
         "min_elevation_deg": meta["min_elevation_deg"],

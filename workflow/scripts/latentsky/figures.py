@@ -325,8 +325,8 @@ class SkyGrid:
         """(x, y) of the site of image ``j`` on the map (NaN when unknown)."""
         if not self.geographic:
             return 0.0, 0.0
-        lat = np.broadcast_to(self.site_lat, (j + 1,))[j]
-        lon = np.broadcast_to(self.site_lon, (j + 1,))[j]
+        lat, lon = np.atleast_1d(self.site_lat), np.atleast_1d(self.site_lon)
+        lat, lon = lat[j if lat.size > 1 else 0], lon[j if lon.size > 1 else 0]
         if np.isfinite(lon) and len(self.x):
             lon = (lon - self.x[0] + 180.0) % 360.0 - 180.0 + self.x[0]  # the grid's convention
         return float(lon), float(lat)
