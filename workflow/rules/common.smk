@@ -77,12 +77,13 @@ def download_outputs():
     for dataset in DATASETS:
         if kind_of(dataset).downloads:
             sites = site_names(config, dataset)
-            manifests = "resources/{dataset}/manifests/{site}/"
-            outputs += expand_sites(manifests + "skymaps.tsv", dataset, sites)
-            outputs += expand_sites(manifests + "images_{date}.tsv", dataset, sites)
-            outputs += expand_sites(
-                manifests + "ismr_{date}.tsv", dataset, station_sites(dataset)
-            )
+            for name, chosen in (
+                ("skymaps.tsv", sites),
+                ("images_{date}.tsv", sites),
+                ("ismr_{date}.tsv", station_sites(dataset)),
+            ):
+                pattern = f"resources/{{dataset}}/manifests/{{site}}/{name}"
+                outputs += expand_sites(pattern, dataset, chosen)
     return outputs
 
 
