@@ -23,9 +23,9 @@ rule report_configuration:
         mem_mb=500,
         runtime=5,
     params:
-        configuration=configuration_of,
+        configuration=of_dataset(dataset_configuration),
         kind=lookup(dpath="datasets/{dataset}/kind", within=config),
-        acknowledgement=acknowledgement_of,
+        acknowledgement=of_dataset(dataset_acknowledgement),
     script:
         "../scripts/report_configuration.py"
 

@@ -4,7 +4,7 @@
 
 rule extract_sigma_phi:
     input:
-        manifests=per_site_and_date(
+        manifests=per_site(
             "resources/{dataset}/manifests/{site}/ismr_{date}.tsv", stations_only=True
         ),
         images="results/{dataset}/images.zarr",
@@ -24,6 +24,6 @@ rule extract_sigma_phi:
         scintillation=config["scintillation"],
         on_bad_input=config["on_bad_input"],
         manifests_by_site=ismr_manifests_by_site,
-        sites=sites_of,
+        sites=of_dataset(dataset_sites),
     script:
         "../scripts/extract_sigma_phi.py"

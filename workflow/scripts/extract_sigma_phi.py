@@ -4,6 +4,7 @@ record of the image's minute, from the image's own site's station."""
 from latentsky.acquisition.manifest import read_manifest
 from latentsky.analysis.scintillation import sigma_phi_of_images
 from latentsky.conventions import decode_attribute
+from latentsky.kinds import ASI, SCINTILLATION_ACKNOWLEDGEMENT
 from latentsky.logs import log_to_file
 from latentsky.stores import open_zarr, write_zarr_atomic
 
@@ -27,4 +28,8 @@ store = sigma_phi_of_images(
     stations={s["site"]: s["gnss_station"] for s in snakemake.params.sites if "gnss_station" in s},
     site_descriptions=decode_attribute(images.attrs.get("sites"), []),
 )
-write_zarr_atomic(store, snakemake.output.sigma_phi, acknowledgement=["chain", "themis_asi"])
+write_zarr_atomic(
+    store,
+    snakemake.output.sigma_phi,
+    acknowledgement=[SCINTILLATION_ACKNOWLEDGEMENT, *ASI.acknowledgement],
+)

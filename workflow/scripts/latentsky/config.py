@@ -18,7 +18,7 @@ import copy
 import datetime as dt
 from pathlib import Path
 
-from latentsky.kinds import data_kind
+from latentsky.kinds import SCINTILLATION_ACKNOWLEDGEMENT, data_kind
 
 #: Where each demo generator writes a dataset's files: its labels (and photometer FITS files).
 DEMO_FOLDERS = {"demo_mirror": "resources/demo_mirror/{}", "demo_tle": "resources/demo_tle/{}"}
@@ -59,6 +59,14 @@ def model_name(config: dict, dataset: str) -> str:
     return entry.get("model") or data_kind(entry["kind"]).default_model
 
 
+def model_settings(config: dict, dataset: str) -> dict:
+    """The dataset's model: its registered name and hyperparameters."""
+    return {
+        "name": model_name(config, dataset),
+        "hyperparameters": settings(config, dataset, "model"),
+    }
+
+
 def settings(config: dict, dataset: str, section: str) -> dict:
     """A config section as it applies to one dataset: the top-level values with the dataset's
     ``overrides.<section>`` on top. For ``model``: the hyperparameters of the dataset's model."""
@@ -87,9 +95,14 @@ def site_names(config: dict, dataset: str) -> list[str]:
     return [item["site"] for item in dataset_sites(config, dataset)]
 
 
+def station_sites(config: dict, dataset: str) -> list[str]:
+    """The sites of a dataset that have a GNSS station."""
+    return [item["site"] for item in dataset_sites(config, dataset) if "gnss_station" in item]
+
+
 def has_scintillation(config: dict, dataset: str) -> bool:
     """Whether any site of the dataset has a GNSS station."""
-    return any("gnss_station" in item for item in dataset_sites(config, dataset))
+    return bool(station_sites(config, dataset))
 
 
 def dataset_dates(config: dict, dataset: str) -> list[str]:
@@ -215,6 +228,26 @@ def report_tables(config: dict, dataset: str) -> list[str]:
     if has_scintillation(config, dataset):
         tables.append("sigma_phi_fits")
     return tables
+
+
+def dataset_targets(config: dict, dataset: str) -> list[str]:
+    """What the default target builds for a dataset: its summary, its figures (PNG for the
+    report, PDF for papers) and its report tables (paths under ``results/<dataset>/``)."""
+    figures = [
+        f"results/{dataset}/figures/{name}.{ext}"
+        for name in dataset_figures(config, dataset)
+        for ext in ("png", "pdf")
+    ]
+    tables = [f"results/{dataset}/report/{name}.html" for name in report_tables(config, dataset)]
+    return [f"results/{dataset}/summary.json", *figures, *tables]
+
+
+def dataset_acknowledgement(config: dict, dataset: str) -> list[str]:
+    """The data providers a dataset's results acknowledge (keys of
+    ``latentsky.conventions.ACKNOWLEDGEMENTS``): its kind's, and the GNSS network's where a
+    site has a station."""
+    keys = list(data_kind(config["datasets"][dataset]["kind"]).acknowledgement)
+    return keys + ([SCINTILLATION_ACKNOWLEDGEMENT] if has_scintillation(config, dataset) else [])
 
 
 def dataset_configuration(config: dict, dataset: str) -> dict:

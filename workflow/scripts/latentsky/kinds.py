@@ -65,7 +65,7 @@ ASI = DataKind(
     default_model="res_ae",
     downloads=True,
     loss_name="masked mean squared error of normalised counts",
-    acknowledgement=("themis_asi", "chain"),
+    acknowledgement=("themis_asi",),
 )
 
 PHOTOMETER = DataKind(
@@ -83,6 +83,9 @@ PHOTOMETER = DataKind(
     figures=("mean_waveforms",),
     outputs=("tle/summary.json",),
 )
+
+#: The provider every dataset with a GNSS station acknowledges too, whatever its kind.
+SCINTILLATION_ACKNOWLEDGEMENT = "chain"
 
 #: Every data kind, by name.
 KINDS: dict[str, DataKind] = {kind.name: kind for kind in (ASI, PHOTOMETER)}
