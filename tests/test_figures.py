@@ -304,6 +304,15 @@ def test_mean_waveforms_in_cluster_colours(tmp_path):
     assert_size(image, 3.2 * 3, 1.6 * 2 + 0.6)
     for c in range(2):
         assert pixels_near(image, F.cluster_colour(c)) > 50
+    # Rows of clusters 1 and 4 (cluster 0 and 2-3 absent) take those clusters' colours, as in
+    # the cluster and sigma_phi figures, not the colours of rows 0 and 1.
+    image = read_png(
+        F.plot_mean_waveforms(mean, std, list("abc"), tmp_path / "v.png", clusters=[1, 4])
+    )
+    assert pixels_near(image, F.cluster_colour(4)) > 50
+    assert pixels_near(image, F.cluster_colour(0)) < 5
+    with pytest.raises(ValueError, match="cluster numbers"):
+        F.plot_mean_waveforms(mean, std, list("abc"), tmp_path / "x.png", clusters=[1])
 
 
 def test_waveform_reconstructions_draw_each_band_in_its_colour(tmp_path):

@@ -14,4 +14,5 @@ plot_mean_waveforms(
     names,
     snakemake.output.png,
     sample_rate_hz=float(stats["sample_rate_hz"]),
+    clusters=stats["clusters"],
 )

@@ -857,7 +857,9 @@ def _waveform_axis(band_names, n_bands: int, n_samples: int, sample_rate_hz: flo
     return np.arange(n_samples), "sample"
 
 
-def plot_mean_waveforms(mean, std, band_names, path, sample_rate_hz: float | None = None) -> Path:
+def plot_mean_waveforms(
+    mean, std, band_names, path, sample_rate_hz: float | None = None, clusters=None
+) -> Path:
     """Per-cluster mean photometer waveforms with a +-1 standard deviation band.
 
     Parameters
@@ -865,6 +867,8 @@ def plot_mean_waveforms(mean, std, band_names, path, sample_rate_hz: float | Non
     mean, std : arrays ``(n_clusters, n_bands, n_samples)`` (same units as the input windows).
     band_names : n_bands names (e.g. "337 nm", "180-230 nm", "777.4 nm").
     sample_rate_hz : if given, the x axis is time in ms; otherwise sample index.
+    clusters : the cluster number of each row (default ``0 .. n_clusters - 1``), so that a
+        cluster takes its own :func:`cluster_colour` even when some numbers have no rows.
 
     One row per cluster, one column per band, in :func:`cluster_colour`. Size: ``3.2 n_bands``
     x ``1.6 n_clusters + 0.6`` in.
@@ -874,12 +878,15 @@ def plot_mean_waveforms(mean, std, band_names, path, sample_rate_hz: float | Non
     if mean.ndim != 3 or mean.shape != std.shape:
         raise ValueError(f"mean and std must both be (clusters, bands, samples); got {mean.shape}")
     n_clusters, n_bands, n_samples = mean.shape
+    clusters = np.arange(n_clusters) if clusters is None else np.asarray(clusters).astype(int)
+    if clusters.shape != (n_clusters,):
+        raise ValueError(f"{clusters.size} cluster numbers for {n_clusters} rows of means")
     t, xlabel = _waveform_axis(band_names, n_bands, n_samples, sample_rate_hz)
     with _style():
         fig = _new_figure(3.2 * n_bands, 1.6 * n_clusters + 0.6)
         axes = fig.subplots(n_clusters, n_bands, sharex=True, sharey="col", squeeze=False)
-        for c in range(n_clusters):
-            colour = cluster_colour(c)
+        for c, cluster in enumerate(clusters):
+            colour = cluster_colour(cluster)
             for b in range(n_bands):
                 ax = axes[c, b]
                 ax.fill_between(
@@ -893,7 +900,7 @@ def plot_mean_waveforms(mean, std, band_names, path, sample_rate_hz: float | Non
                 ax.plot(t, mean[c, b], color=colour, linewidth=1.2)
                 if c == 0:
                     ax.set_title(str(band_names[b]))
-            axes[c, 0].set_ylabel(f"cluster {c}")
+            axes[c, 0].set_ylabel(f"cluster {cluster}")
         for ax in axes[-1]:
             ax.set_xlabel(xlabel)
         return _save(fig, path)
