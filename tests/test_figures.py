@@ -263,6 +263,9 @@ def test_cluster_label_table_heatmap(tmp_path):
     image = read_png(F.plot_cluster_label_table(table, tmp_path / "t.png"))
     assert_size(image, 1.0 * 3 + 2.5, 0.45 * 3 + 1.5)
     assert non_white_fraction(image) > 0.3
+    # Each cluster number in its own cluster colour (as in the cluster and sigma_phi figures).
+    for cluster in table.index:
+        assert pixels_near(image, F.cluster_colour(cluster)) > 5, cluster
 
 
 def test_training_curves(tmp_path):
@@ -291,6 +294,16 @@ def test_training_curves_of_a_negative_loss_are_drawn(tmp_path):
     training, validation = sns.color_palette()[:2]  # the first two line colours
     assert pixels_near(image, training) > 200
     assert pixels_near(image, validation) > 200
+
+
+def test_training_curves_count_whole_epochs(tmp_path, monkeypatch):
+    figures = []
+    monkeypatch.setattr(F, "_save", lambda fig, path: figures.append(fig) or path)
+    metrics = pd.DataFrame({"epoch": [1, 2], "train_loss": [0.1, 0.05], "val_loss": [0.04, 0.03]})
+    F.plot_training_curves(metrics, tmp_path / "two.png")
+    (ax,) = figures[0].axes
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks), ticks
 
 
 def test_mean_waveforms_in_cluster_colours(tmp_path):

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
 import time
+import warnings
 
 import numpy as np
 
 from latentsky import progress as P
 from latentsky.analysis.lognormal import count_groups, fit_table
+from latentsky.logs import log_to_file
 
 
 class Lines(logging.Handler):
@@ -77,3 +80,23 @@ def test_the_bootstrap_reports_its_replicates():
     with P.LogProgress(total, "bootstrap replicates", log) as bar:
         fit_table(values, groupings, n_bootstrap=200, progress=bar.update)
     assert total == 5 * 200 and f"{total}/{total}" in lines.lines[-1]
+
+
+def test_a_jobs_warnings_land_in_its_log(tmp_path):
+    # The workflow's test of "no zarr warnings in the logs" (tests/test_stores.py) relies on it.
+    root = logging.getLogger()
+    handlers, level, hook = root.handlers[:], root.level, sys.excepthook
+    try:
+        log_to_file(tmp_path / "job.log")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.warn("may not be readable by other implementations", UserWarning, 2)
+    finally:
+        logging.captureWarnings(False)
+        for handler in root.handlers:
+            if handler not in handlers:
+                handler.close()
+        root.handlers[:], sys.excepthook = handlers, hook
+        root.setLevel(level)
+    text = (tmp_path / "job.log").read_text()
+    assert "WARNING py.warnings" in text and "UserWarning: may not be readable" in text

@@ -63,3 +63,17 @@ def test_sigma_phi_store_names_station_signal_and_records(tiny_run):
     covered = ~np.isnat(record)
     lag = (record[covered] - times[covered]) / np.timedelta64(1, "s")
     assert np.all((lag > 0) & (lag <= 60))
+
+
+def test_no_job_logged_a_zarr_warning(tiny_run):
+    # Jobs log their warnings (latentsky.logs.log_to_file); zarr warns when a store holds a type
+    # other implementations may not read (the old format-3 stores gave 21 such warnings a run).
+    logs = sorted((tiny_run / "results/logs").rglob("*.log"))
+    assert len(logs) > 20
+    warned = [
+        f"{path.relative_to(tiny_run)}: {line}"
+        for path in logs
+        for line in path.read_text().splitlines()
+        if "py.warnings" in line and "zarr" in line.lower()
+    ]
+    assert not warned, "\n".join(warned)

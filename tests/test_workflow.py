@@ -234,6 +234,35 @@ def test_report_holds_configuration_fit_and_summary_tables(tiny_run):
     assert "ASIM photometer windows" in html or "QVNJTSBwaG90b21ldGVy" in html
 
 
+#: A progress line: done of total, the share done, time spent and the time left (latentsky.progress).
+PROGRESS = re.compile(r"(\d+)/(\d+) \S+ \((\d+)%\), \d\d:\d\d elapsed, (\d\d:\d\d|\?) left")
+
+
+@pytest.mark.parametrize(
+    ("job", "work"),
+    [
+        ("download_images/tiny_fsim_*.log", ["images fsim"]),
+        ("download_scintillation/tiny_fsim_*.log", ["ismr fsi"]),
+        ("project_images/tiny_fsim_*.log", ["projecting fsim"]),
+        ("train_autoencoder/tiny.log", ["training res_ae"]),
+        ("embed_latents/tiny.log", ["UMAP layout", "t-SNE"]),
+        ("fit_sigma_phi/tiny.log", ["bootstrap replicates"]),
+    ],
+)
+def test_long_jobs_log_progress_with_the_time_left(tiny_run, job, work):
+    logs = sorted((tiny_run / "results/logs").glob(job))
+    assert logs, job
+    for path in logs:
+        text = path.read_text()
+        for what in work:
+            found = [PROGRESS.search(line) for line in text.splitlines() if what in line]
+            found = [match for match in found if match]
+            assert len(found) >= 2, f"{path.name}: no progress lines for {what!r}"
+            assert any(match.group(4) != "?" for match in found), "never a time left"
+            last = found[-1]
+            assert last.group(1) == last.group(2) and last.group(3) == "100", last.group(0)
+
+
 def test_changing_n_clusters_reruns_only_clustering_and_after(tiny_run):
     config = edited_config(
         tiny_run, "clusters.yaml", lambda c: c["clustering"].update(n_clusters=4)

@@ -793,7 +793,8 @@ def plot_cluster_label_table(table: pd.DataFrame, path) -> Path:
     """Annotated heatmap of a clusters x labels count table (as from ``cluster_label_table``).
 
     Cells show counts; the colour is the row fraction (share of the cluster with that label),
-    so small and large clusters are comparable. Size: ``1.0 * n_labels + 2.5`` x
+    so small and large clusters are comparable; each cluster number is written in its
+    :func:`cluster_colour`. Size: ``1.0 * n_labels + 2.5`` x
     ``0.45 * n_clusters + 1.5`` in.
     """
     counts = table.fillna(0).astype(int)
@@ -815,6 +816,10 @@ def plot_cluster_label_table(table: pd.DataFrame, path) -> Path:
         )
         ax.set_xlabel("label")
         ax.set_ylabel("cluster")
+        for tick in ax.get_yticklabels():  # seaborn may leave some rows unlabelled
+            if tick.get_text().lstrip("-").isdigit():
+                tick.set_color(cluster_colour(int(tick.get_text())))  # as in every figure
+                tick.set_fontweight("bold")
         return _save(fig, path)
 
 
@@ -840,6 +845,7 @@ def plot_training_curves(metrics: pd.DataFrame, path, loss_name: str = "loss") -
             ax.plot(metrics["epoch"], metrics[column], marker="o", markersize=3, label=name)
         if log_axis:
             ax.set_yscale("log")
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))  # whole epochs
         ax.set_xlabel("epoch")
         ax.set_ylabel(loss_name + ("" if log_axis else " (linear axis)"))
         if columns:
