@@ -92,10 +92,16 @@ def test_label_and_cluster_palettes_cannot_be_confused():
     # On the same UMAP coordinates, no cluster may wear a label's colour (the old palettes gave
     # cluster 1 the orange of a label). The first ten of each differ by CIEDE2000 >= 19.5; clusters
     # differ from each other by >= 19.
-    labels = F.label_palette([*CLASS_ORDER, "a", "b", "c", "d"])
+    # Seven labels beyond the auroral classes: the photometer's six (sprite, the sixth, once
+    # took a dark orange 11 from cluster 9's rust) and one more.
+    labels = F.label_palette([*CLASS_ORDER, "a", "b", "c", "d", "e", "f", "g"])
     clusters = [F.cluster_colour(c) for c in range(10)]
     across = F.colour_difference(np.array(list(labels.values()))[:, None], np.array(clusters)[None])
     assert across.min() >= 19.5, across.min()
+    # and the last three (navy, cyan, violet) are far from every other label colour too.
+    colours = np.array(list(labels.values()))
+    among = F.colour_difference(colours[-3:, None], colours[None])
+    assert np.sort(among, axis=1)[:, 1].min() >= 19.5, among  # [:, 0] is the colour itself
     within = F.colour_difference(np.array(clusters)[:, None], np.array(clusters)[None])
     assert within[~np.eye(10, dtype=bool)].min() >= 19
     # The check itself tells the old palettes (tab20 clusters) from the new ones.
@@ -252,6 +258,19 @@ def test_embeddings_by_label_uses_label_colours(tmp_path):
     for label, colour in F.label_palette(labels).items():
         assert pixels_near(image, colour) > 50, label
     assert pixels_near(image, F.label_palette(["cloudy"])["cloudy"]) < 5
+
+
+def test_unlabelled_samples_are_grey_not_a_label_colour(tmp_path):
+    # The photometer demo labels half its windows: the rest were once drawn as a label called
+    # "unlabelled", in a label colour (dark green beside diffuse's green).
+    rng = np.random.default_rng(2)
+    xy = rng.standard_normal((300, 2))
+    labels = np.array(["elve"] * 100 + [None] * 100 + [np.nan] * 100, dtype=object)
+    image = read_png(F.plot_embeddings_by_label(xy, xy, labels, tmp_path / "e.png"))
+    assert pixels_near(image, F._UNLABELLED_COLOUR) > 200
+    assert pixels_near(image, F.label_palette(["elve"])["elve"]) > 50
+    others = F.label_palette(["elve", "unlabelled"])
+    assert pixels_near(image, others["unlabelled"]) < 5
 
 
 def test_cluster_label_table_heatmap(tmp_path):

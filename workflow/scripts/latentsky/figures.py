@@ -48,8 +48,15 @@ DPI = 150
 #: cloudy brown.
 _COLORBLIND = sns.color_palette("colorblind", 10)
 _CLASS_COLOURS = dict(zip(CLASSES, [_COLORBLIND[i] for i in (0, 2, 3, 8, 7, 5)], strict=True))
-#: Colours for labels outside CLASSES, in their sorted order, then cycling.
-_OTHER_LABEL_COLOURS = [_COLORBLIND[i] for i in (1, 4, 6, 9)] + sns.color_palette("dark", 10)
+#: Colours for labels outside CLASSES (the photometer's six classes, a user's own), in their
+#: sorted order, then cycling: colorblind orange, pink, light pink, sky blue, then navy, cyan and
+#: violet (chosen, like the cluster colours, to be at least 19.5 CIEDE2000 from every cluster
+#: colour and every other label colour), then seaborn's "dark" palette.
+_OTHER_LABEL_COLOURS = (
+    [_COLORBLIND[i] for i in (1, 4, 6, 9)]
+    + [mpl.colors.to_rgb(c) for c in ("#001c7f", "#00cccc", "#8c00bf")]
+    + sns.color_palette("dark", 10)[1:]
+)
 
 #: Cluster colours, in the order cluster numbers take them (then cycling). Chosen greedily from
 #: an sRGB grid (lightness 30-75, chroma > 30) to be as far as possible, in CIEDE2000, from the ten
@@ -450,27 +457,34 @@ def reconstruction_figure(
 
 
 def plot_embeddings_by_label(umap_xy, tsne_xy, labels, path) -> Path:
-    """t-SNE (left) and UMAP (right) of the same images, coloured by hand label.
+    """t-SNE (left) and UMAP (right) of the same samples, coloured by hand label.
 
     Parameters
     ----------
-    umap_xy, tsne_xy : arrays ``(N, 2)``; labels : array ``(N,)`` of class names.
+    umap_xy, tsne_xy : arrays ``(N, 2)``; labels : array ``(N,)`` of class names, None (or
+        NaN) where a sample has no label.
 
-    Size: 11 x 5 in.
+    Labels in :func:`label_palette` colours, unlabelled samples in light grey beneath the
+    labelled ones (never a label's colour). Legend entries give the sample counts. Size: 11 x 5 in.
     """
     umap_xy = np.asarray(umap_xy, dtype=np.float64)
     tsne_xy = np.asarray(tsne_xy, dtype=np.float64)
-    labels = np.asarray(labels, dtype=object)
+    labels = pd.Series(np.asarray(labels, dtype=object).ravel())
     if not len(umap_xy) == len(tsne_xy) == len(labels):
         raise ValueError("umap_xy, tsne_xy and labels must have the same length")
-    palette = label_palette(labels)
-    colours = [palette[label] for label in labels]
+    labelled = labels.notna().to_numpy()
+    labels = labels.to_numpy(dtype=object)
+    palette = label_palette(labels[labelled])
+    colours = [palette[label] for label in labels[labelled]]
     size = _marker_size(len(labels))
     with _style():
         fig = _new_figure(11.0, 5.0)
         axes = fig.subplots(1, 2)
         for ax, xy, name in zip(axes, (tsne_xy, umap_xy), ("t-SNE", "UMAP"), strict=True):
-            _scatter_in_shuffled_order(ax, xy, colours, size)
+            ax.scatter(
+                *xy[~labelled].T, c=[_UNLABELLED_COLOUR], s=size, linewidths=0, rasterized=True
+            )
+            _scatter_in_shuffled_order(ax, xy[labelled], colours, size)
             ax.set_title(name)
             ax.set_xlabel(f"{name} 1")
             ax.set_ylabel(f"{name} 2")
@@ -478,6 +492,8 @@ def plot_embeddings_by_label(umap_xy, tsne_xy, labels, path) -> Path:
             _point_handle(colour, f"{label} ({np.sum(labels == label)})")
             for label, colour in palette.items()
         ]
+        if not labelled.all():
+            handles.append(_point_handle(_UNLABELLED_COLOUR, f"unlabelled ({np.sum(~labelled)})"))
         fig.legend(handles=handles, loc="outside right center", title="label", frameon=False)
         return _save(fig, path)
 
