@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import re
-from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
@@ -14,6 +12,7 @@ import torch
 import xarray as xr
 import yaml
 import zarr
+from report_helpers import embedded_files, html_tables
 from run_helpers import CONFIG, reference_run
 from workflow_helpers import run_snakemake, scheduled_rules
 
@@ -129,58 +128,6 @@ def test_summary_and_figures(tiny_run):
         "training_curves",
     ):
         assert (tiny_run / f"results/tiny/figures/{name}.png").stat().st_size > 5000
-
-
-def embedded_files(html: str) -> list[tuple[str, bytes]]:
-    """(mime type, content) of every file the report embeds as a base64 data URI."""
-    found = re.findall(r"data:([\w.+/-]+)(?:;[\w=.-]+)*;base64,([A-Za-z0-9+/=]+)", html)
-    return [(mime, base64.b64decode(data)) for mime, data in found]
-
-
-class _Tables(HTMLParser):
-    """The ``data-table`` tables of an HTML page, as lists of rows of cell texts."""
-
-    def __init__(self):
-        super().__init__()
-        self.tables: dict[str, list[list[str]]] = {}
-        self.current = self.row = self.cell = None
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "table" and "data-table" in attrs:
-            self.current = self.tables.setdefault(attrs["data-table"], [])
-        elif tag == "tr" and self.current is not None:
-            self.row = []
-            self.current.append(self.row)
-        elif tag in ("td", "th") and self.row is not None:
-            self.cell = []
-
-    def handle_endtag(self, tag):
-        if tag in ("td", "th") and self.cell is not None:
-            self.row.append("".join(self.cell).strip())
-            self.cell = None
-        elif tag == "table":
-            self.current = None
-
-    def handle_data(self, data):
-        if self.cell is not None:
-            self.cell.append(data)
-
-
-def html_tables(text: str) -> dict[str, pd.DataFrame]:
-    """Every ``data-table`` table of a page as a DataFrame (first row: the header)."""
-    parser = _Tables()
-    parser.feed(text)
-    frames = {}
-    for name, rows in parser.tables.items():
-        frame = pd.DataFrame(rows[1:], columns=rows[0]).replace("", np.nan)
-        for column in frame:
-            try:
-                frame[column] = pd.to_numeric(frame[column])
-            except (ValueError, TypeError):
-                pass  # text
-        frames[name] = frame
-    return frames
 
 
 def test_report_holds_configuration_fit_and_summary_tables(tiny_run):

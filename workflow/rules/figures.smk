@@ -77,6 +77,8 @@ rule plot_embeddings_by_label:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        samples=kind_param("sample_noun"),
     script:
         "../scripts/plot_embeddings_by_label.py"
 
@@ -127,6 +129,8 @@ rule plot_cluster_label_table:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        samples=kind_param("sample_noun"),
     script:
         "../scripts/plot_cluster_label_table.py"
 

@@ -51,6 +51,9 @@ rule report_summary:
     resources:
         mem_mb=500,
         runtime=5,
+    params:
+        findings=kind_param("findings"),
+        scintillation=of_dataset(has_scintillation),
     script:
         "../scripts/report_summary.py"
 

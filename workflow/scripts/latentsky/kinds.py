@@ -32,6 +32,9 @@ class DataKind:
             uses unless its ``model`` key names another.
         downloads: whether its data come from the archives (download rules) or a local folder.
         loss_name: what the default model's loss is, for the training-curve axis.
+        sample_noun: what one sample is called in captions, in the plural ("images").
+        findings: what the kind's own analysis adds to ``summary.json``, in the captions'
+            words (empty: nothing beyond the common analysis).
         acknowledgement: the data providers to acknowledge (keys of
             :data:`latentsky.conventions.ACKNOWLEDGEMENTS`).
         figures: figures of this kind beyond the common ones (names under ``figures/``).
@@ -49,6 +52,8 @@ class DataKind:
     default_model: str
     downloads: bool
     loss_name: str = "loss"
+    sample_noun: str = "samples"
+    findings: str = ""
     acknowledgement: tuple[str, ...] = ()
     figures: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
@@ -65,6 +70,7 @@ ASI = DataKind(
     default_model="res_ae",
     downloads=True,
     loss_name="masked mean squared error of normalised counts",
+    sample_noun="images",
     acknowledgement=("themis_asi",),
 )
 
@@ -79,6 +85,8 @@ PHOTOMETER = DataKind(
     default_model="beta_vae_1d",
     downloads=False,
     loss_name="negative ELBO (nats per window)",
+    sample_noun="windows",
+    findings="the transient-luminous-event analysis (clusters, anomaly scores, candidates)",
     acknowledgement=("asim",),
     figures=("mean_waveforms",),
     outputs=("tle/summary.json",),
