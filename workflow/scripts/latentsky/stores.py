@@ -34,6 +34,10 @@ from latentsky.conventions import conform, encode_attributes
 ZARR_FORMAT = 2
 #: Samples per chunk along the sample axis (time for images, window for photometer windows).
 SAMPLE_CHUNK = 128
+#: Variables with at most this many values per sample (per-window features, per-image scalars)
+#: are written in one chunk, like the coordinates: in chunks of SAMPLE_CHUNK samples they would
+#: make thousands of files of a few kB for a study.
+SMALL_SAMPLE_VALUES = 16
 
 
 def bulk_compressor() -> numcodecs.abc.Codec:
@@ -135,12 +139,13 @@ class ChunkedStoreWriter:
     """Build a store of samples along ``dim`` piece by piece, in bounded memory, then commit it.
 
     The store's layout comes from ``template`` (the store with no samples), or, if it is not
-    given, from the first piece. Its data variables that start with ``dim`` and hold numbers are
-    the *bulk* (images, waveforms, per-sample features); they are gathered in a buffer of
-    ``chunk_len`` samples and written a whole chunk at a time, straight to Zarr. The other
-    variables along ``dim`` (times, per-sample coordinates) are small; they are kept and written
-    once, in one chunk, at :meth:`commit`, which also writes the attributes and moves the store
-    into place. Memory is one chunk of bulk samples, whatever the number of pieces.
+    given, from the first piece. Its data variables that start with ``dim``, hold numbers and
+    have more than :data:`SMALL_SAMPLE_VALUES` values per sample are the *bulk* (images,
+    waveforms); they are gathered in a buffer of ``chunk_len`` samples and written a whole chunk
+    at a time, straight to Zarr. The other variables along ``dim`` (times, per-sample coordinates,
+    per-sample features of a few values) are small; they are kept and written once, in one chunk,
+    at :meth:`commit`, which also writes the attributes and moves the store into place. Memory is
+    one chunk of bulk samples plus the small variables.
     """
 
     def __init__(
@@ -167,7 +172,9 @@ class ChunkedStoreWriter:
         self.bulk = [
             name
             for name in along
-            if name in template.data_vars and np.issubdtype(template[name].dtype, np.number)
+            if name in template.data_vars
+            and np.issubdtype(template[name].dtype, np.number)
+            and np.prod(template[name].shape[1:], dtype=int) > SMALL_SAMPLE_VALUES
         ]
         self.kept: dict[str, list] = {name: [] for name in along if name not in self.bulk}
         encoding = {}
