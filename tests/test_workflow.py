@@ -177,6 +177,10 @@ def test_report_holds_configuration_fit_and_summary_tables(tiny_run):
     headlines = table(page("Summary of tiny"), "summary").set_index("quantity")["value"]
     assert float(headlines["knn_accuracy"]) == pytest.approx(summary["knn_accuracy"], rel=1e-3)
     assert int(float(headlines["n_images"])) == summary["n_images"]
+    # Captions in the auroral track's words: sky maps north up, sigma_phi, no photometer.
+    assert "Projected all-sky images" in html and "north up" in html
+    assert "cluster with the highest median sigma_phi" in html
+    assert "transient-luminous-event" not in html and "Photometer windows of" not in html
     # The landing text describes both tracks and names the dataset.
     assert "ASIM photometer windows" in html or "QVNJTSBwaG90b21ldGVy" in html
 
