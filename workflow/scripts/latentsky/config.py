@@ -157,7 +157,7 @@ def prepare(config: dict, schema: str | Path) -> dict:
 
 def _check_sites(config: dict, dataset: str, entry: dict) -> None:
     """An image dataset names its sites one way, each once; the site frame needs square cells."""
-    if entry["kind"] != "asi":
+    if not data_kind(entry["kind"]).downloads:  # only archive datasets name imager sites
         return
     key = f"datasets.{dataset}"
     if ("site" in entry) == ("sites" in entry):
