@@ -78,6 +78,10 @@ def test_captions_fit_the_kind_of_the_dataset():
         assert "tle_demo" in photometer and "transient-luminous-event" in photometer
         assert "sigma_phi" not in photometer
         assert "sigma_phi" in auroral and "transient" not in auroral
+    assert "per hand label" in caption("sigma_phi_distributions.rst", "demo")
+    del config["datasets"]["demo"]["labels"]
+    unlabelled = caption("sigma_phi_distributions.rst", "demo")
+    assert "per hand label" not in unlabelled and "every cluster with" in unlabelled
     # Captions follow the registry, never a kind's name (adding a kind needs no caption edits).
     for path in REPORT.glob("*.rst"):
         assert not re.search(r"""== *["'](asi|photometer)["']""", path.read_text()), path.name
