@@ -9,7 +9,8 @@
 #   every kind, from its sample store:
 #     train_autoencoder -> encode_latents -> latents.zarr -> embed_latents (UMAP, t-SNE)
 #     -> cluster_embedding (spectral) -> fit_sigma_phi (log-normal; datasets with a GNSS station)
-#     -> analyse_tle_clusters (photometer) -> plot_* figures, summarise_results -> summary.json
+#     -> analyse_tle_clusters (photometer) -> plot_* figures (PNG and PDF), summarise_results
+#     -> summary.json; report_* tables (configuration, summary, sigma_phi fits) for the report
 #   `snakemake --report` -> report.html
 
 
@@ -45,6 +46,7 @@ include: "workflow/rules/photometer.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:

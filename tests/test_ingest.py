@@ -59,6 +59,7 @@ def test_writer_gives_back_every_sample_across_whole_and_partial_chunks(tmp_path
     raw = zarr.open_group(tmp_path / "s.zarr", mode="r")
     assert raw["image"].chunks == (chunk, 1, 5, 4) and raw["image"].metadata.zarr_format == 2
     assert raw["time"].chunks == (n,)  # per-sample coordinates in one chunk, not one per piece
+    assert raw["weight"].chunks == (n, 3)  # and a few values per sample too: not tiny files
     assert not list(tmp_path.glob(".s.zarr.tmp-*"))
 
 

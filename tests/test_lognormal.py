@@ -78,6 +78,70 @@ def test_bootstrap_intervals_cover_the_truth():
     assert hits_median == hits_mu  # exp is monotonic
 
 
+def planted_records(seed, n_records=100, max_frames=20):
+    """Frames of one synthetic dataset: each of ``n_records`` sigma_phi records (independent,
+    log-normal with MU, SIGMA) is shared by 1 to ``max_frames`` frames, as stream0 frames share
+    a 60-s record. Returns (frame values, frame record ids)."""
+    rng = np.random.default_rng(seed)
+    records = rng.lognormal(MU, SIGMA, n_records)
+    frames = rng.integers(1, max_frames + 1, n_records)
+    record_of_frame = np.repeat(np.arange(n_records), frames)
+    return records[record_of_frame], record_of_frame
+
+
+def test_record_bootstrap_reaches_nominal_coverage():
+    # 400 planted datasets of 100 records with 1-20 frames each: the 95% intervals over records
+    # must hold the planted mu and sigma 92-98% of the time (binomial sd of the rate: 1.1%).
+    # Resampling frames as if independent (the old defect) holds them far less often.
+    repeats, hits, naive = 400, np.zeros(2), np.zeros(2)
+    for k in range(repeats):
+        values, records = planted_records(seed=5000 + k)
+        fit = fit_lognormal(values, n_bootstrap=500, seed=k, units=records)
+        assert fit["n"] == 100 and fit["n_frames"] == len(values)
+        hits += [
+            fit["mu_low"] <= MU <= fit["mu_high"],
+            fit["sigma_low"] <= SIGMA <= fit["sigma_high"],
+        ]
+        if k < 100:
+            frames = fit_lognormal(values, n_bootstrap=200, seed=k)
+            naive += [
+                frames["mu_low"] <= MU <= frames["mu_high"],
+                frames["sigma_low"] <= SIGMA <= frames["sigma_high"],
+            ]
+    coverage = hits / repeats
+    assert 0.92 <= coverage[0] <= 0.98, f"mu: {coverage[0]:.3f}"
+    assert 0.92 <= coverage[1] <= 0.98, f"sigma: {coverage[1]:.3f}"
+    assert (naive / 100 < 0.7).all(), naive
+
+
+def test_a_record_counts_once_whatever_its_frames():
+    # One record of 20 frames at ln x = 3 among 9 single-frame records at ln x = 0: as records
+    # mu = 0.3 (the frames would say 60 / 29 = 2.07), and the record's frames are all counted.
+    values = np.exp(np.array([3.0] * 20 + [0.0] * 9))
+    records = np.array(["r"] * 20 + [f"q{i}" for i in range(9)], dtype=object)
+    fit = fit_lognormal(values, n_bootstrap=0, units=records)
+    assert fit["n"] == 10 and fit["n_frames"] == 29 and fit["n_excluded"] == 0
+    assert fit["mu"] == pytest.approx(0.3)
+    # Without records every frame counts; a missing record makes a frame a unit of its own.
+    assert fit_lognormal(values, n_bootstrap=0)["mu"] == pytest.approx(60 / 29)
+    records[:2] = None
+    assert fit_lognormal(values, n_bootstrap=0, units=records)["n"] == 12
+    # With one frame per record the fit is the fit of the frames, bootstrap included.
+    single = sample(80, seed=8)
+    assert fit_lognormal(single, 100, units=np.arange(80)) == fit_lognormal(single, 100)
+
+
+def test_fit_groups_count_a_record_once_per_group():
+    values = np.array([0.1, 0.1, 0.1, 0.2, 0.3, 0.3, 0.4, 0.5])
+    records = np.array([1, 1, 1, 2, 3, 3, 4, 5])
+    groups = np.array(["a", "a", "b", "a", "b", "b", "a", "a"], dtype=object)
+    table = fit_groups(values, groups, units=records, n_bootstrap=0).set_index("group")
+    assert table.loc["a", "n"] == 4 and table.loc["a", "n_frames"] == 5  # records 1, 2, 4, 5
+    assert table.loc["b", "n"] == 2 and table.loc["b", "n_frames"] == 3  # records 1, 3
+    with pytest.raises(ValueError, match="units"):
+        fit_groups(values, groups, units=records[:-1])
+
+
 def test_bootstrap_is_seeded():
     values = sample(300, seed=5)
     a = fit_lognormal(values, n_bootstrap=100, seed=3)
@@ -110,7 +174,8 @@ def test_too_few_values_gives_a_row_of_nans(values):
     assert set(fit) == set(FIT_KEYS)
     valid = sum(1 for v in values if v > 0)
     assert fit["n"] == valid and fit["n_excluded"] == len(values) - valid
-    assert all(math.isnan(fit[k]) for k in FIT_KEYS if k not in ("n", "n_excluded"))
+    assert fit["n_frames"] == valid
+    assert all(math.isnan(fit[k]) for k in FIT_KEYS if k not in ("n", "n_frames", "n_excluded"))
 
 
 def test_identical_values_do_not_crash():

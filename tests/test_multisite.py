@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 import yaml
+from cf_check import assert_cf
 from workflow_helpers import ROOT, copy_workflow, run_snakemake
 
 from latentsky.analysis.sites import site_knn
@@ -164,3 +165,21 @@ def test_the_options_hide_the_camera_that_the_study_s_inputs_give_away(run, opti
     off = site_knn(inputs, sites, groups=nights)
     assert off.accuracy > 0.9, off
     assert on.accuracy <= on.chance + 0.15, on
+
+
+def test_stores_are_cf_and_name_every_site_and_station(run):
+    results = run / f"results/{DATASET}"
+    for path in [*results.glob("*.zarr"), *results.glob("projected/*/*.zarr")]:
+        assert_cf(path)
+    sigma = xr.open_zarr(results / "sigma_phi.zarr")
+    assert json.loads(sigma.attrs["gnss_stations"]) == {"fsim": "fsi", "gill": "gil", "rank": "ran"}
+    described = {s["site"]: s for s in json.loads(sigma.attrs["sites"])}
+    assert set(described) == set(SITES) and described["gill"]["gnss_station"] == "gil"
+    assert all("site_latitude" in s for s in described.values())
+    # Records are per station: frames of two sites at one moment are two records.
+    images = xr.open_zarr(results / "images.zarr")
+    np.testing.assert_array_equal(sigma["site"].to_numpy(), images["site"].to_numpy())
+    fits = pd.read_csv(results / "sigma_phi_fits.csv")
+    clusters = fits[fits["group_type"] == "cluster"]
+    per_site = fits[fits["group_type"] == "cluster_site"]
+    assert clusters["n"].sum() == per_site["n"].sum()  # each site's records, counted once

@@ -11,6 +11,7 @@ import json
 import numpy as np
 import pytest
 from astropy.io import fits
+from cf_check import assert_cf
 
 from latentsky.errors import BadInputError
 from latentsky.instruments.mmia import (
@@ -36,7 +37,7 @@ from latentsky.samples.windows import (
     window_starts,
     windows_dataset,
 )
-from latentsky.stores import ChunkedStoreWriter, open_zarr
+from latentsky.stores import ChunkedStoreWriter, annotate_store, open_zarr
 
 FRAME = 100  # samples per frame in these small files (the real files have 8,320)
 NS_PER_SAMPLE = 10_000  # 100 kHz
@@ -460,6 +461,9 @@ def test_store_round_trip(tmp_path):
     assert json.loads(ds.attrs["band_wavelengths"])["PHOT3"] == "777.4 nm"
     assert ds.attrs["units"] == "uW/m^2" and json.loads(ds.attrs["bad_input"])["windows"] == 10
     assert ds["peak_flux"].attrs["units"] == "uW/m^2"
+    # A CF store (the workflow's ingest adds the source and the ASIM acknowledgement).
+    annotate_store(tmp_path / "windows.zarr", source="test files", acknowledgement="ASIM")
+    assert_cf(tmp_path / "windows.zarr")
 
 
 def test_windows_dataset_rejects_windows_outside_the_segment(tmp_path):

@@ -18,6 +18,8 @@ import pytest
 import xarray as xr
 import yaml
 from astropy.io import fits
+from cf_check import assert_cf
+from report_helpers import html_tables, report_pages
 from workflow_helpers import ROOT, copy_workflow, run_snakemake, scheduled_rules
 
 from latentsky.demo.tle import TleDemoParams, generate_tle_demo
@@ -121,6 +123,32 @@ def test_every_photometer_output_is_there(skip_run):
         assert (results / "tle" / name).stat().st_size > 0, name
     candidates = (results / "tle" / "candidates.csv").read_text().splitlines()
     assert len(candidates) == 1 + 7  # header and the overridden n_candidates
+    stores = sorted(results.glob("*.zarr"))
+    assert [path.name for path in stores] == ["latents.zarr", "windows.zarr"]
+    for path in stores:
+        assert_cf(path)
+
+
+def test_the_report_shows_the_photometer_configuration_summary_and_captions(skip_run):
+    run_snakemake(skip_run, "--configfile", "config/mmia.yaml", "--report", "results/report.html")
+    html = (skip_run / "results/report.html").read_text(errors="replace")
+    pages = report_pages(html)
+    assert set(pages) == {"Configuration of mmia", "Summary of mmia"}  # no sigma_phi fits
+    configuration = pages["Configuration of mmia"]
+    dataset = html_tables(configuration)["config-dataset"].set_index("setting")["value"]
+    assert dataset["kind"] == "photometer" and dataset["fits_dir"] == "data/mmia"
+    model = html_tables(configuration)["config-model"].set_index("setting")["value"]
+    assert model["name"] == "beta_vae_1d" and int(model["latent_dim"]) == 8  # the override
+    assert "ASIM is a mission" in configuration and "THEMIS" not in configuration
+    summary = json.loads((skip_run / "results/mmia/summary.json").read_text())
+    headlines = html_tables(pages["Summary of mmia"])["summary"].set_index("quantity")["value"]
+    assert int(headlines["n_windows"]) == summary["n_windows"] == 32
+    assert float(headlines["knn_accuracy"]) == pytest.approx(summary["knn_accuracy"], abs=1e-4)
+    # Captions in the photometer's words: windows, the TLE analysis, no sigma_phi, no sky.
+    assert "labelled windows of each label" in html
+    assert "the transient-luminous-event analysis" in html
+    assert "Photometer windows of dataset" in html and "Projected all-sky images" not in html
+    assert "cluster with the highest median sigma_phi" not in html
 
 
 def test_a_bad_file_stops_the_run_naming_file_and_column(tmp_path, folder):

@@ -501,12 +501,15 @@ def test_covering_record_at_minute_boundaries():
             np.datetime64("NaT", "ns"),
         ]
     )
-    sigma, n = sigma_phi_for_times(times, per_minute)
+    sigma, n, record = sigma_phi_for_times(times, per_minute)
     assert sigma.dtype == np.float32 and n.dtype.kind == "i"
     np.testing.assert_array_equal(
         sigma, np.array([np.nan, 0.25, 0.25, 0.5, 0.5, np.nan, np.nan], "f4")
     )
     np.testing.assert_array_equal(n, [0, 3, 3, 4, 4, 0, 0])
+    # Each image names the record behind its value (NaT where none): the independent unit.
+    nat = np.datetime64("NaT", "ns")
+    np.testing.assert_array_equal(record, np.array([nat, t1, t1, t2, t2, nat, nat]))
 
 
 def test_covering_record_with_a_gap_and_the_leap_second(tmp_path):
@@ -531,16 +534,17 @@ def test_covering_record_with_a_gap_and_the_leap_second(tmp_path):
         ],
         dtype="datetime64[ns]",
     )
-    sigma, n = sigma_phi_for_times(times, per_minute)
+    sigma, n, record = sigma_phi_for_times(times, per_minute)
     np.testing.assert_allclose(sigma, [0.2, 0.3, 0.3, np.nan, 0.5], rtol=1e-6)
+    assert record[1] == record[2] and np.isnat(record[3])
     assert n.tolist() == [1, 1, 1, 0, 1]
 
 
 def test_no_records_at_all():
-    sigma, n = sigma_phi_for_times(
+    sigma, n, record = sigma_phi_for_times(
         np.array(["2017-06-01T00:00:00"], dtype="datetime64[ns]"), per_minute_table([], [], [])
     )
-    assert np.isnan(sigma[0]) and n[0] == 0
+    assert np.isnan(sigma[0]) and n[0] == 0 and np.isnat(record[0])
 
 
 def test_sigma_phi_dataset_round_trips_through_zarr(tmp_path):
@@ -551,7 +555,11 @@ def test_sigma_phi_dataset_round_trips_through_zarr(tmp_path):
         "statistic": "median",
         "bad_input": ismr_counts(files=2, duplicates=1),
     }
-    ds = sigma_phi_dataset(times, np.array([0.25, np.nan]), np.array([3, 0]), attrs)
+    records = np.array(["2017-06-01T02:02:42", "NaT"], dtype="datetime64[ns]")
+    ds = sigma_phi_dataset(
+        times, np.array([0.25, np.nan]), np.array([3, 0]), attrs, record_time=records
+    )
+    np.testing.assert_array_equal(ds["record_time"].to_numpy(), records)
     assert ds["sigma_phi"].dims == ("time",) and ds["sigma_phi"].dtype == np.float32
     assert ds["sigma_phi"].attrs["units"] == "rad"
     assert ds["n_satellites"].dtype == np.int32

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -11,6 +12,7 @@ import torch
 import xarray as xr
 import yaml
 import zarr
+from report_helpers import embedded_files, html_tables
 from run_helpers import CONFIG, reference_run
 from workflow_helpers import run_snakemake, scheduled_rules
 
@@ -128,7 +130,7 @@ def test_summary_and_figures(tiny_run):
         assert (tiny_run / f"results/tiny/figures/{name}.png").stat().st_size > 5000
 
 
-def test_report_builds(tiny_run):
+def test_report_holds_configuration_fit_and_summary_tables(tiny_run):
     run_snakemake(
         tiny_run,
         "--cores",
@@ -140,6 +142,76 @@ def test_report_builds(tiny_run):
     )
     html = (tiny_run / "results/tiny/report.html").read_text(errors="replace")
     assert "sigma_phi_distributions.png" in html
+    pages = [
+        content.decode("utf-8", "replace")
+        for mime, content in embedded_files(html)
+        if mime == "text/html"
+    ]
+
+    def page(title):
+        matching = [p for p in pages if f"<title>{title}</title>" in p]
+        assert matching, f"no page {title!r} among {len(pages)} embedded HTML files"
+        return matching[0]
+
+    def table(text, name):
+        tables = html_tables(text)
+        assert name in tables, f"no table {name!r} in the page ({sorted(tables)})"
+        return tables[name]
+
+    # The configuration that produced the results, as it applied to the dataset.
+    configuration = page("Configuration of tiny")
+    dataset = table(configuration, "config-dataset").set_index("setting")["value"]
+    assert dataset["site"] == "fsim" and dataset["gnss_station"] == "fsi"
+    clustering = table(configuration, "config-clustering").set_index("setting")["value"]
+    assert int(clustering["n_clusters"]) == 3
+    assert "NAS5-02099" in configuration  # the THEMIS acknowledgement
+    # The fit table: n, mu, sigma, median, intervals, goodness of fit, as in sigma_phi_fits.csv.
+    fits = table(page("sigma_phi fits of tiny"), "fits")
+    expected = pd.read_csv(tiny_run / "results/tiny/sigma_phi_fits.csv")
+    for column in ("n", "mu", "mu_low", "mu_high", "sigma", "median", "lilliefors_pvalue"):
+        assert column in fits
+    assert len(fits) == len(expected)
+    np.testing.assert_allclose(fits["mu"], expected["mu"], rtol=1e-3)
+    # The headline numbers of summary.json.
+    summary = json.loads((tiny_run / "results/tiny/summary.json").read_text())
+    headlines = table(page("Summary of tiny"), "summary").set_index("quantity")["value"]
+    assert float(headlines["knn_accuracy"]) == pytest.approx(summary["knn_accuracy"], rel=1e-3)
+    assert int(float(headlines["n_images"])) == summary["n_images"]
+    # Captions in the auroral track's words: sky maps north up, sigma_phi, no photometer.
+    assert "Projected all-sky images" in html and "north up" in html
+    assert "cluster with the highest median sigma_phi" in html
+    assert "transient-luminous-event" not in html and "Photometer windows of" not in html
+    # The landing text describes both tracks and names the dataset.
+    assert "ASIM photometer windows" in html or "QVNJTSBwaG90b21ldGVy" in html
+
+
+#: A progress line: done of total, the share done, time spent and the time left (latentsky.progress).
+PROGRESS = re.compile(r"(\d+)/(\d+) \S+ \((\d+)%\), \d\d:\d\d elapsed, (\d\d:\d\d|\?) left")
+
+
+@pytest.mark.parametrize(
+    ("job", "work"),
+    [
+        ("download_images/tiny_fsim_*.log", ["images fsim"]),
+        ("download_scintillation/tiny_fsim_*.log", ["ismr fsi"]),
+        ("project_images/tiny_fsim_*.log", ["projecting fsim"]),
+        ("train_autoencoder/tiny.log", ["training res_ae"]),
+        ("embed_latents/tiny.log", ["UMAP layout", "t-SNE"]),
+        ("fit_sigma_phi/tiny.log", ["bootstrap replicates"]),
+    ],
+)
+def test_long_jobs_log_progress_with_the_time_left(tiny_run, job, work):
+    logs = sorted((tiny_run / "results/logs").glob(job))
+    assert logs, job
+    for path in logs:
+        text = path.read_text()
+        for what in work:
+            found = [PROGRESS.search(line) for line in text.splitlines() if what in line]
+            found = [match for match in found if match]
+            assert len(found) >= 2, f"{path.name}: no progress lines for {what!r}"
+            assert any(match.group(4) != "?" for match in found), "never a time left"
+            last = found[-1]
+            assert last.group(1) == last.group(2) and last.group(3) == "100", last.group(0)
 
 
 def test_changing_n_clusters_reruns_only_clustering_and_after(tiny_run):

@@ -107,5 +107,7 @@ rule summarise_results:
         analysis=section("analysis"),
         count_key=kind_param("count_key"),
         variable=kind_param("variable"),
+        findings=kind_param("findings"),
+        scintillation=of_dataset(has_scintillation),
     script:
         "../scripts/summarise_results.py"

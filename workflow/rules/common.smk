@@ -3,9 +3,11 @@
 # a rule uses is one of its params (so Snakemake's rerun triggers see it).
 
 from latentsky.config import (
+    dataset_acknowledgement,
+    dataset_configuration,
     dataset_dates,
-    dataset_figures,
     dataset_sites,
+    dataset_targets,
     demo_mirror_settings,
     download_settings,
     has_scintillation,
@@ -40,12 +42,8 @@ def expand_sites(pattern, dataset, sites, **wildcards):
 
 
 def final_outputs():
-    """Everything `snakemake` builds by default: each dataset's summary and figures."""
-    outputs = []
-    for d in DATASETS:
-        figures = [f"results/{d}/figures/{f}.png" for f in dataset_figures(config, d)]
-        outputs += [f"results/{d}/summary.json", *figures]
-    return outputs
+    """Everything `snakemake` builds by default (see latentsky.config.dataset_targets)."""
+    return [path for dataset in DATASETS for path in dataset_targets(config, dataset)]
 
 
 def download_outputs():

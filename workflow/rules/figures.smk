@@ -1,16 +1,18 @@
-# Figures for the report. Each is a report() output with a caption in workflow/report/.
+# Figures: each rule writes a PNG, a report() output with a caption in workflow/report/, and the
+# same figure as a PDF beside it for papers (vector text and lines).
 
 
 rule plot_reconstructions:
     input:
         reconstructions="results/{dataset}/model/reconstructions.npz",
     output:
-        report(
+        png=report(
             "results/{dataset}/figures/reconstructions.png",
             caption="../report/reconstructions.rst",
             category="Model",
             subcategory="{dataset}",
         ),
+        pdf="results/{dataset}/figures/reconstructions.pdf",
     log:
         "results/logs/plot_reconstructions/{dataset}.log",
     benchmark:
@@ -31,12 +33,13 @@ rule plot_training_curves:
     input:
         metrics="results/{dataset}/model/metrics.csv",
     output:
-        report(
+        png=report(
             "results/{dataset}/figures/training_curves.png",
             caption="../report/training_curves.rst",
             category="Model",
             subcategory="{dataset}",
         ),
+        pdf="results/{dataset}/figures/training_curves.pdf",
     log:
         "results/logs/plot_training_curves/{dataset}.log",
     benchmark:
@@ -47,6 +50,8 @@ rule plot_training_curves:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        loss_name=kind_param("loss_name"),
     script:
         "../scripts/plot_training_curves.py"
 
@@ -55,12 +60,13 @@ rule plot_embeddings_by_label:
     input:
         embedding="results/{dataset}/embedding.csv",
     output:
-        report(
+        png=report(
             "results/{dataset}/figures/embeddings_by_label.png",
             caption="../report/embeddings_by_label.rst",
             category="Latent space",
             subcategory="{dataset}",
         ),
+        pdf="results/{dataset}/figures/embeddings_by_label.pdf",
     log:
         "results/logs/plot_embeddings_by_label/{dataset}.log",
     benchmark:
@@ -71,6 +77,8 @@ rule plot_embeddings_by_label:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        samples=kind_param("sample_noun"),
     script:
         "../scripts/plot_embeddings_by_label.py"
 
@@ -79,12 +87,13 @@ rule plot_clusters:
     input:
         embedding="results/{dataset}/embedding.csv",
     output:
-        report(
+        png=report(
             "results/{dataset}/figures/clusters.png",
             caption="../report/clusters.rst",
             category="Latent space",
             subcategory="{dataset}",
         ),
+        pdf="results/{dataset}/figures/clusters.pdf",
     log:
         "results/logs/plot_clusters/{dataset}.log",
     benchmark:
@@ -103,12 +112,13 @@ rule plot_cluster_label_table:
     input:
         embedding="results/{dataset}/embedding.csv",
     output:
-        report(
+        png=report(
             "results/{dataset}/figures/cluster_label_table.png",
             caption="../report/cluster_label_table.rst",
             category="Latent space",
             subcategory="{dataset}",
         ),
+        pdf="results/{dataset}/figures/cluster_label_table.pdf",
     log:
         "results/logs/plot_cluster_label_table/{dataset}.log",
     benchmark:
@@ -119,6 +129,8 @@ rule plot_cluster_label_table:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        samples=kind_param("sample_noun"),
     script:
         "../scripts/plot_cluster_label_table.py"
 
@@ -129,12 +141,13 @@ rule plot_sigma_phi_distributions:
         sigma_phi="results/{dataset}/sigma_phi.zarr",
         fits="results/{dataset}/sigma_phi_fits.csv",
     output:
-        report(
+        png=report(
             "results/{dataset}/figures/sigma_phi_distributions.png",
             caption="../report/sigma_phi_distributions.rst",
             category="Scintillation",
             subcategory="{dataset}",
         ),
+        pdf="results/{dataset}/figures/sigma_phi_distributions.pdf",
     log:
         "results/logs/plot_sigma_phi_distributions/{dataset}.log",
     benchmark:
@@ -153,12 +166,13 @@ rule plot_mean_waveforms:
     input:
         waveforms="results/{dataset}/tle/mean_waveforms.npz",
     output:
-        report(
+        png=report(
             "results/{dataset}/figures/mean_waveforms.png",
             caption="../report/mean_waveforms.rst",
             category="Transient luminous events",
             subcategory="{dataset}",
         ),
+        pdf="results/{dataset}/figures/mean_waveforms.pdf",
     log:
         "results/logs/plot_mean_waveforms/{dataset}.log",
     benchmark:
@@ -177,12 +191,13 @@ rule plot_embeddings_by_site:
     input:
         embedding="results/{dataset}/embedding.csv",
     output:
-        report(
+        png=report(
             "results/{dataset}/figures/embeddings_by_site.png",
             caption="../report/embeddings_by_site.rst",
             category="Latent space",
             subcategory="{dataset}",
         ),
+        pdf="results/{dataset}/figures/embeddings_by_site.pdf",
     log:
         "results/logs/plot_embeddings_by_site/{dataset}.log",
     benchmark:

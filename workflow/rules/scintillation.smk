@@ -24,5 +24,6 @@ rule extract_sigma_phi:
         scintillation=config["scintillation"],
         on_bad_input=config["on_bad_input"],
         manifests_by_site=ismr_manifests_by_site,
+        sites=of_dataset(dataset_sites),
     script:
         "../scripts/extract_sigma_phi.py"

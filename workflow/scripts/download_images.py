@@ -8,6 +8,7 @@ from latentsky.acquisition.http import DownloadSettings, Fetcher, fetch_all
 from latentsky.acquisition.manifest import write_manifest
 from latentsky.acquisition.sources import source
 from latentsky.logs import log_to_file
+from latentsky.progress import LogProgress
 
 log = log_to_file(snakemake.log[0])
 images = snakemake.params.images
@@ -17,7 +18,9 @@ hours = layouts.hours_of_night(date, *images["hours_ut"])
 jobs, gaps = source(images["source"], "images").jobs(
     fetcher, images["base_url"], images["site"], hours, snakemake.params.raw_dir
 )
-rows = fetch_all(fetcher, jobs, threads=snakemake.threads) + gaps
+with LogProgress(len(jobs), f"images {images['site']} {date}", log, unit="files") as progress:
+    rows = fetch_all(fetcher, jobs, threads=snakemake.threads, progress=progress.update)
+rows += gaps
 write_manifest(rows, snakemake.output.manifest)
 statuses = [row.status for row in rows]
 log.info("%s: %s", date, {status: statuses.count(status) for status in set(statuses)})

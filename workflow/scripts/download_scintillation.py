@@ -8,6 +8,7 @@ from latentsky.acquisition.http import DownloadSettings, Fetcher, fetch_all
 from latentsky.acquisition.manifest import write_manifest
 from latentsky.acquisition.sources import source
 from latentsky.logs import log_to_file
+from latentsky.progress import LogProgress
 
 log = log_to_file(snakemake.log[0])
 ismr = snakemake.params.ismr
@@ -17,7 +18,8 @@ hours = layouts.hours_of_night(date, *ismr["hours_ut"])
 jobs = source("chain_ismr", "scintillation").jobs(
     ismr["base_url"], ismr["station"], hours, snakemake.params.raw_dir, ismr["expected_columns"]
 )
-rows = fetch_all(fetcher, jobs, threads=snakemake.threads)
+with LogProgress(len(jobs), f"ismr {ismr['station']} {date}", log, unit="files") as progress:
+    rows = fetch_all(fetcher, jobs, threads=snakemake.threads, progress=progress.update)
 write_manifest(rows, snakemake.output.manifest)
 statuses = [row.status for row in rows]
 log.info("%s: %s", date, {status: statuses.count(status) for status in set(statuses)})

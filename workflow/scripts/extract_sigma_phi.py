@@ -3,6 +3,8 @@ record of the image's minute, from the image's own site's station."""
 
 from latentsky.acquisition.manifest import read_manifest
 from latentsky.analysis.scintillation import sigma_phi_of_images
+from latentsky.conventions import decode_attribute
+from latentsky.kinds import ASI, SCINTILLATION_ACKNOWLEDGEMENT
 from latentsky.logs import log_to_file
 from latentsky.stores import open_zarr, write_zarr_atomic
 
@@ -23,5 +25,11 @@ store = sigma_phi_of_images(
     on_bad_input=snakemake.params.on_bad_input,
     hours_missing=sum(r.status == "missing" for found in rows.values() for r in found),
     log=log,
+    stations={s["site"]: s["gnss_station"] for s in snakemake.params.sites if "gnss_station" in s},
+    site_descriptions=decode_attribute(images.attrs.get("sites"), []),
 )
-write_zarr_atomic(store, snakemake.output.sigma_phi)
+write_zarr_atomic(
+    store,
+    snakemake.output.sigma_phi,
+    acknowledgement=[SCINTILLATION_ACKNOWLEDGEMENT, *ASI.acknowledgement],
+)

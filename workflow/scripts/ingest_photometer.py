@@ -2,8 +2,10 @@
 
 import json
 
+from latentsky.conventions import ACKNOWLEDGEMENTS
 from latentsky.logs import log_to_file
 from latentsky.samples.windows import write_windows_store
+from latentsky.stores import annotate_store
 
 log = log_to_file(snakemake.log[0])
 counts = write_windows_store(
@@ -12,6 +14,11 @@ counts = write_windows_store(
     snakemake.output.windows,
     skip_bad_input=snakemake.params.on_bad_input == "skip",
     log=log,
+)
+annotate_store(
+    snakemake.output.windows,
+    source=f"ASIM MMIA photometer FITS files in {snakemake.input.fits}",
+    acknowledgement=ACKNOWLEDGEMENTS["asim"],
 )
 log.info("%d windows; counts %s", counts["windows"], json.dumps(counts))
 if not counts["windows"]:

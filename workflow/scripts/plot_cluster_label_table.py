@@ -8,4 +8,6 @@ from latentsky.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 table = pd.read_csv(snakemake.input.embedding).dropna(subset=["label"])
-plot_cluster_label_table(cluster_label_table(table["cluster"], table["label"]), snakemake.output[0])
+plot_cluster_label_table(
+    cluster_label_table(table["cluster"], table["label"]), snakemake.output.png
+)

@@ -10,6 +10,6 @@ table = pd.read_csv(snakemake.input.embedding)
 plot_clusters(
     table[["umap_x", "umap_y"]].to_numpy(),
     table["cluster"].to_numpy(),
-    snakemake.output[0],
+    snakemake.output.png,
     tsne_xy=table[["tsne_x", "tsne_y"]].to_numpy(),
 )

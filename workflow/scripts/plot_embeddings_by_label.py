@@ -7,10 +7,10 @@ from latentsky.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 table = pd.read_csv(snakemake.input.embedding)
-labels = table["label"].fillna("unlabelled").to_numpy()
+labels = table["label"].to_numpy(dtype=object)  # NaN: unlabelled, drawn in grey
 plot_embeddings_by_label(
     table[["umap_x", "umap_y"]].to_numpy(),
     table[["tsne_x", "tsne_y"]].to_numpy(),
     labels,
-    snakemake.output[0],
+    snakemake.output.png,
 )

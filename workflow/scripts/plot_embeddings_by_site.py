@@ -11,5 +11,5 @@ plot_embeddings_by_site(
     table[["umap_x", "umap_y"]].to_numpy(),
     table["site"].to_numpy(),
     table["label"].to_numpy(dtype=object),
-    snakemake.output[0],
+    snakemake.output.png,
 )

@@ -12,6 +12,7 @@ plot_mean_waveforms(
     stats["mean"],
     stats["std"],
     names,
-    snakemake.output[0],
+    snakemake.output.png,
     sample_rate_hz=float(stats["sample_rate_hz"]),
+    clusters=stats["clusters"],
 )

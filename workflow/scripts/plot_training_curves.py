@@ -1,4 +1,4 @@
-"""Figure: training and validation loss per epoch."""
+"""Figure: training and validation loss per epoch (PNG and PDF)."""
 
 import pandas as pd
 
@@ -6,4 +6,6 @@ from latentsky.figures import plot_training_curves
 from latentsky.logs import log_to_file
 
 log_to_file(snakemake.log[0])
-plot_training_curves(pd.read_csv(snakemake.input.metrics), snakemake.output[0])
+plot_training_curves(
+    pd.read_csv(snakemake.input.metrics), snakemake.output.png, loss_name=snakemake.params.loss_name
+)

@@ -6,6 +6,7 @@ from pathlib import Path
 from latentsky.acquisition.layouts import skymap_for_date
 from latentsky.acquisition.manifest import read_manifest
 from latentsky.acquisition.sources import source
+from latentsky.conventions import ACKNOWLEDGEMENTS
 from latentsky.logs import log_to_file
 from latentsky.projection.geometry import load_operator
 from latentsky.samples.images import ingest_files
@@ -28,11 +29,21 @@ counts = ingest_files(
     grid,
     snakemake.output.projected,
     attrs={
+        "title": f"THEMIS all-sky images of {site.upper()} on {snakemake.wildcards.date}, "
+        "projected onto a grid",
+        "source": f"THEMIS ASI {params.image_source} files, projected with {Path(skymap).name}",
         "site": site,
+        "date": snakemake.wildcards.date,
+        # Operators built before the site position was recorded lack it (NaN, empty).
+        "site_latitude": meta.get("site_latitude", float("nan")),
+        "site_longitude": meta.get("site_longitude", float("nan")),
+        "site_altitude_m": meta.get("site_altitude_m", float("nan")),
+        "imager": meta.get("imager") or None,  # None: the skymap does not say (left out)
         "skymap": Path(skymap).name,
         "altitude_km": meta["altitude_km"],
         "min_elevation_deg": meta["min_elevation_deg"],
         "files_missing": sum(row.status == "missing" for row in rows),
+        "acknowledgement": ACKNOWLEDGEMENTS["themis_asi"],
     },
     frame_interval_s=params.frame_interval_s,
     skip=skip,

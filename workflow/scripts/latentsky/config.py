@@ -18,7 +18,7 @@ import copy
 import datetime as dt
 from pathlib import Path
 
-from latentsky.kinds import data_kind
+from latentsky.kinds import SCINTILLATION_ACKNOWLEDGEMENT, data_kind
 
 #: Where each demo generator writes a dataset's files: its labels (and photometer FITS files).
 DEMO_FOLDERS = {"demo_mirror": "resources/demo_mirror/{}", "demo_tle": "resources/demo_tle/{}"}
@@ -157,7 +157,7 @@ def prepare(config: dict, schema: str | Path) -> dict:
 
 def _check_sites(config: dict, dataset: str, entry: dict) -> None:
     """An image dataset names its sites one way, each once; the site frame needs square cells."""
-    if entry["kind"] != "asi":
+    if not data_kind(entry["kind"]).downloads:  # only archive datasets name imager sites
         return
     key = f"datasets.{dataset}"
     if ("site" in entry) == ("sites" in entry):
@@ -225,6 +225,47 @@ def dataset_figures(config: dict, dataset: str) -> list[str]:
     if len(dataset_sites(config, dataset)) > 1:
         figures.append("embeddings_by_site")
     return figures
+
+
+def report_tables(config: dict, dataset: str) -> list[str]:
+    """The report's tables of a dataset (``results/<dataset>/report/<name>.html``)."""
+    tables = ["configuration", "summary"]
+    if has_scintillation(config, dataset):
+        tables.append("sigma_phi_fits")
+    return tables
+
+
+def dataset_targets(config: dict, dataset: str) -> list[str]:
+    """What the default target builds for a dataset: its summary, its figures (PNG for the
+    report, PDF for papers) and its report tables (paths under ``results/<dataset>/``)."""
+    figures = [
+        f"results/{dataset}/figures/{name}.{ext}"
+        for name in dataset_figures(config, dataset)
+        for ext in ("png", "pdf")
+    ]
+    tables = [f"results/{dataset}/report/{name}.html" for name in report_tables(config, dataset)]
+    return [f"results/{dataset}/summary.json", *figures, *tables]
+
+
+def dataset_acknowledgement(config: dict, dataset: str) -> list[str]:
+    """The data providers a dataset's results acknowledge (keys of
+    ``latentsky.conventions.ACKNOWLEDGEMENTS``): its kind's, and the GNSS network's where a
+    site has a station."""
+    keys = list(data_kind(config["datasets"][dataset]["kind"]).acknowledgement)
+    return keys + ([SCINTILLATION_ACKNOWLEDGEMENT] if has_scintillation(config, dataset) else [])
+
+
+def dataset_configuration(config: dict, dataset: str) -> dict:
+    """Every setting a dataset's results depend on: its config entry and each config section
+    as it applies to it (overrides merged; sections of other kinds left out)."""
+    downloads = data_kind(config["datasets"][dataset]["kind"]).downloads
+    names = ["projection", "download"] if downloads else []
+    names += ["scintillation"] if has_scintillation(config, dataset) else []
+    names += ["model", "training", "embedding", "clustering", "analysis"]
+    sections = {name: settings(config, dataset, name) for name in names}
+    sections["model"] = {"name": model_name(config, dataset), **sections["model"]}
+    sections["on_bad_input"] = {"on_bad_input": config["on_bad_input"]}
+    return {"dataset": dict(config["datasets"][dataset]), "sections": sections}
 
 
 def download_settings(config: dict, dataset: str, role: str, site: str) -> dict:

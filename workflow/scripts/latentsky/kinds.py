@@ -31,6 +31,12 @@ class DataKind:
         default_model: the registered model (:mod:`latentsky.models`) a dataset of this kind
             uses unless its ``model`` key names another.
         downloads: whether its data come from the archives (download rules) or a local folder.
+        loss_name: what the default model's loss is, for the training-curve axis.
+        sample_noun: what one sample is called in captions, in the plural ("images").
+        findings: what the kind's own analysis adds to ``summary.json``, in the captions'
+            words (empty: nothing beyond the common analysis).
+        acknowledgement: the data providers to acknowledge (keys of
+            :data:`latentsky.conventions.ACKNOWLEDGEMENTS`).
         figures: figures of this kind beyond the common ones (names under ``figures/``).
         outputs: further outputs of this kind's own rules (paths under ``results/<dataset>/``);
             the summary reads them.
@@ -45,6 +51,10 @@ class DataKind:
     sample_layout: str
     default_model: str
     downloads: bool
+    loss_name: str = "loss"
+    sample_noun: str = "samples"
+    findings: str = ""
+    acknowledgement: tuple[str, ...] = ()
     figures: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
 
@@ -59,6 +69,9 @@ ASI = DataKind(
     sample_layout="image",
     default_model="res_ae",
     downloads=True,
+    loss_name="masked mean squared error of normalised counts",
+    sample_noun="images",
+    acknowledgement=("themis_asi",),
 )
 
 PHOTOMETER = DataKind(
@@ -71,9 +84,16 @@ PHOTOMETER = DataKind(
     sample_layout="waveform",
     default_model="beta_vae_1d",
     downloads=False,
+    loss_name="negative ELBO (nats per window)",
+    sample_noun="windows",
+    findings="the transient-luminous-event analysis (clusters, anomaly scores, candidates)",
+    acknowledgement=("asim",),
     figures=("mean_waveforms",),
     outputs=("tle/summary.json",),
 )
+
+#: The provider every dataset with a GNSS station acknowledges too, whatever its kind.
+SCINTILLATION_ACKNOWLEDGEMENT = "chain"
 
 #: Every data kind, by name.
 KINDS: dict[str, DataKind] = {kind.name: kind for kind in (ASI, PHOTOMETER)}

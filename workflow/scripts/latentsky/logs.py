@@ -8,7 +8,8 @@ from pathlib import Path
 
 
 def log_to_file(path: str | Path, name: str = "latentsky") -> logging.Logger:
-    """Send the root logger (and uncaught exceptions) to ``path``; return a named logger.
+    """Send the root logger (and warnings and uncaught exceptions) to ``path``; return a named
+    logger.
 
     Snakemake shows the log file of a failed job, so the traceback must land there rather than on a
     stderr that a cluster scheduler may throw away.
@@ -20,6 +21,9 @@ def log_to_file(path: str | Path, name: str = "latentsky") -> logging.Logger:
     root = logging.getLogger()
     root.handlers[:] = [handler, logging.StreamHandler(sys.stderr)]
     root.setLevel(logging.INFO)
+    # Warnings (zarr's about types other readers may not know, numerical ones) go to the log as
+    # well, where the job's other messages are, rather than only to a stderr that may be lost.
+    logging.captureWarnings(True)
     logger = logging.getLogger(name)
 
     def excepthook(kind, value, traceback):

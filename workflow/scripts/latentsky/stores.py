@@ -5,6 +5,14 @@ implementation (zarr-python 2 and 3, netCDF-C's NCZarr, Zarr.jl, TensorStore) re
 consolidated metadata is part of the de-facto standard rather than an experimental extension.
 Bulk arrays are compressed with Blosc LZ4 and byte shuffle: on image counts it halves the bytes
 and decompresses at several GB/s, so reading a store never holds back training.
+
+Every store follows the CF conventions (:func:`latentsky.conventions.conform`: ``Conventions``,
+``long_name``, ``units`` and ``standard_name``, structured attributes as JSON strings) and holds
+only data types that every Zarr implementation reads (numbers, datetimes as CF-encoded integers,
+fixed-width text). Chunks: bulk arrays a whole number of samples of about a megabyte or more
+(:data:`SAMPLE_CHUNK` images, or a few MB of latent vectors); one-dimensional coordinates and
+per-sample variables in a single chunk each (700,000 frame times are 5.6 MB), so a store of a
+study has tens of files per variable, not thousands.
 """
 
 from __future__ import annotations
@@ -21,9 +29,15 @@ import zarr
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
+from latentsky.conventions import conform, encode_attributes
+
 ZARR_FORMAT = 2
 #: Samples per chunk along the sample axis (time for images, window for photometer windows).
 SAMPLE_CHUNK = 128
+#: Variables with at most this many values per sample (per-window features, per-image scalars)
+#: are written in one chunk, like the coordinates: in chunks of SAMPLE_CHUNK samples they would
+#: make thousands of files of a few kB for a study.
+SMALL_SAMPLE_VALUES = 16
 
 
 def bulk_compressor() -> numcodecs.abc.Codec:
@@ -46,24 +60,56 @@ def _move_into_place(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def write_zarr_atomic(ds: xr.Dataset, path: str | Path, encoding: dict | None = None) -> Path:
+def _whole_chunks(ds: xr.Dataset, encoding: dict) -> tuple[xr.Dataset, dict]:
+    """Coordinates (and other variables without a chunk choice of their own) in one chunk each,
+    loaded into memory (they are one-dimensional and small), unless ``encoding`` chunks them."""
+    encoding = {name: dict(value) for name, value in encoding.items()}
+    small = [
+        name
+        for name, var in ds.variables.items()
+        if (name in ds.coords or var.ndim <= 1) and "chunks" not in encoding.get(name, {})
+    ]
+    ds = ds.assign_coords({name: ds[name].load() for name in small if name in ds.coords})
+    for name in small:
+        if name not in ds.coords:
+            ds[name] = ds[name].load()
+        encoding.setdefault(name, {})["chunks"] = tuple(max(1, n) for n in ds[name].shape)
+    return ds, encoding
+
+
+def write_zarr_atomic(
+    ds: xr.Dataset,
+    path: str | Path,
+    encoding: dict | None = None,
+    acknowledgement: str | list[str] | None = None,
+) -> Path:
     """Write ``ds`` to a temporary store beside ``path``, then move it into place.
 
-    A kill at any moment leaves either no store or a complete one at ``path`` (plus, at worst, a
-    ``.tmp-*`` folder that the next write does not reuse).
+    The store follows the CF conventions (:func:`latentsky.conventions.conform`, with the data
+    ``acknowledgement`` of the named providers); coordinates and one-dimensional variables are
+    written in one chunk each unless ``encoding`` says otherwise. A kill at any moment leaves
+    either no store or a complete one at ``path`` (plus, at worst, a ``.tmp-*`` folder that the
+    next write does not reuse).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temporary_path(path)
+    ds, encoding = _whole_chunks(conform(ds, acknowledgement), encoding or {})
     try:
-        ds.to_zarr(
-            tmp, mode="w", encoding=encoding or {}, consolidated=True, zarr_format=ZARR_FORMAT
-        )
+        ds.to_zarr(tmp, mode="w", encoding=encoding, consolidated=True, zarr_format=ZARR_FORMAT)
         _move_into_place(tmp, path)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+
+def annotate_store(path: str | Path, **attrs) -> None:
+    """Add global attributes to a finished store (JSON-encoded where structured) and
+    re-consolidate its metadata."""
+    group = zarr.open_group(path, mode="r+", zarr_format=ZARR_FORMAT)
+    group.attrs.update(encode_attributes(attrs))
+    zarr.consolidate_metadata(path)
 
 
 def open_zarr(path: str | Path) -> xr.Dataset:
@@ -93,12 +139,13 @@ class ChunkedStoreWriter:
     """Build a store of samples along ``dim`` piece by piece, in bounded memory, then commit it.
 
     The store's layout comes from ``template`` (the store with no samples), or, if it is not
-    given, from the first piece. Its data variables that start with ``dim`` and hold numbers are
-    the *bulk* (images, waveforms, per-sample features); they are gathered in a buffer of
-    ``chunk_len`` samples and written a whole chunk at a time, straight to Zarr. The other
-    variables along ``dim`` (times, per-sample coordinates) are small; they are kept and written
-    once, in one chunk, at :meth:`commit`, which also writes the attributes and moves the store
-    into place. Memory is one chunk of bulk samples, whatever the number of pieces.
+    given, from the first piece. Its data variables that start with ``dim``, hold numbers and
+    have more than :data:`SMALL_SAMPLE_VALUES` values per sample are the *bulk* (images,
+    waveforms); they are gathered in a buffer of ``chunk_len`` samples and written a whole chunk
+    at a time, straight to Zarr. The other variables along ``dim`` (times, per-sample coordinates,
+    per-sample features of a few values) are small; they are kept and written once, in one chunk,
+    at :meth:`commit`, which also writes the attributes and moves the store into place. Memory is
+    one chunk of bulk samples plus the small variables.
     """
 
     def __init__(
@@ -120,12 +167,14 @@ class ChunkedStoreWriter:
             self._create(template)
 
     def _create(self, template: xr.Dataset) -> None:
-        template = template.isel({self.dim: slice(0, 0)})
+        template = conform(template.isel({self.dim: slice(0, 0)}))
         along = [name for name, var in template.variables.items() if var.dims[:1] == (self.dim,)]
         self.bulk = [
             name
             for name in along
-            if name in template.data_vars and np.issubdtype(template[name].dtype, np.number)
+            if name in template.data_vars
+            and np.issubdtype(template[name].dtype, np.number)
+            and np.prod(template[name].shape[1:], dtype=int) > SMALL_SAMPLE_VALUES
         ]
         self.kept: dict[str, list] = {name: [] for name in along if name not in self.bulk}
         encoding = {}
@@ -217,7 +266,7 @@ class ChunkedStoreWriter:
                 self.tmp, mode="a", encoding=whole, consolidated=False, zarr_format=ZARR_FORMAT
             )
         group = zarr.open_group(self.tmp, mode="r+")
-        group.attrs.update(attrs)
+        group.attrs.update(conform(xr.Dataset(attrs=attrs)).attrs)
         zarr.consolidate_metadata(self.tmp)
         _move_into_place(self.tmp, self.path)
         return self.path

@@ -418,12 +418,14 @@ def fetch_all(
     fetcher: Fetcher,
     jobs: list[tuple[str, Path, Callable[[Path], None] | None]],
     threads: int,
+    progress: Callable[[int], object] | None = None,
 ) -> list[ManifestRow]:
     """Fetch many (url, destination, check) jobs in parallel; manifest rows in job order.
 
     At most ``threads`` workers, and no more than the per-host connection limit; each keeps one
     connection for as long as it works. The first file that stays broken raises its DownloadError
     once the files already under way are finished (no new file is started after it).
+    ``progress`` (optional) is called with 1 as each file is done (from the worker threads).
     """
     workers = max(1, min(threads, fetcher.settings.max_connections_per_host, len(jobs)))
     pending = queue.SimpleQueue()
@@ -441,6 +443,8 @@ def fetch_all(
                 except queue.Empty:
                     return
                 rows[index] = fetcher.fetch(*job)
+                if progress is not None:
+                    progress(1)
         except BaseException as error:  # handed to the caller below
             errors.append(error)
         finally:

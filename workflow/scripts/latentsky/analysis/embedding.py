@@ -134,6 +134,7 @@ def umap_embed(
     seed: int | None = 0,
     n_jobs: int = 1,
     neighbours=None,
+    log=None,
 ) -> np.ndarray:
     """UMAP of standardised latent codes, on an exact nearest-neighbour graph.
 
@@ -152,6 +153,8 @@ def umap_embed(
         with ``seed=None``, for UMAP itself.
     neighbours : optional result of :func:`nearest_neighbours` for these latents (at least
         ``n_neighbors - 1`` columns); computed here if omitted. Either way the graph is the same.
+    log : optional logger: the layout's epochs are reported there every tenth of the way, with
+        the time left (UMAP's own tqdm bar, written as log lines).
 
     UMAP's own search (NN-descent) is approximate and, at this size, spends most of its time
     compiling numba code; the exact brute-force search is faster here, deterministic, and can be
@@ -182,6 +185,7 @@ def umap_embed(
         # A fixed random_state forces one thread; saying so avoids UMAP's override warning.
         n_jobs=1 if seed is not None else n_jobs,
         precomputed_knn=knn,
+        tqdm_kwds=None if log is None else _umap_progress(n, log),
     )
     with warnings.catch_warnings():
         # Without UMAP's own search index, only transform() of new data is unavailable.
@@ -189,8 +193,47 @@ def umap_embed(
         return reducer.fit_transform(x).astype(np.float32)
 
 
+def _umap_progress(n: int, log) -> dict:
+    """tqdm settings for UMAP's layout loop: a log line every tenth of its epochs (UMAP's default
+    count: 500 epochs up to 10,000 points, 200 above), with the time left."""
+    from latentsky.progress import LogLines, log_format
+
+    epochs = 500 if n <= 10_000 else 200
+    return {
+        "disable": False,
+        "file": LogLines(log),
+        "desc": f"UMAP layout of {n} points",
+        "unit": " epochs",
+        "mininterval": 0,
+        "miniters": max(1, epochs // 10),
+        "ascii": True,
+        "bar_format": log_format(known_total=True),
+    }
+
+
+class _TsneProgress:
+    """openTSNE callback: counts iterations into a progress log (never stops the optimisation)."""
+
+    def __init__(self, progress, every: int):
+        self.progress = progress
+        self.every = every
+
+    def __call__(self, iteration, error, embedding) -> bool:
+        self.progress.update(self.every)
+        return False
+
+
+#: t-SNE iterations between two progress reports (each computes the KL divergence once).
+TSNE_REPORT_EVERY = 25
+
+
 def tsne_embed(
-    latents, perplexity: float = 30.0, seed: int = 0, n_jobs: int = 1, neighbours=None
+    latents,
+    perplexity: float = 30.0,
+    seed: int = 0,
+    n_jobs: int = 1,
+    neighbours=None,
+    log=None,
 ) -> np.ndarray:
     """t-SNE of standardised latent codes (openTSNE), PCA-initialised.
 
@@ -211,10 +254,16 @@ def tsne_embed(
     point and sum serially; checked on 35,277 x 32 latents with 1 and 2 threads by
     benchmarks/analysis_scale.py, and on 300 points by tests/test_embedding.py).
 
+    ``log`` (optional): the iterations are reported there (every :data:`TSNE_REPORT_EVERY`, a
+    line at least every tenth of the way or 30 s, with the time left); the coordinates are the
+    same with or without it.
+
     Returns a float32 array ``(N, 2)`` of embedding coordinates (arbitrary units).
     """
     from openTSNE import TSNE
     from openTSNE.nearest_neighbors import PrecomputedNeighbors
+
+    from latentsky.progress import progress_log
 
     x = _embedding_input(latents)
     n = x.shape[0]
@@ -223,6 +272,8 @@ def tsne_embed(
     if neighbours is None:
         neighbours = _exact_neighbours(x, k, n_jobs)
     indices, distances = _take_neighbours(neighbours, k, n)
+    iterations = 250 + 500  # openTSNE's defaults: early exaggeration, then the main phase
+    progress = progress_log(iterations, f"t-SNE of {n} points", log, unit="iterations")
     tsne = TSNE(
         n_components=2,
         perplexity=perplexity,
@@ -232,8 +283,10 @@ def tsne_embed(
         negative_gradient_method="auto",
         random_state=seed,
         n_jobs=n_jobs,
+        callbacks=_TsneProgress(progress, TSNE_REPORT_EVERY) if log is not None else None,
+        callbacks_every_iters=TSNE_REPORT_EVERY,
     )
-    with threadpool_limits(limits=n_jobs):
+    with threadpool_limits(limits=n_jobs), progress:
         return np.asarray(tsne.fit(x), dtype=np.float32)
 
 
@@ -437,6 +490,27 @@ def cluster_label_table(clusters, labels) -> pd.DataFrame:
     return table.reindex(columns=ordered_classes(labels)).sort_index()
 
 
+def dominant_labels(clusters, labels, top: int = 2, min_share: float = 0.15) -> dict:
+    """What each cluster holds, in words: ``{cluster: "discrete 62%, arc 25%"}``.
+
+    The ``top`` most frequent labels among the cluster's labelled members with at least
+    ``min_share`` of them (the first one always); clusters without labelled members are left
+    out. Unlabelled members (None/NaN) do not count.
+    """
+    table = pd.DataFrame({"cluster": np.asarray(clusters), "label": np.asarray(labels, object)})
+    table = table.dropna(subset=["label"])
+    described = {}
+    for cluster, members in table.groupby("cluster"):
+        shares = members["label"].value_counts(normalize=True)
+        chosen = [
+            f"{label} {share:.0%}"
+            for i, (label, share) in enumerate(shares.items())
+            if i < top and (i == 0 or share >= min_share)
+        ]
+        described[cluster] = ", ".join(chosen)
+    return described
+
+
 def fraction_of(clusters, labels, cluster, wanted_labels) -> float:
     """Fraction of the members of ``cluster`` whose label is one of ``wanted_labels``.
 
@@ -503,6 +577,7 @@ def embed(
         min_dist=settings["umap_min_dist"],
         seed=settings["seed"],
         neighbours=neighbours,
+        log=log,
     )
     table[["tsne_x", "tsne_y"]] = tsne_embed(
         vectors,
@@ -510,5 +585,6 @@ def embed(
         seed=settings["seed"],
         n_jobs=threads,
         neighbours=neighbours,
+        log=log,
     )
     return table

@@ -1,5 +1,22 @@
 """Log-normal fits of sigma_phi per cluster, with bootstrap intervals and goodness-of-fit tests.
 
+Independent units. One sigma_phi record covers 60 s, so up to 20 stream0 frames (3-s cadence)
+carry the same value; treating them as 20 independent values makes every interval about
+sqrt(20) = 4.5 times too narrow and every test far too confident. Given each value's ``units`` (the
+record that measured it), a fit first takes **one value per unit**: every record counts once in
+each group that holds at least one of its frames, however many frames that is. The frame count
+is not a weight because it says how often the camera fired, not how the ionosphere behaved; with
+one frame per record (a 60-s cadence) the fit is exactly the fit of the frames. The fit, the
+bootstrap (which resamples units) and the goodness-of-fit tests then all see the independent
+values; ``n`` counts them and ``n_frames`` the frames behind them.
+
+Intervals are bias-corrected and accelerated (BCa, Efron 1987) bootstrap intervals: the
+percentile interval adjusted by the bootstrap's median bias z0 and the acceleration a from the
+jackknife (leave one unit out, in closed form for a mean and a standard deviation). The plain
+percentile interval of the MLE sigma covers the truth too rarely for small groups (85% for a
+nominal 95% at 30 units, 90% at 60); BCa brings that to 89% and 92%, and both parameters reach
+94-95% from about 100 units (tests/test_lognormal.py checks 92-98% over 400 planted datasets).
+
 If X is log-normal, ln X ~ Normal(mu, sigma). The maximum-likelihood estimates are the mean and the
 standard deviation **with ddof=0** of ln X (the MLE of a normal variance divides by n, not n - 1;
 for the cluster sizes here, hundreds to thousands of values, the difference is negligible).
@@ -42,6 +59,7 @@ from scipy import special, stats
 #: Keys of the dict returned by :func:`fit_lognormal`, in order.
 FIT_KEYS = (
     "n",
+    "n_frames",
     "n_excluded",
     "mu",
     "sigma",
@@ -165,15 +183,83 @@ def _anderson_darling_pvalue(a2: float, n: int) -> float:
     return float(min(max(p, 0.0), 1.0))
 
 
-def _bootstrap(y: np.ndarray, n_bootstrap: int, rng: np.random.Generator):
-    """Bootstrap replicates (n_bootstrap,) of the MLE mu and sigma of ``y`` (n,)."""
+def _bootstrap(y: np.ndarray, n_bootstrap: int, rng: np.random.Generator, progress=None):
+    """Bootstrap replicates (n_bootstrap,) of the MLE mu and sigma of ``y`` (n,).
+
+    ``progress`` (optional) is called with the number of replicates done after each block.
+    """
     mus = np.empty(n_bootstrap)
     sigmas = np.empty(n_bootstrap)
     for start, stop in _blocks(n_bootstrap, y.size):
         resample = y[rng.integers(0, y.size, size=(stop - start, y.size))]
         mus[start:stop] = resample.mean(axis=1)
         sigmas[start:stop] = resample.std(axis=1)
+        if progress is not None:
+            progress(stop - start)
     return mus, sigmas
+
+
+def _jackknife(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Leave-one-out MLE mu and sigma of ``y`` (n,), each (n,), in closed form (O(n))."""
+    n = y.size
+    centred = y - y.mean()  # centring first keeps the sums of squares accurate
+    total, squares = centred.sum(), (centred**2).sum()
+    mu = (total - centred) / (n - 1)
+    variance = (squares - centred**2) / (n - 1) - mu**2
+    return mu + y.mean(), np.sqrt(np.maximum(variance, 0.0))
+
+
+def _bca_interval(
+    replicates: np.ndarray, estimate: float, jackknife: np.ndarray, confidence: float
+) -> tuple[float, float]:
+    """BCa bootstrap interval (Efron 1987) of one statistic.
+
+    z0 = Phi^-1(share of replicates below the estimate, ties counted half); acceleration
+    a = sum(d^3) / (6 sum(d^2)^1.5) with d the jackknife values' deviations from their mean; the
+    interval is the replicates' percentiles at Phi(z0 + (z0 + z) / (1 - a (z0 + z))) for
+    z = Phi^-1 of each tail. Falls back to the percentile interval where z0 or a is undefined
+    (every replicate on one side, a degenerate jackknife).
+    """
+    tail = (1.0 - confidence) / 2.0
+    levels = np.array([tail, 1.0 - tail])
+    below = (np.sum(replicates < estimate) + 0.5 * np.sum(replicates == estimate)) / replicates.size
+    d = jackknife.mean() - jackknife
+    spread = (d**2).sum()
+    if 0.0 < below < 1.0 and spread > 0.0:
+        z0 = special.ndtri(below)
+        a = (d**3).sum() / (6.0 * spread**1.5)
+        z = special.ndtri(levels)
+        levels = special.ndtr(z0 + (z0 + z) / (1.0 - a * (z0 + z)))
+    low, high = np.percentile(replicates, 100.0 * levels)
+    return float(low), float(high)
+
+
+def unit_values(values, units=None) -> tuple[np.ndarray, int, int]:
+    """ln of one value per independent unit: (ln values (n_units,), frames used, frames excluded).
+
+    ``values`` (N,): NaN, infinite and non-positive values are excluded (and counted). ``units``
+    (N,) names the unit (e.g. the sigma_phi record) of each value; None: every value is its own
+    unit. Units keep the order of their first value; a unit's value is the mean of the ln values
+    of its members, which are equal when the unit is a record. A valid value whose unit is
+    missing (None, NaN, NaT) is a unit of its own.
+    """
+    x = np.asarray(values, dtype=np.float64).ravel()
+    valid = np.isfinite(x) & (x > 0)
+    y = np.log(x[valid])
+    if units is None:
+        return y, int(y.size), int(x.size - y.size)
+    units = pd.Series(np.asarray(units, dtype=object).ravel())
+    if units.size != x.size:
+        raise ValueError(f"values ({x.size}) and units ({units.size}) differ in length")
+    codes, uniques = pd.factorize(units[valid], sort=False)
+    codes = np.asarray(codes)
+    alone = codes < 0  # no unit: a unit of its own
+    codes[alone] = len(uniques) + np.arange(alone.sum())
+    n_units = len(uniques) + int(alone.sum())
+    per_unit = np.bincount(codes, weights=y, minlength=n_units) / np.bincount(
+        codes, minlength=n_units
+    )
+    return per_unit, int(y.size), int(x.size - y.size)
 
 
 def fit_lognormal(
@@ -181,6 +267,8 @@ def fit_lognormal(
     n_bootstrap: int = 1000,
     confidence: float = 0.95,
     seed: int = 0,
+    units=None,
+    progress=None,
 ) -> dict:
     """Maximum-likelihood log-normal fit of positive values, with uncertainties and fit tests.
 
@@ -188,18 +276,23 @@ def fit_lognormal(
     ----------
     values : array-like of any shape, e.g. sigma_phi in rad. NaN, infinite and non-positive values
         are excluded and counted in ``n_excluded``.
-    n_bootstrap : number of bootstrap resamples for the percentile intervals (0: intervals NaN).
-    confidence : coverage of the intervals, e.g. 0.95 -> 2.5th and 97.5th percentiles.
+    n_bootstrap : number of bootstrap resamples for the BCa intervals (0: intervals NaN).
+    confidence : coverage of the intervals, e.g. 0.95.
     seed : seed of the bootstrap's random generator, so the result is reproducible.
+    units : optional, same length as ``values``: the independent unit of each value (the
+        sigma_phi record). The fit, bootstrap and tests use one value per unit (see
+        :func:`unit_values` and the module docstring). None: every value is independent.
+    progress : optional callable, called with the number of bootstrap replicates done.
 
     Returns
     -------
     dict with the keys :data:`FIT_KEYS`:
-    ``n`` (valid values used), ``n_excluded``; ``mu`` and ``sigma``: mean and standard deviation
-    (ddof=0, the MLE) of ln(values), in ln-units of the input; ``median`` = exp(mu), in units of the
-    input; ``mu_low``/``mu_high``, ``sigma_low``/``sigma_high``, ``median_low``/``median_high``:
-    bootstrap percentile intervals (the median interval is exp of the mu interval, exp being
-    monotonic); ``ks_statistic``: KS distance to the fitted log-normal; ``ks_pvalue``: the classic
+    ``n`` (independent values used: units, or valid values without ``units``), ``n_frames``
+    (valid values behind them), ``n_excluded`` (values excluded); ``mu`` and ``sigma``: mean and
+    standard deviation (ddof=0, the MLE) of ln(values), in ln-units of the input; ``median`` =
+    exp(mu), in units of the input; ``mu_low``/``mu_high``, ``sigma_low``/``sigma_high``,
+    ``median_low``/``median_high``: BCa bootstrap intervals over units (the median interval is
+    exp of the mu interval, exp being monotonic); ``ks_statistic``: KS distance to the fitted log-normal; ``ks_pvalue``: the classic
     KS p-value, **optimistic** because the parameters were fitted to the same data;
     ``lilliefors_pvalue``: the Lilliefors test's p-value, corrected for the estimation;
     ``ad_statistic`` and ``ad_pvalue``: Anderson-Darling against the fitted log-normal and its
@@ -212,12 +305,9 @@ def fit_lognormal(
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     if n_bootstrap < 0:
         raise ValueError("n_bootstrap must be >= 0")
-    x = np.asarray(values, dtype=np.float64).ravel()
-    valid = np.isfinite(x) & (x > 0)
-    y = np.log(x[valid])
+    y, n_frames, n_excluded = unit_values(values, units)
     result = dict.fromkeys(FIT_KEYS, np.nan)
-    result["n"] = int(y.size)
-    result["n_excluded"] = int(x.size - y.size)
+    result.update(n=int(y.size), n_frames=n_frames, n_excluded=n_excluded)
     if y.size < MIN_VALUES:
         return result
 
@@ -226,10 +316,10 @@ def fit_lognormal(
     result.update(mu=mu, sigma=sigma, median=float(np.exp(mu)))
 
     if n_bootstrap > 0:
-        mus, sigmas = _bootstrap(y, n_bootstrap, np.random.default_rng(seed))
-        tail = 100.0 * (1.0 - confidence) / 2.0
-        mu_low, mu_high = np.percentile(mus, [tail, 100.0 - tail])
-        sigma_low, sigma_high = np.percentile(sigmas, [tail, 100.0 - tail])
+        mus, sigmas = _bootstrap(y, n_bootstrap, np.random.default_rng(seed), progress)
+        jack_mu, jack_sigma = _jackknife(y)
+        mu_low, mu_high = _bca_interval(mus, mu, jack_mu, confidence)
+        sigma_low, sigma_high = _bca_interval(sigmas, sigma, jack_sigma, confidence)
         result.update(
             mu_low=float(mu_low),
             mu_high=float(mu_high),
@@ -252,23 +342,31 @@ def fit_lognormal(
     return result
 
 
-def fit_groups(values, groups, group_column: str = "group", **kwargs) -> pd.DataFrame:
+def fit_groups(values, groups, group_column: str = "group", units=None, **kwargs) -> pd.DataFrame:
     """:func:`fit_lognormal` for each group (e.g. cluster), one row per group in sorted order.
 
     ``values`` and ``groups`` are (N,) arrays; values whose group is missing (NaN/None) belong to
-    no group. Every group uses the same ``seed``, so a group's row does not depend on which other
-    groups exist. ``kwargs`` go to :func:`fit_lognormal`. Columns: ``group_column`` then
-    :data:`FIT_KEYS`.
+    no group. ``units`` (N,), optional: each value's independent unit (its sigma_phi record);
+    within a group a unit counts once. Every group uses the same ``seed``, so a group's row does
+    not depend on which other groups exist. ``kwargs`` go to :func:`fit_lognormal`. Columns:
+    ``group_column`` then :data:`FIT_KEYS`.
     """
     values = np.asarray(values, dtype=np.float64).ravel()
     labels = pd.Series(np.asarray(groups).ravel())
     if labels.size != values.size:
         raise ValueError(f"values ({values.size}) and groups ({labels.size}) differ in length")
+    if units is not None:
+        units = np.asarray(units, dtype=object).ravel()
+        if units.size != values.size:
+            raise ValueError(f"values ({values.size}) and units ({units.size}) differ in length")
     has_group = labels.notna().to_numpy()
     rows = []
     for name in sorted(labels[has_group].unique()):
         members = has_group & (labels == name).to_numpy()
-        rows.append({group_column: name, **fit_lognormal(values[members], **kwargs)})
+        fit = fit_lognormal(
+            values[members], units=None if units is None else units[members], **kwargs
+        )
+        rows.append({group_column: name, **fit})
     return pd.DataFrame(rows, columns=[group_column, *FIT_KEYS])
 
 
@@ -287,12 +385,13 @@ def lognormal_pdf(x, mu: float, sigma: float) -> np.ndarray:
     return pdf
 
 
-def fit_table(values, groupings: dict, **kwargs) -> pd.DataFrame:
+def fit_table(values, groupings: dict, units=None, **kwargs) -> pd.DataFrame:
     """:func:`fit_groups` for each grouping of the same values, stacked.
 
     ``groupings`` maps a group type (``"cluster"``, ``"label"``, ``"cluster_site"``) to the
-    ``(N,)`` group of every value (None/NaN: in no group). Returns columns ``group_type``,
-    ``group`` and :data:`FIT_KEYS`, group types in the order given, empty ones left out.
+    ``(N,)`` group of every value (None/NaN: in no group). ``units`` (N,), optional: each value's
+    independent unit (see :func:`fit_lognormal`). Returns columns ``group_type``, ``group`` and
+    :data:`FIT_KEYS`, group types in the order given, empty ones left out.
     """
     values = np.asarray(values, dtype=np.float64)
     tables = []
@@ -300,7 +399,14 @@ def fit_table(values, groupings: dict, **kwargs) -> pd.DataFrame:
         groups = pd.Series(np.asarray(groups, dtype=object))
         if not groups.notna().any():
             continue
-        fit = fit_groups(values, groups.to_numpy(), group_column="group", **kwargs)
+        fit = fit_groups(values, groups.to_numpy(), group_column="group", units=units, **kwargs)
         fit.insert(0, "group_type", group_type)
         tables.append(fit)
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+
+
+def count_groups(groupings: dict) -> int:
+    """The number of rows :func:`fit_table` gives for ``groupings`` (for progress reports)."""
+    return sum(
+        pd.Series(np.asarray(g, dtype=object)).dropna().nunique() for g in groupings.values()
+    )

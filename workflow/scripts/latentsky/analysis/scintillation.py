@@ -65,7 +65,9 @@ def sigma_phi_per_minute(df: pd.DataFrame, statistic: str = "median") -> pd.Data
     return result
 
 
-def sigma_phi_for_times(image_times, per_minute: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+def sigma_phi_for_times(
+    image_times, per_minute: pd.DataFrame
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The sigma_phi of the one-minute record that covers each image time.
 
     A record ending at T covers ``T - 60 s <= t < T``: an image taken exactly at T - 60 s belongs to
@@ -80,27 +82,45 @@ def sigma_phi_for_times(image_times, per_minute: pd.DataFrame) -> tuple[np.ndarr
 
     Returns
     -------
-    (sigma_phi, n_satellites): float32 (N,) in rad, NaN where no record covers the time, and int32
-    (N,), 0 there.
+    (sigma_phi, n_satellites, record_time): float32 (N,) in rad, NaN where no record covers the
+    time; int32 (N,), 0 there; datetime64[ns] (N,), the UTC end of the covering record, NaT
+    there. Images with the same record_time (at one station) share one measurement: up to 20
+    stream0 frames do, and statistics must count the record once (see
+    :mod:`latentsky.analysis.lognormal`).
     """
     times = np.asarray(image_times, dtype="datetime64[ns]").ravel()
     per_minute = per_minute.sort_index()
     ends = per_minute.index.to_numpy(dtype="datetime64[ns]")
     sigma = np.full(times.shape, np.nan, dtype=np.float32)
     n_sat = np.zeros(times.shape, dtype=np.int32)
+    record = np.full(times.shape, np.datetime64("NaT"), dtype="datetime64[ns]")
     if ends.size == 0 or times.size == 0:
-        return sigma, n_sat
+        return sigma, n_sat, record
     candidate = np.searchsorted(ends, times, side="right")  # first record ending after t
     inside = ~np.isnat(times) & (candidate < ends.size)
     safe = np.minimum(candidate, ends.size - 1)
     inside &= ends[safe] - np.timedelta64(RECORD_SECONDS, "s") <= times
     sigma[inside] = per_minute["sigma_phi"].to_numpy()[safe[inside]]
     n_sat[inside] = per_minute["n_satellites"].to_numpy()[safe[inside]]
-    return sigma, n_sat
+    record[inside] = ends[safe[inside]]
+    return sigma, n_sat, record
+
+
+#: What the sigma_phi is measured on: Phi60 of the first signal block of a Septentrio ISMR row.
+SIGNAL = (
+    "first signal of each ISMR record (GPS L1 C/A for GPS satellites; every constellation "
+    "the receiver tracks is used), Phi60: standard deviation of the detrended carrier phase "
+    "over 60 s"
+)
 
 
 def sigma_phi_dataset(
-    image_times, sigma_phi, n_satellites, attrs: dict | None = None
+    image_times,
+    sigma_phi,
+    n_satellites,
+    attrs: dict | None = None,
+    record_time=None,
+    sites=None,
 ) -> xr.Dataset:
     """Per-image sigma_phi as an xarray Dataset on dimension ``time`` (the workflow writes it to Zarr).
 
@@ -110,7 +130,12 @@ def sigma_phi_dataset(
     sigma_phi : (N,) float, rad (NaN: no covering record). Stored as float32 with ``units="rad"``.
     n_satellites : (N,) int, satellites behind each value. Stored as int32.
     attrs : dataset attributes to record, e.g. the quality-cut settings, the per-minute statistic,
-        the station and the bad-input counts; numpy values are converted to plain Python.
+        the station and the bad-input counts; numpy values are converted to plain Python and
+        structured ones stored as JSON strings when written.
+    record_time : (N,) datetime64, the UTC end of the record behind each value (NaT: none); the
+        independent unit of every statistic on sigma_phi. None: not stored.
+    sites : (N,) site of each image (datasets of several sites), stored as the ``site``
+        coordinate, as in the images store.
     """
     times = np.asarray(image_times, dtype="datetime64[ns]").ravel()
     sigma = np.asarray(sigma_phi, dtype=np.float32).ravel()
@@ -121,6 +146,7 @@ def sigma_phi_dataset(
             f"{times.shape}, {sigma.shape}, {n_sat.shape}"
         )
     dataset_attrs = {
+        "title": "GNSS phase scintillation index sigma_phi at the image times",
         "description": (
             "GNSS phase scintillation index sigma_phi (Phi60: standard deviation of the detrended "
             "carrier phase over 60 s) of the one-minute ISMR record covering each image time, "
@@ -128,29 +154,42 @@ def sigma_phi_dataset(
         ),
     }
     dataset_attrs.update(plain(dict(attrs or {}), "attrs"))
-    return xr.Dataset(
-        {
-            "sigma_phi": (
-                "time",
-                sigma,
-                {
-                    "units": "rad",
-                    "long_name": "phase scintillation index sigma_phi (60 s)",
-                    "description": "NaN where no ISMR record covers the image time",
-                },
-            ),
-            "n_satellites": (
-                "time",
-                n_sat,
-                {
-                    "units": "1",
-                    "long_name": "number of satellites combined into sigma_phi",
-                },
-            ),
-        },
-        coords={"time": ("time", times, {"long_name": "image time (UTC)"})},
-        attrs=dataset_attrs,
-    )
+    variables = {
+        "sigma_phi": (
+            "time",
+            sigma,
+            {
+                "units": "rad",
+                "long_name": "phase scintillation index sigma_phi (60 s)",
+                "description": "NaN where no ISMR record covers the image time",
+            },
+        ),
+        "n_satellites": (
+            "time",
+            n_sat,
+            {
+                "units": "1",
+                "long_name": "number of satellites combined into sigma_phi",
+            },
+        ),
+    }
+    if record_time is not None:
+        record = np.asarray(record_time, dtype="datetime64[ns]").ravel()
+        if record.shape != times.shape:
+            raise ValueError(f"record_time has {record.shape}, image_times {times.shape}")
+        variables["record_time"] = (
+            "time",
+            record,
+            {
+                "long_name": "end of the 60-s ISMR record covering the image (UTC)",
+                "description": "images with the same record_time at one station share one "
+                "measurement: statistics count it once",
+            },
+        )
+    coords = {"time": ("time", times, {"long_name": "image time (UTC)"})}
+    if sites is not None:
+        coords["site"] = ("time", np.asarray(sites).astype(str))
+    return xr.Dataset(variables, coords=coords, attrs=dataset_attrs)
 
 
 def sigma_phi_of_images(
@@ -161,6 +200,8 @@ def sigma_phi_of_images(
     on_bad_input: str = "skip",
     hours_missing: int = 0,
     log=None,
+    stations: dict[str, str] | None = None,
+    site_descriptions: list[dict] | None = None,
 ) -> xr.Dataset:
     """The whole chain for one dataset: ISMR files -> quality cuts -> per minute -> per image.
 
@@ -173,6 +214,8 @@ def sigma_phi_of_images(
             image takes the record of its own site's station.
         on_bad_input: ``skip`` (count bad rows and files) or ``fail``.
         hours_missing: hours the archives lacked (recorded in the attributes).
+        stations: the CHAIN station of each site (recorded in the attributes).
+        site_descriptions: each site's position and imager (the images store's ``sites``).
 
     Returns:
         :func:`sigma_phi_dataset`, with the settings and the counts (summed over stations) as
@@ -184,17 +227,17 @@ def sigma_phi_of_images(
     image_times = np.asarray(image_times, dtype="datetime64[ns]")
     sigma_phi = np.full(image_times.shape, np.nan, np.float32)
     n_satellites = np.zeros(image_times.shape, np.int32)
+    record_time = np.full(image_times.shape, np.datetime64("NaT"), "datetime64[ns]")
+    columns = IsmrColumns(**settings["columns"])
     counts, removed, n_files = Counts(), Counts(), 0
     for site, paths in paths_by_site.items():
         members = np.ones(len(image_times), bool) if image_sites is None else image_sites == site
-        records, read = read_ismr_files(
-            paths, IsmrColumns(**settings["columns"]), on_bad_input=on_bad_input
-        )
+        records, read = read_ismr_files(paths, columns, on_bad_input=on_bad_input)
         kept, cut = apply_quality_cuts(
             records, settings["min_elevation_deg"], settings["min_lock_time_s"]
         )
         per_minute = sigma_phi_per_minute(kept, settings["statistic"])
-        sigma_phi[members], n_satellites[members] = sigma_phi_for_times(
+        sigma_phi[members], n_satellites[members], record_time[members] = sigma_phi_for_times(
             image_times[members], per_minute
         )
         counts, removed, n_files = counts + read, removed + cut, n_files + len(paths)
@@ -207,7 +250,11 @@ def sigma_phi_of_images(
             np.isfinite(sigma_phi).sum(),
             len(sigma_phi),
         )
+    stations = dict(stations or {})
     attrs = {
+        "source": "CHAIN (Canadian High Arctic Ionospheric Network) hourly ISMR files",
+        "gnss_signal": SIGNAL,
+        "ismr_phi60_column": columns.phi60,
         "min_elevation_deg": settings["min_elevation_deg"],
         "min_lock_time_s": settings["min_lock_time_s"],
         "statistic": settings["statistic"],
@@ -215,5 +262,36 @@ def sigma_phi_of_images(
         "ismr_hours_missing": hours_missing,
         "bad_input": dict(counts),
         "removed_by_cuts": dict(removed),
+        "gnss_stations": stations,
+        "sites": [
+            {
+                **site,
+                **({"gnss_station": stations[site["site"]]} if site["site"] in stations else {}),
+            }
+            for site in site_descriptions or []
+        ],
     }
-    return sigma_phi_dataset(image_times, sigma_phi, n_satellites, attrs)
+    if len(stations) == 1:  # one site: its station, position and imager as plain attributes too
+        ((site, station),) = stations.items()
+        attrs.update(site=site, gnss_station=station)
+        for description in site_descriptions or []:
+            if description.get("site") == site:
+                attrs.update({k: v for k, v in description.items() if k != "site"})
+    return sigma_phi_dataset(
+        image_times,
+        sigma_phi,
+        n_satellites,
+        attrs,
+        record_time=record_time,
+        sites=image_sites,
+    )
+
+
+def record_keys(record_time, sites=None) -> np.ndarray:
+    """The independent unit of each sample's sigma_phi: ``"<site>@<record end>"`` text, None
+    where no record covers it. ``record_time`` (N,) datetime64 (NaT: none) as in the sigma_phi
+    store; ``sites`` (N,) the site of each sample (its station's records are its own), or None
+    for one site."""
+    record = pd.Series(np.asarray(record_time, dtype="datetime64[ns]")).astype(str)
+    site = pd.Series("" if sites is None else np.asarray(sites).astype(str), index=record.index)
+    return np.where(record != "NaT", (site + "@" + record).to_numpy(), None)

@@ -8,6 +8,7 @@ import pandas as pd
 from latentsky.acquisition.gaps import gap_summary
 from latentsky.analysis.embedding import adjusted_rand, cluster_label_table, knn_accuracy
 from latentsky.analysis.sites import site_measures
+from latentsky.conventions import decode_attribute
 
 
 def summarise(
@@ -70,7 +71,9 @@ def summarise(
         summary.update(headlines)
     if fits is not None:
         summary.update(_fit_summary(fits, labelled, analysis, scintillation_attrs or {}))
-        summary["bad_input"]["ismr"] = (scintillation_attrs or {}).get("bad_input", {})
+        summary["bad_input"]["ismr"] = decode_attribute(
+            (scintillation_attrs or {}).get("bad_input"), {}
+        )
     return summary
 
 
@@ -98,7 +101,7 @@ def _label_scores(labelled: pd.DataFrame, latents: np.ndarray, analysis: dict) -
 def _fit_summary(fits: pd.DataFrame, labelled: pd.DataFrame, analysis: dict, attrs: dict) -> dict:
     """The sigma_phi fits by group, and the cluster with the highest median sigma_phi."""
     out = {
-        "scintillation_cuts_removed": attrs.get("removed_by_cuts", {}),
+        "scintillation_cuts_removed": decode_attribute(attrs.get("removed_by_cuts"), {}),
         "sigma_phi_fits": {
             group_type: {
                 str(row["group"]): {

@@ -48,6 +48,7 @@ import torch
 from latentsky.jsonable import plain
 from latentsky.models import LatentModel, model_from_config
 from latentsky.models.feed import SampleSource, epoch_windows, iterate_batches
+from latentsky.progress import progress_log
 
 #: Bumped when the checkpoint layout changes incompatibly.
 CHECKPOINT_FORMAT = 2
@@ -319,8 +320,11 @@ def _run_epoch(
     device: torch.device,
     dtype: torch.dtype | None,
     epoch: int,
+    progress: Callable[[int], Any] | None = None,
 ) -> dict[str, float]:
     """One pass; trains if ``optimizer`` is given, else evaluates. Returns sample-weighted means.
+
+    ``progress`` (optional) is called with the number of samples of each batch done.
 
     Training batches are augmented as ``config.augment`` says, with a generator seeded by
     ``(config.seed, epoch)``; validation batches never are.
@@ -353,6 +357,8 @@ def _run_epoch(
                 scaler.update()
             n = batch.shape[0]
             count += n
+            if progress is not None:
+                progress(n)
             for name, metric in {"loss": loss, **metrics}.items():
                 weighted = metric.detach().double() * n
                 totals[name] = totals[name] + weighted if name in totals else weighted
@@ -578,6 +584,13 @@ def train(
             }
 
         stop_early = False
+        # Samples seen by the remaining epochs, reported with the time left (latentsky.progress).
+        progress = progress_log(
+            (config.epochs - start_epoch) * (len(train_index) + len(val_index)),
+            f"training {model.name}, epochs {start_epoch + 1}-{config.epochs}",
+            log,
+            unit="samples",
+        )
         for epoch in range(start_epoch, config.epochs):
             started = time.perf_counter()
             lr = _learning_rate(config, epoch)
@@ -595,6 +608,7 @@ def train(
                 device,
                 dtype,
                 epoch,
+                progress.update,
             )
             if len(val_index):
                 windows = epoch_windows(
@@ -610,6 +624,7 @@ def train(
                     device,
                     dtype,
                     epoch,
+                    progress.update,
                 )
             else:
                 val_metrics = {name: math.nan for name in train_metrics}
@@ -659,6 +674,7 @@ def train(
                 )
                 break
 
+        progress.close()
         if start_epoch >= config.epochs:
             log.info("checkpoint already has all %d epochs; nothing to train", config.epochs)
         if config.restore_best and best["state"] is not None:

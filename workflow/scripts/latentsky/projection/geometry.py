@@ -1066,6 +1066,11 @@ def write_site_operators(
                 "altitude_km": altitude_km,
                 "min_elevation_deg": min_elevation_deg,
                 "fov_radius_km": fov_radius_km,
+                # Where the imager stands (geographic, from the skymap) and which imager it is.
+                "site_latitude": float(skymap.site_lat),
+                "site_longitude": float(skymap.site_lon),
+                "site_altitude_m": float(skymap.site_alt_km) * 1000.0,
+                "imager": skymap.imager,
             }
             target = out_dir / site / f"{Path(path).name}.npz"
             target.parent.mkdir(parents=True, exist_ok=True)

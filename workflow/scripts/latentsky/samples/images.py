@@ -32,6 +32,7 @@ import xarray as xr
 
 from latentsky.errors import BadInputError, Counts
 from latentsky.instruments.themis import FrameRead
+from latentsky.progress import progress_log
 from latentsky.projection.geometry import UINT16_FILL, CellGrid, Grid, project_frames
 from latentsky.samples.cadence import keep_at_interval
 from latentsky.stores import SAMPLE_CHUNK, ChunkedStoreWriter, bulk_compressor, write_zarr_atomic
@@ -134,7 +135,10 @@ def ingest_files(
         ``times_out_of_order`` (also stored as the ``bad_input`` attribute).
     """
     log = log or logging.getLogger(__name__)
+    files = list(files)
     numba.set_num_threads(max(1, min(threads - 1, numba.config.NUMBA_NUM_THREADS)))
+    what = f"projecting {attrs.get('site', '')} {attrs.get('date', '')}".strip()
+    progress = progress_log(len(files), what, log, unit="files")
     counts = Counts("files_read", "files_unreadable", "frames_skipped")
     check = TimeCheck(skip=skip, log=log)
     writer = ChunkedStoreWriter(out_path, "time", template=empty_image_store(grid))
@@ -176,8 +180,11 @@ def ingest_files(
                 pending.append((path, decoder.submit(read, path)))
                 if len(pending) > PREFETCH_FILES:
                     project(*pending.popleft())
+                    progress.update()
             while pending:
                 project(*pending.popleft())
+                progress.update()
+        progress.close()
         counts["duplicate_times"] = check.duplicate_times
         counts["times_out_of_order"] = check.times_out_of_order
         log.info("%d frames projected from %d files", writer.count, counts["files_read"])
@@ -264,7 +271,9 @@ def stack_dates(
     attrs = {
         "title": "All-sky images projected onto a "
         + ("latitude-longitude grid" if "lat" in images.dims else "grid of km from each site"),
+        "source": "THEMIS all-sky imager frames, projected at an assumed emission altitude",
         "site": first_attrs["site"] if len(names) == 1 else json.dumps(names),
+        "sites": json.dumps(_site_descriptions(stores), sort_keys=True),
         "altitude_km": first_attrs["altitude_km"],
         "min_elevation_deg": first_attrs["min_elevation_deg"],
         "skymaps": json.dumps(sorted({s.attrs["skymap"] for s in stores})),
@@ -280,6 +289,8 @@ def stack_dates(
         "files_missing": int(sum(s.attrs.get("files_missing", 0) for s in stores)),
         "bad_input": json.dumps(bad_input),
     }
+    if len(names) == 1:  # the site's position and imager, also as plain attributes
+        attrs.update({k: v for k, v in _site_descriptions(stores)[0].items() if k != "site"})
     image = images["image"].chunk({"time": SAMPLE_CHUNK, **{d: -1 for d in dims[1:]}})
     image.attrs = {
         "long_name": "white-light counts projected onto the grid",
@@ -301,6 +312,7 @@ def stack_dates(
     write_zarr_atomic(
         ds,
         out_path,
+        acknowledgement="themis_asi",
         encoding={
             "image": {
                 "chunks": (SAMPLE_CHUNK, *image.shape[1:]),
@@ -334,6 +346,24 @@ def _ring_scale(excess: np.ndarray, images: xr.Dataset, percentile: float) -> np
             axis=1,
         )[:, None]
     return scale
+
+
+def _site_descriptions(stores) -> list[dict]:
+    """Each site's position (geographic, from its skymap) and imager(s), sorted by site, from
+    the attributes of its projected stores (fields they lack are left out)."""
+    sites: dict[str, dict] = {}
+    for store in stores:
+        name = str(store.attrs["site"])
+        entry = sites.setdefault(name, {"site": name})
+        for key in ("site_latitude", "site_longitude", "site_altitude_m"):
+            value = store.attrs.get(key)
+            if value is not None and np.isfinite(value):
+                entry[key] = float(value)
+        imager = store.attrs.get("imager")
+        known = entry["imager"].split(", ") if "imager" in entry else []
+        if imager and imager not in known:
+            entry["imager"] = ", ".join([*known, imager])
+    return [sites[name] for name in sorted(sites)]
 
 
 def _normalisation(images, names, low_percentile, high_percentile, scope):
