@@ -127,9 +127,8 @@ def options_off(run, tmp_path_factory):
     (work / "config/multisite.yaml").write_text(yaml.safe_dump(config))
     for stage in ("projection", "projected", "images.zarr"):  # without .snakemake's records
         shutil.rmtree(work / f"results/{DATASET}/{stage}")
-    target = (
-        images_store(work).relative_to(work).as_posix()
-    )  # --configfile takes every path after it
+    # The target goes first: --configfile takes every path after it.
+    target = images_store(work).relative_to(work).as_posix()
     run_snakemake(work, target, "--cores", "2", "--configfile", "config/multisite.yaml")
     return work
 
