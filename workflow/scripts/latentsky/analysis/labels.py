@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from latentsky.config import check_labels_csv
 from latentsky.errors import BadInputError
 
 #: The six OATH classes, in the order figures use.
@@ -16,8 +17,13 @@ CLASSES = ("arc", "diffuse", "discrete", "moon", "clear", "cloudy")
 
 def read_labels(path: str | Path, site: str | Iterable[str] | None = None) -> pd.DataFrame:
     """Read a labels CSV (columns time, site, label) -> DataFrame(time datetime64[ns], site, label)
-    sorted by time, keeping the rows of ``site`` (one name or several; None: all)."""
+    sorted by time, keeping the rows of ``site`` (one name or several; None: all).
+
+    Every row is checked first (:func:`latentsky.config.check_labels_csv`): an empty or
+    unparsable time, an empty site or label raises, naming the file and the line.
+    """
     path = Path(path)
+    check_labels_csv(path)
     try:
         table = pd.read_csv(path)
     except (OSError, pd.errors.ParserError, UnicodeDecodeError) as error:
