@@ -8,18 +8,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from latentsky.config import check_labels_csv
 from latentsky.errors import BadInputError
+from latentsky.labelcheck import OATH_CLASSES, check_labels_csv
 
 #: The six OATH classes, in the order figures use.
-CLASSES = ("arc", "diffuse", "discrete", "moon", "clear", "cloudy")
+CLASSES = OATH_CLASSES
 
 
 def read_labels(path: str | Path, site: str | Iterable[str] | None = None) -> pd.DataFrame:
     """Read a labels CSV (columns time, site, label) -> DataFrame(time datetime64[ns], site, label)
     sorted by time, keeping the rows of ``site`` (one name or several; None: all).
 
-    Every row is checked first (:func:`latentsky.config.check_labels_csv`): an empty or
+    Every row is checked first (:func:`latentsky.labelcheck.check_labels_csv`): an empty or
     unparsable time, an empty site or label raises, naming the file and the line.
     """
     path = Path(path)
