@@ -212,7 +212,9 @@ GILL_DAMAGE = {
 
 
 def gill_mirror(shared: Path, target: Path, damaged: dict) -> None:
-    """Ten minutes of GILL stream0 (06:00-06:09) and a skymap (the real GAKO one, renamed)."""
+    """Ten minutes of GILL stream0 (06:00-06:09) and a skymap: the real GAKO one, renamed, its
+    site and imager IDs (SITE_UID, IMAGER_UID) made GILL's themis19 so that it passes as the GILL
+    imager's own (the projection checks them against the frames' headers)."""
     template = gzip.decompress((shared / "20140310_0600_gill_themis19_full.pgm.gz").read_bytes())
     for minute in GILL_MINUTES:
         data = gill_minute(template, minute)
@@ -223,7 +225,14 @@ def gill_mirror(shared: Path, target: Path, damaged: dict) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(gzip.compress(data, mtime=0))
     skymap = target / "skymaps/gill/gill_20140101/themis_skymap_gill_20140101-+_vXX.sav"
-    copy(shared.parent / "gako" / "themis_skymap_gako_20110305-+_vXX.sav", skymap)
+    write_gill_skymap(shared.parent / "gako" / "themis_skymap_gako_20110305-+_vXX.sav", skymap)
+
+
+def write_gill_skymap(gako: Path, target: Path, imager: bytes = b"themis19") -> None:
+    """The real GAKO skymap with its site ID made ``gill`` and its imager ID ``imager`` (the
+    strings have the same lengths, so the IDL save file stays valid)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(gako.read_bytes().replace(b"gako", b"gill").replace(b"themis20", imager))
 
 
 def gill_dataset(name: str) -> dict:
@@ -304,10 +313,11 @@ def test_skip_mode_counts_bad_berkeley_input_and_gaps_in_summary(skip_run):
         "files_unreadable": 1,  # the CDF without its time variable
         "frames_skipped": 0,
         "duplicate_times": 1,
-        "times_out_of_order": 1,
+        "times_out_of_order": 1,  # of two swapped frames, the later one
+        "times_outside_file": 0,
     }
-    # 9 hourly files downloaded, 1 unreadable, 1 repeated time dropped; nothing else lost.
-    assert summary["n_images"] == 8 * FRAMES_PER_HOUR - 1
+    # 9 hourly files downloaded, 1 unreadable, 1 repeated time and 1 culprit of the swap dropped.
+    assert summary["n_images"] == 8 * FRAMES_PER_HOUR - 2
     stored = xr.open_zarr(work / "results/berkeley/images.zarr")["time"].to_numpy()
     assert np.all(np.diff(stored) > np.timedelta64(0)), "out-of-order frames are sorted in"
     ismr = summary["bad_input"]["ismr"]
@@ -315,8 +325,11 @@ def test_skip_mode_counts_bad_berkeley_input_and_gaps_in_summary(skip_run):
         assert ismr[counter] == expected, counter
     assert ismr["files"] == 9 and ismr["invalid_time_or_svid"] == 0
     gaps = {"files_present": 9, "files_missing": 1, "hours_expected": 10, "hours_missing": 1}
-    assert summary["gaps"]["images"] == {**gaps, "minutes_missing": 60}
-    assert summary["gaps"]["ismr"] == {**gaps, "minutes_missing": 60}
+    gaps.update(minutes_missing=60, files_failed=0, hours_failed=0, minutes_failed=0)
+    gaps["reasons"] = {"not in the archive": 1}
+    assert summary["gaps"]["images"] == gaps
+    assert summary["gaps"]["ismr"] == gaps
+    assert summary["failures"] == {"images": [], "ismr": []}
 
 
 def test_skip_mode_counts_damaged_stream0_frames(skip_run):
@@ -330,8 +343,9 @@ def test_skip_mode_counts_damaged_stream0_frames(skip_run):
         "frames_skipped": 3,  # broken header, truncated pixels, unreadable time stamp
         "duplicate_times": 1,
         "times_out_of_order": 1,
+        "times_outside_file": 0,
     }
-    assert images.sizes["time"] == 10 * 20 - 3 - 1
+    assert images.sizes["time"] == 10 * 20 - 3 - 1 - 1
     manifest = read_manifest(work / f"resources/gill/manifests/gill/images_{GILL_DAY}.tsv")
     assert gap_summary(manifest) == {
         "files_present": 10,
@@ -339,6 +353,9 @@ def test_skip_mode_counts_damaged_stream0_frames(skip_run):
         "hours_expected": 1,
         "hours_missing": 0,
         "minutes_missing": 50,
+        "files_failed": 0,
+        "hours_failed": 0,
+        "minutes_failed": 0,
     }
     log = (work / "results/logs/project_images/gill_2014-03-10.log").read_text()
     assert "20140310_0601_gill_themis19_full.pgm.gz (frame 3)" in log

@@ -1,44 +1,56 @@
-"""Project one site's UT date of all-sky frames onto the grid, into a Zarr store of counts."""
+"""Project one site's UT date of all-sky frames onto the grid, into a Zarr store of counts.
+
+Each file takes the skymap of its own imager valid on the date (latentsky.projection.skymaps),
+or the job refuses naming the file."""
 
 import datetime as dt
 from pathlib import Path
 
-from latentsky.acquisition.layouts import skymap_for_date
-from latentsky.acquisition.manifest import read_manifest
+from latentsky.acquisition.manifest import read_manifest, usable_paths
 from latentsky.acquisition.sources import source
 from latentsky.logs import log_to_file
 from latentsky.projection.geometry import load_operator
+from latentsky.projection.skymaps import SkymapChooser, SkymapEntry
 from latentsky.samples.images import ingest_files
 
 log = log_to_file(snakemake.log[0])
 params, site = snakemake.params, snakemake.wildcards.site
 skip = params.on_bad_input == "skip"
 rows = read_manifest(snakemake.input.images)
-files = sorted(row.path for row in rows if row.status in ("downloaded", "present"))
-skymaps = [row.path for row in read_manifest(snakemake.input.skymaps) if row.path]
-skymap = skymap_for_date(skymaps, dt.date.fromisoformat(snakemake.wildcards.date))
-operator, fov_mask, grid, meta = load_operator(
-    Path(snakemake.input.operators) / site / f"{Path(skymap).name}.npz"
+# Verified files, and in skip mode what was salvaged of failed ones; in fail mode a failed row
+# (left by a download in skip mode) stops here, naming its URL and fault.
+files = sorted(usable_paths(rows, skip=skip), key=lambda path: Path(path).name)
+operators = {}
+for row in read_manifest(snakemake.input.skymaps):
+    if row.path:
+        name = Path(row.path).name
+        operators[name] = load_operator(Path(snakemake.input.operators) / site / f"{name}.npz")
+entries = [SkymapEntry.from_metadata(name, loaded[3]) for name, loaded in operators.items()]
+chooser = SkymapChooser(
+    site,
+    dt.date.fromisoformat(snakemake.wildcards.date),
+    entries,
+    load=lambda entry: operators[entry.name][:2],
 )
+_, _, grid, meta = next(iter(operators.values()))
 counts = ingest_files(
     files,
     source(params.image_source, "images").frame_reader(site, skip_bad_frames=skip),
-    operator,
-    fov_mask,
+    None,
+    None,
     grid,
     snakemake.output.projected,
     attrs={
         "site": site,
-        "skymap": Path(skymap).name,
         "altitude_km": meta["altitude_km"],
         "min_elevation_deg": meta["min_elevation_deg"],
         "files_missing": sum(row.status == "missing" for row in rows),
+        "files_failed": sum(row.status == "failed" for row in rows),
     },
     frame_interval_s=params.frame_interval_s,
     skip=skip,
     threads=snakemake.threads,
     log=log,
+    operators=chooser,
 )
-log.info(
-    "%s %s: %s from %d files via %s", site, snakemake.wildcards.date, counts, len(files), skymap
-)
+log.info("%s %s: %s from %d files", site, snakemake.wildcards.date, counts, len(files))

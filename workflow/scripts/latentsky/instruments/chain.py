@@ -30,7 +30,6 @@ per minute and per image) is in :mod:`latentsky.analysis.scintillation`.
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import datetime as dt
 import math
@@ -45,6 +44,7 @@ import pandas as pd
 
 from latentsky.errors import BadInputError, Counts
 from latentsky.instruments.gpstime import SECONDS_PER_WEEK, gps_to_utc
+from latentsky.timeorder import in_order_culprits
 
 #: Length of one ISMR record (s): indices are computed over the minute that ends at the time stamp.
 RECORD_SECONDS = 60
@@ -148,36 +148,6 @@ def ismr_file_hour(path) -> dt.datetime | None:
         return None
     day = dt.datetime(2000 + int(match["yy"]), 1, 1) + dt.timedelta(days=int(match["doy"]) - 1)
     return day + dt.timedelta(hours=ord(match["letter"]) - ord("a"))
-
-
-def in_order_culprits(values: list[float], strict: bool = False) -> list[int]:
-    """Indices of the fewest items whose removal leaves ``values`` in order (non-decreasing, or
-    increasing with ``strict``): the complement of a longest such run.
-
-    Where two runs are equally long the earlier items are kept (of two swapped neighbours the
-    second is the culprit). O(n log n).
-    """
-    # The longest run kept is found backwards as a longest non-increasing run of the reversed
-    # values, which prefers the earlier items.
-    tails: list[float] = []  # tails[k]: the best last (negated) value of a run of length k + 1
-    tail_index: list[int] = []
-    previous = [-1] * len(values)
-    for i in range(len(values) - 1, -1, -1):
-        value = -values[i]
-        k = (bisect.bisect_left if strict else bisect.bisect_right)(tails, value)
-        previous[i] = tail_index[k - 1] if k else -1
-        if k == len(tails):
-            tails.append(value)
-            tail_index.append(i)
-        else:
-            tails[k] = value
-            tail_index[k] = i
-    kept = set()
-    i = tail_index[-1] if tail_index else -1
-    while i >= 0:
-        kept.add(i)
-        i = previous[i]
-    return [i for i in range(len(values)) if i not in kept]
 
 
 def ismr_counts(**values: int) -> Counts:

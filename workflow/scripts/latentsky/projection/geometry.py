@@ -1066,6 +1066,11 @@ def write_site_operators(
                 "altitude_km": altitude_km,
                 "min_elevation_deg": min_elevation_deg,
                 "fov_radius_km": fov_radius_km,
+                # Whose skymap it is and when it holds: projection chooses by them.
+                "skymap_site": skymap.site,
+                "imager": skymap.imager,
+                "valid_from": skymap.valid_from.isoformat() if skymap.valid_from else None,
+                "valid_to": skymap.valid_to.isoformat() if skymap.valid_to else None,
             }
             target = out_dir / site / f"{Path(path).name}.npz"
             target.parent.mkdir(parents=True, exist_ok=True)
