@@ -357,7 +357,7 @@ def test_skip_mode_counts_damaged_stream0_frames(skip_run):
         "hours_failed": 0,
         "minutes_failed": 0,
     }
-    log = (work / "results/logs/project_images/gill_2014-03-10.log").read_text()
+    log = (work / "results/logs/project_images/gill_gill_2014-03-10.log").read_text()
     assert "20140310_0601_gill_themis19_full.pgm.gz (frame 3)" in log
     assert "20140310_0604_gill_themis19_full.pgm.gz (frame 5)" in log
 
