@@ -447,8 +447,9 @@ class Fetcher:
         Returns a manifest row: status ``present``/``downloaded`` (with the final URL the bytes
         came from, after redirects), or ``missing`` for a 404 (a gap in the archive, not an error).
         Raises :class:`DownloadError` naming the URL when the file stays broken after the retries;
-        no partial file is left at ``destination``. If the check found what the archive served
-        partly readable, those bytes are kept at :func:`salvaged_path` and the error names it.
+        no partial file is left at ``destination``. With ``skip_failures``, if the check found
+        what the archive served partly readable, those bytes are kept at :func:`salvaged_path`
+        and the error names it.
         """
         destination = Path(destination)
         salvage = salvaged_path(destination)
@@ -463,13 +464,12 @@ class Fetcher:
                 log.warning("%s fails its check (%s); fetching it again", destination, error)
         destination.parent.mkdir(parents=True, exist_ok=True)
         # The last try whose bytes failed their check but are partly readable.
-        candidate = destination.with_name(
-            f".{destination.name}.part-salvage-{uuid.uuid4().hex[:8]}"
-        )
+        candidate = destination.with_name(f".part-salvage{uuid.uuid4().hex[:8]}-{destination.name}")
         kept = {"reason": None}
 
         def attempt() -> ManifestRow:
-            tmp = destination.with_name(f".{destination.name}.part-{uuid.uuid4().hex[:8]}")
+            # The name ends as the file's does, so that format checks see its suffix and time.
+            tmp = destination.with_name(f".part-{uuid.uuid4().hex[:8]}-{destination.name}")
             try:
                 found, final_url = self._transfer(url, tmp)
                 if not found:
@@ -484,7 +484,7 @@ class Fetcher:
                     try:
                         check(tmp)
                     except VerificationError as error:
-                        if error.salvageable:
+                        if error.salvageable and self.skip_failures:
                             os.replace(tmp, candidate)
                             kept["reason"] = str(error)
                         raise
@@ -676,11 +676,14 @@ def _undo_content_encoding(url: str, tmp: Path, encoding: str) -> None:
 
 
 def _remove_stale_parts(destination: Path) -> None:
-    """Delete temporary files that a killed earlier run left next to ``destination``."""
+    """Delete temporary files that a killed earlier run left next to ``destination`` (named
+    ``.part-<id>-<name>``; ``.<name>.part-<id>`` by earlier versions)."""
     if destination.parent.is_dir():
-        for stale in destination.parent.glob(f".{glob.escape(destination.name)}.part-*"):
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
+        name = glob.escape(destination.name)
+        for pattern in (f".part-*-{name}", f".{name}.part-*"):
+            for stale in destination.parent.glob(pattern):
+                with contextlib.suppress(FileNotFoundError):
+                    stale.unlink()
 
 
 def is_safe_name(name: str) -> bool:
