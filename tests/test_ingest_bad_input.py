@@ -527,7 +527,7 @@ def test_fail_mode_stops_a_download_naming_the_url_and_the_fault(fail_run):
     url = "file:mirror/fail_download/themis_l1/" + l1_relative(NIGHTS[0], 6)
     assert f"DownloadError: {url}: still broken after 2 tries" in log
     assert "not a readable CDF" in log
-    raw = work / "resources/fail_download/raw"
+    raw = work / "resources/fail_download/raw/berkeley_l1"
     assert not [p for p in raw.rglob("*") if p.is_file()], "no partial file"
     assert not (work / f"resources/fail_download/manifests/fsim/images_{NIGHTS[0]}.tsv").exists()
 

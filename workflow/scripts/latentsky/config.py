@@ -200,6 +200,12 @@ def _scalar(text: str, node: dict):
         return text
     if not types and enum is None:
         return text
+    if {"number", "integer"} & set(types):
+        for parse in (int, float):  # YAML 1.1 reads 1e-3 as text
+            try:
+                return parse(text)
+            except ValueError:
+                pass
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
