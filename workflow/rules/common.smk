@@ -68,10 +68,11 @@ def download_outputs():
     for dataset in DATASETS:
         if kind_of(dataset).downloads:
             sites = site_names(config, dataset)
-            manifests = "resources/{dataset}/manifests/{site}/"
-            outputs += expand_sites(manifests + "skymaps.tsv", dataset, sites)
-            outputs += expand_sites(manifests + "images_{date}.tsv", dataset, sites)
-            outputs += expand_sites(manifests + "ismr_{date}.tsv", dataset, station_sites(dataset))
+            manifests = "resources/{dataset}/manifests/{site}"
+            outputs += expand_sites(f"{manifests}/skymaps.tsv", dataset, sites)
+            outputs += expand_sites(f"{manifests}/images_{{date}}.tsv", dataset, sites)
+            stations = station_sites(dataset)
+            outputs += expand_sites(f"{manifests}/ismr_{{date}}.tsv", dataset, stations)
     return outputs
 
 
@@ -108,7 +109,9 @@ def sample_store(wildcards):
 
 def kind_outputs(wildcards):
     """Outputs of the kind's own rules that the summary reads."""
-    return [f"results/{wildcards.dataset}/{p}" for p in kind_of(wildcards.dataset).outputs]
+    return [
+        f"results/{wildcards.dataset}/{p}" for p in kind_of(wildcards.dataset).outputs
+    ]
 
 
 def labels_file(wildcards):
@@ -155,14 +158,18 @@ def site_names_of(wildcards):
 def ismr_manifests_by_site(wildcards):
     pattern = "resources/{dataset}/manifests/{site}/ismr_{date}.tsv"
     return {
-        s: expand_sites(pattern, wildcards.dataset, [s]) for s in station_sites(wildcards.dataset)
+        s: expand_sites(pattern, wildcards.dataset, [s])
+        for s in station_sites(wildcards.dataset)
     }
 
 
 def model_params(wildcards):
     """The dataset's model: its registered name and hyperparameters."""
     hyperparameters = settings(config, wildcards.dataset, "model")
-    return {"name": model_name(config, wildcards.dataset), "hyperparameters": hyperparameters}
+    return {
+        "name": model_name(config, wildcards.dataset),
+        "hyperparameters": hyperparameters,
+    }
 
 
 def download_params(role):
