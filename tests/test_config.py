@@ -98,24 +98,32 @@ def test_the_demo_config_passes_and_gets_its_defaults():
 @pytest.mark.parametrize(
     ("edit", "key", "words"),
     [
-        (lambda c: c["clustering"].update(n_clusterz=4), "config", ["n_clusterz"]),
-        (lambda c: c["clustering"].update(n_clusters=1), "config", ["n_clusters", "minimum"]),
-        (lambda c: c["datasets"]["demo"].update(image_source="ftp"), "config", ["ftp"]),
+        (lambda c: c["clustering"].update(n_clusterz=4), "clustering.n_clusterz", ["unexpected"]),
+        (lambda c: c["clustering"].update(n_clusters=1), "clustering.n_clusters", ["minimum"]),
+        (
+            lambda c: c["datasets"]["demo"].update(image_source="ftp"),
+            "datasets.demo.image_source",
+            ["ftp"],
+        ),
         (
             lambda c: c["datasets"]["tle_demo"]["overrides"]["training"].update(epochz=3),
-            "datasets.tle_demo.overrides.training",
-            ["epochz"],
+            "datasets.tle_demo.overrides.training.epochz",
+            ["unexpected"],
         ),
         (
             lambda c: c["datasets"]["tle_demo"]["overrides"]["clustering"].update(n_clusters=1),
-            "datasets.tle_demo.overrides.clustering",
+            "datasets.tle_demo.overrides.clustering.n_clusters",
             ["minimum"],
         ),
-        (lambda c: c["datasets"]["tle_demo"].pop("fits_dir"), "config", ["fits_dir"]),
+        (
+            lambda c: c["datasets"]["tle_demo"].pop("fits_dir"),
+            "datasets.tle_demo.fits_dir",
+            ["required"],
+        ),
         (
             lambda c: c["datasets"]["tle_demo"].update(image_source="berkeley_l1"),
-            "config",
-            ["image_source"],
+            "datasets.tle_demo.image_source",
+            ["unexpected"],
         ),
         (
             lambda c: c["datasets"]["demo"]["dates"].update(start="2024-02-30"),
@@ -139,7 +147,7 @@ def test_the_demo_config_passes_and_gets_its_defaults():
             "datasets.tle_demo.fits_dir",
             ["resources/demo_tle/tle_demo/mmia"],
         ),
-        (lambda c: c["datasets"]["demo"].update(kind="radar"), "config", ["radar"]),
+        (lambda c: c["datasets"]["demo"].update(kind="radar"), "datasets.demo.kind", ["radar"]),
         (
             lambda c: c["datasets"]["demo"].update(sites=[{"site": "gill"}]),
             "datasets.demo",

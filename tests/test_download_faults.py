@@ -83,7 +83,7 @@ def test_listings_of_every_dialect_give_the_same_names(tmp_path, settings, style
 
 def test_listing_parser_resolves_links_and_ignores_what_is_not_a_child():
     url = "https://a.example/x/2015/01/15/"
-    page = """<html><head><base href="https://a.example/x/2015/01/15/"><TITLE>Index of /x</TITLE>
+    page = """<html><head><base href="https://a.example/x/2015/01/15/"><TITLE>Index of /x/2015/01/15</TITLE>
     <A HREF='fsim_themis07/'>a</A> <a href=/x/2015/01/15/gill_themis19/?C=M>b</a>
     <a href="https://a.example/x/2015/01/15/rank_themis08/#x">c</a>
     <a href="?C=N;O=D">sort</a> <a href="sub/deeper/">d</a> <a href="mailto:x@y">m</a>
@@ -111,6 +111,14 @@ def test_a_page_without_a_file_index_is_no_listing(page):
     from latentsky.acquisition.http import ListingFault
 
     with pytest.raises(ListingFault, match="no recognisable file index"):
+        parse_listing(page, "https://a.example/2015/01/15/")
+
+
+def test_an_index_of_another_folder_is_no_listing_of_this_one():
+    from latentsky.acquisition.http import ListingFault
+
+    page = '<title>Index of /2015/01</title><a href="../">up</a><a href="15/">15/</a>'
+    with pytest.raises(ListingFault, match="another folder"):
         parse_listing(page, "https://a.example/2015/01/15/")
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import math
+import re
 from pathlib import Path
 
 from latentsky.kinds import data_kind
@@ -425,13 +426,33 @@ def _check_override(config: dict, dataset: str, section: str, schema) -> None:
 
 
 def _validate(config: dict, schema, key: str, set_default: bool) -> None:
+    """Validate against the schema; a ConfigError names the offending key: ``key`` is ``config``
+    for the whole config, or the override (``datasets.<name>.overrides.<section>``) whose merged
+    section is being checked."""
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
     try:
         validate(config, str(schema), set_default=set_default)
     except WorkflowError as error:
-        raise ConfigError(key, str(error)) from None
+        raise ConfigError(*_schema_error(str(error), key)) from None
+
+
+def _schema_error(text: str, key: str) -> tuple[str, str]:
+    """(key, reason) of a validation message: the key from its ``On instance[...]`` path and the
+    name it reports missing or unexpected; the reason from its ``ValidationError`` line."""
+    found = re.search(r"On instance((?:\[[^\]]*\])*):", text)
+    parts = (
+        [a or b for a, b in re.findall(r"\['([^']*)'\]|\[(\d+)\]", found.group(1))] if found else []
+    )
+    named = re.search(r"\('([^']+)' was unexpected\)|'([^']+)' is a required property", text)
+    if named:
+        parts.append(named.group(1) or named.group(2))
+    if key != "config":
+        parts = [key, *parts[1:]]  # the override's own key, then the path within its section
+    reason = re.search(r"ValidationError: (.*)", text)
+    detail = reason.group(1).strip() if reason else text.strip().splitlines()[0]
+    return ".".join(parts) or key, f"{detail} (schema: config/schema.yaml)"
 
 
 def dataset_figures(config: dict, dataset: str) -> list[str]:

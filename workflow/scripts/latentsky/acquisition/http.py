@@ -278,6 +278,7 @@ class _Links(HTMLParser):
 
 
 _INDEX_HEADING = re.compile(r"index of|directory listing|listing of|contents of", re.I)
+_INDEX_OF = re.compile(r"(?:index of|directory listing for)\s+(/\S*)", re.I)
 
 
 def parse_listing(page: str, url: str) -> list[str]:
@@ -331,12 +332,20 @@ def parse_listing(page: str, url: str) -> list[str]:
     recognised = parent or bool(_INDEX_HEADING.search(parser.heading))
     if not recognised and children and not outside:
         recognised = True
+    heading = " ".join(parser.heading.split())
     if not recognised:
-        heading = " ".join(parser.heading.split())[:80]
         raise ListingFault(
             "no recognisable file index in the listing"
-            + (f" (page titled {heading!r})" if heading else "")
+            + (f" (page titled {heading[:80]!r})" if heading else "")
         )
+    # An index that names its folder must name this one (not, say, a parent's index served for
+    # every path by a misconfigured proxy).
+    named = _INDEX_OF.search(heading)
+    if named:
+        shown = unquote(named.group(1)).rstrip("/").rsplit("/", 1)[-1]
+        own = folder_path.rstrip("/").rsplit("/", 1)[-1]
+        if shown != own:
+            raise ListingFault(f"the listing is of another folder ({named.group(0)!r})")
     refused = sorted({n for n in children if not is_safe_name(n)})
     if refused:
         log.warning("%s: refused unsafe names in the listing: %s", url, refused)
@@ -627,6 +636,11 @@ class Fetcher:
                         body += block
                         if len(body) > limit:
                             raise TransferFault(_too_large(len(body), limit, "max_listing_mb"))
+                    received = response.raw.tell()  # bytes as served, before any decoding
+                    if expected is not None and received != expected:
+                        raise TransferFault(
+                            f"listing of {received} bytes, Content-Length {expected}"
+                        )
                     text = bytes(body).decode(response.encoding or "utf-8", errors="replace")
             return parse_listing(text, final_url)
 
