@@ -127,10 +127,12 @@ def test_snakemake_alone_killed_its_orphan_writes_on_and_the_recipe_resumes(refe
     on as an orphan, writing its outputs. The README's recipe (unlock, rerun with
     --rerun-incomplete), run while the orphan still works: the rerun's training waits for the
     orphan to end, then redoes it, and the results are the uninterrupted run's."""
-    work = fresh_workdir(tmp_path / "orphan")
+    work = copy_run(reference, tmp_path / "orphan")
+    shutil.rmtree(work / RESUME_CHECKPOINT.parent, ignore_errors=True)
     run = ["--cores", "2", "--configfile", CONFIG]
     with open(work / "first.log", "w") as output:
-        proc = start_snakemake(work, *run, output=output)
+        # Training again (and what follows), on the data the reference run left.
+        proc = start_snakemake(work, *run, "--forcerun", "train_autoencoder", output=output)
         deadline = time.monotonic() + 600
         while not training_checkpointed(work):
             assert proc.poll() is None, (work / "first.log").read_text()[-3000:]
