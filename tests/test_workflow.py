@@ -165,3 +165,19 @@ def test_changing_grid_reruns_projection_but_no_download(tiny_run):
         "download_skymaps",
         "download_scintillation",
     }, rules
+
+
+def test_changing_download_behaviour_reruns_nothing(tiny_run):
+    """Retries, time-outs, connection and size limits, redirects: how files are fetched, not
+    which; given on the command line on top of the config file, they rerun nothing done."""
+    out = run_snakemake(
+        tiny_run,
+        "-n",
+        "--cores",
+        "2",
+        "--configfile",
+        CONFIG,
+        "--config",
+        "download={retries: 9, read_timeout_s: 5, max_connections_per_host: 1, max_file_mb: 64}",
+    ).stdout
+    assert scheduled_rules(out) == {} and "Nothing to be done" in out, out[-3000:]
