@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 
 from latentsky.kinds import data_kind
-from latentsky.labelcheck import OATH_CLASSES, LabelsError, check_labels_csv
+from latentsky.labelcheck import LabelsError, check_labels_csv
 
 #: Where each demo generator writes a dataset's files: its labels (and photometer FITS files).
 DEMO_FOLDERS = {"demo_mirror": "resources/demo_mirror/{}", "demo_tle": "resources/demo_tle/{}"}
@@ -68,6 +68,14 @@ def model_name(config: dict, dataset: str) -> str:
     return entry.get("model") or data_kind(entry["kind"]).default_model
 
 
+def model_settings(config: dict, dataset: str) -> dict:
+    """The dataset's model: its registered name and hyperparameters."""
+    return {
+        "name": model_name(config, dataset),
+        "hyperparameters": settings(config, dataset, "model"),
+    }
+
+
 def settings(config: dict, dataset: str, section: str) -> dict:
     """A config section as it applies to one dataset: the top-level values with the dataset's
     ``overrides.<section>`` on top. For ``model``: the hyperparameters of the dataset's model."""
@@ -96,9 +104,14 @@ def site_names(config: dict, dataset: str) -> list[str]:
     return [item["site"] for item in dataset_sites(config, dataset)]
 
 
+def station_sites(config: dict, dataset: str) -> list[str]:
+    """The sites of a dataset that have a GNSS station."""
+    return [item["site"] for item in dataset_sites(config, dataset) if "gnss_station" in item]
+
+
 def has_scintillation(config: dict, dataset: str) -> bool:
     """Whether any site of the dataset has a GNSS station."""
-    return any("gnss_station" in item for item in dataset_sites(config, dataset))
+    return bool(station_sites(config, dataset))
 
 
 def dataset_dates(config: dict, dataset: str) -> list[str]:
@@ -276,7 +289,7 @@ def sample_bound(config: dict, dataset: str) -> int | None:
     windows. A local folder of FITS files: unknown.
     """
     entry = config["datasets"][dataset]
-    if entry["kind"] == "asi":
+    if data_kind(entry["kind"]).sited:
         cadence = entry.get("demo_mirror", {}).get("cadence_s", THEMIS_CADENCE_S)
         step = max(cadence, config["projection"].get("frame_interval_s", 0) or 0)
         hours = entry["hours_ut"][1] - entry["hours_ut"][0] + 1
@@ -309,9 +322,8 @@ def _check_sample_counts(config: dict, dataset: str, n_labels: int | None) -> No
         cadence = (
             config["datasets"][dataset].get("demo_mirror", {}).get("cadence_s", THEMIS_CADENCE_S)
         )
-        per_label = (
-            1 + int(2 * tolerance // cadence) if config["datasets"][dataset]["kind"] == "asi" else 1
-        )
+        sited = data_kind(config["datasets"][dataset]["kind"]).sited
+        per_label = 1 + int(2 * tolerance // cadence) if sited else 1
         labelled = n_labels * per_label
         embedded = labelled if embedded is None else min(embedded, labelled)
     if embedded is None:
@@ -346,8 +358,9 @@ def known_classes(config: dict, dataset: str) -> set[str]:
     the TLE and ordinary labels for photometers) and every class the analysis names."""
     analysis = settings(config, dataset, "analysis")
     named = set(analysis["exclude_labels"]) | set(analysis["bright_aurora_labels"])
-    if config["datasets"][dataset]["kind"] == "asi":
-        return named | set(OATH_CLASSES)
+    own = data_kind(config["datasets"][dataset]["kind"]).label_classes
+    if own:
+        return named | set(own)
     tle = analysis.get("tle", {})
     return named | set(tle.get("tle_labels", [])) | set(tle.get("ordinary_labels", []))
 
@@ -364,7 +377,7 @@ def _check_labels_file(config: dict, dataset: str, entry: dict) -> int | None:
             return None
         raise ConfigError(f"datasets.{dataset}.labels", f"no such file: {path}")
     span = None
-    if entry["kind"] == "asi":
+    if data_kind(entry["kind"]).sited:
         days = dataset_dates(config, dataset)
         first, last = entry["hours_ut"]
         span = (
@@ -384,7 +397,7 @@ def _check_labels_file(config: dict, dataset: str, entry: dict) -> int | None:
 
 def _check_sites(config: dict, dataset: str, entry: dict) -> None:
     """An image dataset names its sites one way, each once; the site frame needs square cells."""
-    if entry["kind"] != "asi":
+    if not data_kind(entry["kind"]).sited:
         return
     key = f"datasets.{dataset}"
     if ("site" in entry) == ("sites" in entry):

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from latentsky.labelcheck import OATH_CLASSES
+
 
 @dataclass(frozen=True)
 class DataKind:
@@ -34,6 +36,11 @@ class DataKind:
         figures: figures of this kind beyond the common ones (names under ``figures/``).
         outputs: further outputs of this kind's own rules (paths under ``results/<dataset>/``);
             the summary reads them.
+        sited: whether its samples are frames of imager sites over the dataset's dates and UT
+            hours (the config then names the sites, bounds the number of samples and the span
+            its labels may fall in).
+        label_classes: the classes its labels CSV may use besides those the analysis names;
+            empty where the analysis config lists them all.
     """
 
     name: str
@@ -47,6 +54,8 @@ class DataKind:
     downloads: bool
     figures: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+    sited: bool = False
+    label_classes: tuple[str, ...] = ()
 
 
 ASI = DataKind(
@@ -59,6 +68,8 @@ ASI = DataKind(
     sample_layout="image",
     default_model="res_ae",
     downloads=True,
+    sited=True,
+    label_classes=OATH_CLASSES,
 )
 
 PHOTOMETER = DataKind(
