@@ -209,7 +209,9 @@ def test_resume_from_a_checkpoint_of_other_data_seed_or_model_is_refused(
     assert named in str(refused.value) and str(path) in str(refused.value)
     assert path.read_bytes() == saved
     # The run it came from resumes.
-    train(model(), data, config(resume=True), path, tmp_path / "cut.csv", normalisation={"low": 1.0})
+    train(
+        model(), data, config(resume=True), path, tmp_path / "cut.csv", normalisation={"low": 1.0}
+    )
 
 
 def test_seeded_runs_are_identical_and_seeds_matter(images, tmp_path):
