@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from http_mirror import MirrorServer, pgm_minute
+from workflow_helpers import html_tables
 
 from latentsky.acquisition import layouts
 from latentsky.acquisition.checks import check_cdf, check_ismr_gz, check_pgm_gz
@@ -27,6 +28,7 @@ from latentsky.acquisition.http import (
 )
 from latentsky.acquisition.manifest import ManifestRow, read_manifest, usable_paths, write_manifest
 from latentsky.acquisition.sources import SOURCES
+from latentsky.analysis.quality import quality_page
 from latentsky.errors import BadInputError
 from latentsky.instruments.chain import read_ismr
 from latentsky.instruments.themis import read_themis_pgm_frames
@@ -252,6 +254,40 @@ def test_ingest_uses_salvaged_parts_in_skip_mode_and_refuses_failures_in_fail_mo
     assert usable_paths(rows) == ["a.pgm.gz", "b.pgm.gz", "salvaged/d.pgm.gz"]
     with pytest.raises(BadInputError, match="^u4: download failed: broken gzip stream"):
         usable_paths(rows, skip=False)
+
+
+def test_the_report_page_shows_gaps_failures_and_bad_input_apart():
+    """The report's data-quality page: the summary's gaps, failures and bad input, number for
+    number, in tables of their own (names from the archive are escaped)."""
+    rows = [
+        ManifestRow("https://a/x/20150115_0600_fsim_themis07_full.pgm.gz", "a", status="present"),
+        ManifestRow("https://a/x/20150115_0601_fsim_themis07_full.pgm.gz", "", status="missing"),
+        ManifestRow(
+            "https://a/x/20150115_0602_fsim_themis07_full.pgm.gz?<b>",
+            "salvaged/c",
+            status="failed",
+            detail="broken gzip stream",
+        ),
+    ]
+    summary = {
+        "gaps": {"images": {**gap_summary(rows), "reasons": {"not in the archive": 1}}},
+        "failures": {"images": [{"url": rows[2].url, "reason": rows[2].detail, "salvaged": "c"}]},
+        "bad_input": {"images": {"frames_skipped": 3, "times_out_of_order": 1}, "ismr": {}},
+    }
+    tables = html_tables(quality_page("d<1>", summary))
+    gaps = {(role, key): int(n) for role, key, n in tables["gaps"][1:]}
+    assert gaps == {
+        ("images", k): v for k, v in summary["gaps"]["images"].items() if k != "reasons"
+    }
+    assert gaps["images", "files_missing"] == 1 and gaps["images", "files_failed"] == 1
+    assert tables["gap-reasons"][1:] == [["images", "not in the archive", "1"]]
+    assert tables["failures"][1:] == [["images", rows[2].url, "broken gzip stream", "c"]]
+    assert tables["bad-input"][1:] == [
+        ["images", "frames_skipped", "3"],
+        ["images", "times_out_of_order", "1"],
+    ]
+    page = quality_page("d", {"gaps": {}, "failures": {"images": []}, "bad_input": {}})
+    assert html_tables(page) == {} and 'id="failures-none"' in page
 
 
 def hour_of_ismr(hour: dt.datetime, satellites: int = 30) -> str:

@@ -26,7 +26,7 @@ import pytest
 import xarray as xr
 import yaml
 from cdflib.cdfwrite import CDF
-from workflow_helpers import ROOT, copy_workflow, run_snakemake
+from workflow_helpers import ROOT, copy_workflow, html_tables, report_file, run_snakemake
 
 from latentsky.acquisition import layouts
 from latentsky.acquisition.gaps import gap_summary
@@ -400,6 +400,37 @@ def test_skip_mode_counts_bad_berkeley_input_and_gaps_in_summary(skip_run):
     assert not [p for p in raw.rglob("*") if ".part-" in p.name]
     manifest = read_manifest(work / f"resources/berkeley/manifests/fsim/images_{NIGHTS[0]}.tsv")
     assert [row.status for row in manifest] == ["downloaded", "failed"]
+    # The report says the same, gaps, failures and bad input each in a table of its own.
+    run_snakemake(
+        work,
+        "results/berkeley/summary.json",
+        "--cores",
+        "1",
+        "--configfile",
+        "config/skip.yaml",
+        "--report",
+        "results/berkeley/report.html",
+    )
+    report = (work / "results/berkeley/report.html").read_text(errors="replace")
+    tables = html_tables(report_file(report, "data_quality.html"))
+    shown = {(role, key): int(n) for role, key, n in tables["gaps"][1:]}
+    assert shown == {
+        (role, key): n
+        for role, counts in summary["gaps"].items()
+        for key, n in counts.items()
+        if key != "reasons"
+    }
+    assert ("images", "files_missing") in shown and shown["images", "files_failed"] == 1
+    assert tables["gap-reasons"][1:] == [
+        ["images", "not in the archive", "1"],
+        ["ismr", "not in the archive", "1"],
+    ]
+    assert [row[:3] for row in tables["failures"][1:]] == [
+        [role, f["url"], f["reason"]] for role in ("images", "ismr") for f in failures[role]
+    ]
+    bad = {(store, key): n for store, key, n in tables["bad-input"][1:]}
+    assert bad["images", "times_out_of_order"] == "1" and bad["ismr", "out_of_order"] == "1"
+    assert len(bad) == sum(len(counts) for counts in summary["bad_input"].values())
 
 
 def test_skip_mode_counts_damaged_stream0_frames(skip_run):

@@ -12,7 +12,7 @@ import xarray as xr
 import yaml
 import zarr
 from run_helpers import CONFIG, reference_run
-from workflow_helpers import run_snakemake, scheduled_rules
+from workflow_helpers import html_tables, report_file, run_snakemake, scheduled_rules
 
 pytestmark = pytest.mark.slow
 
@@ -140,6 +140,23 @@ def test_report_builds(tiny_run):
     )
     html = (tiny_run / "results/tiny/report.html").read_text(errors="replace")
     assert "sigma_phi_distributions.png" in html
+    # Gaps, failures and bad input: in the report as in summary.json, each in its own table.
+    summary = json.loads((tiny_run / "results/tiny/summary.json").read_text())
+    tables = html_tables(report_file(html, "data_quality.html"))
+    gaps = {(role, key): int(n) for role, key, n in tables["gaps"][1:]}
+    assert gaps == {
+        (role, key): n
+        for role, counts in summary["gaps"].items()
+        for key, n in counts.items()
+        if key != "reasons"
+    }
+    bad = {(store, key): n for store, key, n in tables["bad-input"][1:]}
+    assert bad == {
+        (store, key): str(n)
+        for store, counts in summary["bad_input"].items()
+        for key, n in counts.items()
+    }
+    assert "failures" not in tables and not any(summary["failures"].values())
 
 
 def test_changing_n_clusters_reruns_only_clustering_and_after(tiny_run):
