@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import yaml
 from workflow_helpers import ROOT, copy_workflow, run_snakemake
@@ -336,6 +337,44 @@ def test_the_labels_csv_is_checked_before_any_job_naming_file_and_line(tmp_path,
         f"config key datasets.study.labels: {tmp_path / 'labels.csv'} (line 4)"
     )
     assert phrase in message
+
+
+def test_a_label_of_one_image_with_two_classes_is_refused_naming_both_lines(tmp_path):
+    rows = [GOOD_LABEL, "2024-01-08T05:00:06Z,fsim,arc", "2024-01-08T05:00:03Z,FSIM,diffuse"]
+    with pytest.raises(ConfigError) as error:
+        prepare(labelled_config(tmp_path, rows), SCHEMA_PATH)
+    assert "(line 4): fsim at 2024-01-08T05:00:03.000000 is labelled 'diffuse' here" in str(
+        error.value
+    )
+    assert "'arc' on line 2" in str(error.value)
+    # The same label twice names one image once: harmless.
+    rows = [f"2024-01-08T05:{m:02d}:03Z,fsim,arc" for m in range(20)]
+    prepare(labelled_config(tmp_path, [*rows, GOOD_LABEL]), SCHEMA_PATH)
+
+
+def test_a_spreadsheet_s_labels_csv_reads_as_the_plain_one(tmp_path):
+    """A byte-order mark, CRLF line ends, spaces and capitals around the names: the same labels,
+    checked and read by one reader (what the check accepts is what the analysis uses)."""
+    from latentsky.analysis.labels import read_labels
+
+    plain = tmp_path / "plain.csv"
+    plain.write_text(
+        "time,site,label\n2024-01-08T05:00:03Z,fsim,arc\n2024-01-08T06:00:00,gill,moon\n"
+    )
+    exported = tmp_path / "exported.csv"
+    exported.write_bytes(
+        "\ufeffTime , Site,LABEL\r\n2024-01-08T05:00:03+00:00, FSIM ,Arc\r\n"
+        "2024-01-08T07:00:00+01:00,gill , moon\r\n".encode()
+    )
+    expected = read_labels(plain)
+    assert len(expected) == 2
+    pd.testing.assert_frame_equal(read_labels(exported), expected)
+    pd.testing.assert_frame_equal(read_labels(exported, site="FSIM"), expected.iloc[:1])
+    config = labelled_config(tmp_path, [])
+    config["datasets"]["study"]["labels"] = str(exported)
+    config["datasets"]["study"]["site"] = "fsim"
+    with pytest.raises(ConfigError, match=r"\(line 3\): site 'gill' is not a site"):
+        prepare(config, SCHEMA_PATH)
 
 
 def test_a_good_labels_csv_passes_and_bounds_the_labelled_samples(tmp_path):

@@ -47,16 +47,30 @@ def check_labels_csv(
     Raises:
         LabelsError: naming the file and the line (the header is line 1).
     """
-    rows = []
+    rows, first_line = [], {}
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
+        # utf-8-sig: a byte-order mark (spreadsheet exports write one) is not part of the header.
+        with open(path, newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
+            if reader.fieldnames:
+                reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
             missing = {"time", "site", "label"} - set(reader.fieldnames or [])
             if missing:
                 raise LabelsError(path, f"lacks the column(s) {sorted(missing)}", where="line 1")
             for record in reader:
                 line = reader.line_num
-                rows.append(_check_label_row(path, line, record, classes, sites, span))
+                row = _check_label_row(path, line, record, classes, sites, span)
+                # One image cannot be of two classes: which one would the scores trust?
+                when, site, label = row
+                earlier = first_line.setdefault((when, site), (line, label))
+                if earlier[1] != label:
+                    raise LabelsError(
+                        path,
+                        f"{site} at {when:%Y-%m-%dT%H:%M:%S.%f} is labelled {label!r} here and "
+                        f"{earlier[1]!r} on line {earlier[0]}",
+                        where=f"line {line}",
+                    )
+                rows.append(row)
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise LabelsError(path, f"cannot be read as CSV ({error})") from None
     return rows
