@@ -269,6 +269,8 @@ def test_command_line_values_apply_on_top_of_the_default_config(tmp_path):
     ("edit", "key"),
     [
         (lambda c: c["scintillation"].update(columns={"phi60": 70}), "scintillation.columns.phi60"),
+        # sigma_phi read from the satellite column: one of the two names the other
+        (lambda c: c["scintillation"].update(columns={"phi60": 3}), "scintillation.columns.svid"),
         (
             lambda c: c["scintillation"].update(columns={"expected_count": 20}),
             "scintillation.columns.lock_time",

@@ -260,8 +260,16 @@ def coerce(value, node: dict, root: dict):
 
 
 def _check_ismr_columns(config: dict) -> None:
-    """Every ISMR column read must lie within the row (``scintillation.columns.expected_count``)."""
+    """Every ISMR column read must lie within the row (``scintillation.columns.expected_count``),
+    and no two quantities may be read from one column."""
     columns = config["scintillation"]["columns"]
+    read_from: dict[int, str] = {}
+    for name, number in sorted(columns.items()):
+        if name != "expected_count" and read_from.setdefault(number, name) != name:
+            raise ConfigError(
+                f"scintillation.columns.{name}",
+                f"column {number} is scintillation.columns.{read_from[number]}'s too",
+            )
     count = columns.get("expected_count")
     if count is None:
         return
