@@ -18,7 +18,9 @@ the file. Kinds:
 * ``endless``: a 200 without Content-Length whose body never ends (until the client hangs up);
 * ``huge``: a Content-Length of 10 GB, then a few bytes;
 * ``badlength``: a non-numeric Content-Length, then the file;
-* ``redirect:<url>``: a 302 to ``<url>`` (relative to the server when it starts with ``/``).
+* ``redirect:<url>``: a 302 to ``<url>`` (relative to the server when it starts with ``/``);
+* ``charset:<name>``: the answer (file or index page) with ``Content-Type: text/html;
+  charset=<name>``.
 
 Folder URLs answer an index page in the style ``server.listing_style`` names (``apache``,
 ``nginx``, ``quirky``: single-quoted upper-case links, absolute paths and query strings, ``bare``:
@@ -115,8 +117,14 @@ class MirrorServer:
                 if fault in ("403", "404", "500", "503") or not target.exists():
                     code = int(fault) if fault.isdigit() else 404
                     return self._send(code, f"HTTP {code}".encode(), "text/plain")
+                kind = "text/html"
+                if fault.startswith("charset:"):
+                    kind = f"text/html; charset={fault.split(':', 1)[1]}"
+                    fault = "ok"
                 if target.is_dir():
-                    return self._send(200, server.index_page(target, path).encode(), "text/html")
+                    return self._send(200, server.index_page(target, path).encode(), kind)
+                if kind != "text/html":
+                    return self._send(200, target.read_bytes(), kind)
                 if server.delay_s:
                     time.sleep(server.delay_s)
                 body = target.read_bytes()

@@ -344,6 +344,42 @@ def test_malformed_content_length_is_a_retried_fault_naming_the_url(tmp_path, se
     assert str(e.value).startswith(f"{server.url}/{relative}: still broken")
 
 
+@pytest.mark.parametrize(
+    "location", ["http://[::1/moved", "http://127.0.0.1:99999999/moved", "http://h:port/x"]
+)
+def test_a_malformed_location_is_a_retried_fault_naming_the_url(tmp_path, settings, location):
+    written = stream0_mirror(tmp_path / "m", minutes=[0])
+    relative = next(iter(written))
+    with MirrorServer(tmp_path / "m") as server:
+        server.faults["/" + relative] = [f"redirect:{location}", "ok"]
+        row = Fetcher(settings).fetch(f"{server.url}/{relative}", tmp_path / "a" / "f.pgm.gz")
+        assert row.status == "downloaded" and server.requests["/" + relative] == 2
+        server.faults["/" + relative] = [f"redirect:{location}"] * settings.retries
+        with pytest.raises(DownloadError) as failure:
+            Fetcher(settings).fetch(f"{server.url}/{relative}", tmp_path / "b" / "f.pgm.gz")
+    assert str(failure.value).startswith(f"{server.url}/{relative}: still broken after 3 tries")
+    # requests itself parses some Locations (and says why it refuses them); ours, the rest.
+    reason = str(failure.value)
+    assert f"malformed Location {location!r}" in reason or "Invalid IPv6 URL" in reason, reason
+    assert (tmp_path / "a" / "f.pgm.gz").read_bytes() == written[relative]
+    assert files_under(tmp_path / "b") == set()
+
+
+def test_a_charset_that_does_not_exist_changes_no_listing_and_no_file(tmp_path, settings):
+    written = stream0_mirror(tmp_path / "m", minutes=[0, 1])
+    relative = sorted(written)[0]
+    folder = "/" + relative.rsplit("/", 1)[0] + "/"
+    with MirrorServer(tmp_path / "m") as server:
+        server.faults[folder] = ["charset:no-such-charset"]
+        server.faults["/" + relative] = ["charset:no-such-charset"]
+        names = Fetcher(settings).read_listing(server.url + folder)
+        row = Fetcher(settings).fetch(f"{server.url}/{relative}", tmp_path / "f.pgm.gz")
+        assert server.requests[folder] == 1 and server.requests["/" + relative] == 1
+    assert names == sorted(Path(r).name for r in written)
+    assert row.status == "downloaded"
+    assert (tmp_path / "f.pgm.gz").read_bytes() == written[relative]
+
+
 def test_redirects_stay_on_allowed_hosts_and_the_manifest_records_the_final_url(tmp_path, settings):
     written = stream0_mirror(tmp_path / "m", minutes=[0])
     relative = next(iter(written))

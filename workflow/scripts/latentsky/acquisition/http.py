@@ -128,6 +128,10 @@ _RETRYABLE = (
     VerificationError,
     TransferFault,
     OSError,
+    # What a parser raises on a malformed answer (a Location that is no URL, a header value
+    # that is no number): a fault of that answer, named with its URL like any other.
+    ValueError,
+    LookupError,
 )
 
 
@@ -543,7 +547,13 @@ class Fetcher:
                 response.close()
                 if not location:
                     raise TransferFault(f"HTTP {code} redirect without a Location header")
-                target = urljoin(current, location.strip())
+                try:
+                    target = urljoin(current, location.strip())
+                    urlsplit(target).port  # noqa: B018 - parses the port, raising if it is none
+                except ValueError:
+                    raise TransferFault(
+                        f"HTTP {code} redirect to a malformed Location {location!r}"
+                    ) from None
                 self._check_redirect(origin, current, target)
                 current = target
                 continue
@@ -641,7 +651,7 @@ class Fetcher:
                         raise TransferFault(
                             f"listing of {received} bytes, Content-Length {expected}"
                         )
-                    text = bytes(body).decode(response.encoding or "utf-8", errors="replace")
+                    text = _text(bytes(body), response.encoding)
             return parse_listing(text, final_url)
 
         return self._retrying(url, attempt)
@@ -649,6 +659,15 @@ class Fetcher:
     def list_folder(self, url: str) -> list[str]:
         """:meth:`read_listing`, with a folder that is not there listing nothing."""
         return self.read_listing(url) or []
+
+
+def _text(body: bytes, charset: str | None) -> str:
+    """A listing's text in the charset its Content-Type names, UTF-8 when it names none or one
+    that does not exist (an index page's file names are ASCII in any case)."""
+    try:
+        return body.decode(charset or "utf-8", errors="replace")
+    except LookupError:
+        return body.decode("utf-8", errors="replace")
 
 
 def _too_large(size: int, limit: int, key: str) -> str:
