@@ -99,6 +99,27 @@ def test_listing_parser_resolves_links_and_ignores_what_is_not_a_child():
     ]
 
 
+INDEX_OF = "<html><title>Index of /x/2015/01/15</title>"
+
+
+@pytest.mark.parametrize(
+    "page",
+    [
+        # Python's http.server
+        "<html><head><title>Directory listing for /x/2015/01/15/</title></head><body><ul>"
+        '<li><a href="fsim_themis07/">fsim_themis07/</a></li></ul></body></html>',
+        # IIS: absolute paths, upper case, the parent
+        '<pre><A HREF="/x/2015/01/">[To Parent Directory]</A><br> 1/1/2015 &lt;dir&gt; '
+        '<A HREF="/x/2015/01/15/fsim_themis07/">fsim_themis07</A><br></pre>',
+        INDEX_OF + '<a href="./fsim_themis07/">.</a><A HREF=fsim_themis07/>unquoted</A>',
+        # served over http behind a proxy, linking to https (and the host in capitals)
+        INDEX_OF + '<a href="https://A.example:443/x/2015/01/15/fsim_themis07/">x</a>',
+    ],
+)
+def test_listings_of_other_servers_give_their_entries(page):
+    assert parse_listing(page, "http://a.example/x/2015/01/15/") == ["fsim_themis07/"]
+
+
 @pytest.mark.parametrize(
     "page",
     [
@@ -114,6 +135,22 @@ def test_a_page_without_a_file_index_is_no_listing(page):
 
     with pytest.raises(ListingFault, match="no recognisable file index"):
         parse_listing(page, "https://a.example/2015/01/15/")
+
+
+@pytest.mark.parametrize(
+    "links",
+    [
+        '<a href="ftp://a.example/x/2015/01/15/fsim_themis07/">x</a>',
+        '<a href="https://mirror.example/x/2015/01/15/fsim_themis07/">x</a>',
+        '<a href="http://[::1/x/">x</a> <a href="../">Parent</a>',
+    ],
+)
+def test_an_index_that_links_only_elsewhere_is_no_empty_folder(links):
+    """Not a gap: which files the folder holds is unknown, so the listing is a fault."""
+    from latentsky.acquisition.http import ListingFault
+
+    with pytest.raises(ListingFault, match="links elsewhere but to no entry"):
+        parse_listing(INDEX_OF + links, "http://a.example/x/2015/01/15/")
 
 
 def test_an_index_of_another_folder_is_no_listing_of_this_one():

@@ -315,8 +315,17 @@ def parse_listing(page: str, url: str) -> list[str]:
     for href in parser.hrefs:
         if not href or href.startswith("#"):
             continue
-        target = urlsplit(urljoin(base, href))
-        if target.scheme != folder.scheme or target.netloc.lower() != folder.netloc.lower():
+        try:
+            target = urlsplit(urljoin(base, href))
+        except ValueError:  # a link that is no URL (e.g. a broken IPv6 host) is no child
+            outside = True
+            continue
+        # The same host is the same archive whichever scheme or port a link names (an index
+        # served over http behind a proxy often links to https).
+        if (
+            target.scheme not in ("http", "https", folder.scheme)
+            or (target.hostname or "").lower() != (folder.hostname or "").lower()
+        ):
             outside = True
             continue
         decoded = unquote(target.path)
@@ -342,6 +351,10 @@ def parse_listing(page: str, url: str) -> list[str]:
             "no recognisable file index in the listing"
             + (f" (page titled {heading[:80]!r})" if heading else "")
         )
+    if not children and outside:
+        # An empty folder's index links to its parent and itself at most: links only elsewhere
+        # are another page's, or entries this parser cannot place; either way not "no files".
+        raise ListingFault("the listing links elsewhere but to no entry of this folder")
     # An index that names its folder must name this one (not, say, a parent's index served for
     # every path by a misconfigured proxy).
     named = _INDEX_OF.search(heading)
