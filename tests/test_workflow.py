@@ -167,6 +167,16 @@ def test_changing_n_clusters_reruns_only_clustering_and_after(tiny_run):
     rules = set(scheduled_rules(out))
     assert "cluster_embedding" in rules
     assert not rules & UPSTREAM_OF_CLUSTERING, rules
+    # Only what reads the clusters: not the figures of the embedding by label or site.
+    assert rules <= {
+        "cluster_embedding",
+        "fit_sigma_phi",
+        "summarise_results",
+        "plot_clusters",
+        "plot_cluster_label_table",
+        "plot_sigma_phi_distributions",
+        "all",
+    }, rules
 
 
 def test_changing_grid_reruns_projection_but_no_download(tiny_run):

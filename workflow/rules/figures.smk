@@ -53,7 +53,7 @@ rule plot_training_curves:
 
 rule plot_embeddings_by_label:
     input:
-        embedding="results/{dataset}/embedding.csv",
+        coordinates="results/{dataset}/embedding/coordinates.csv",
     output:
         report(
             "results/{dataset}/figures/embeddings_by_label.png",
@@ -175,7 +175,7 @@ rule plot_mean_waveforms:
 
 rule plot_embeddings_by_site:
     input:
-        embedding="results/{dataset}/embedding.csv",
+        coordinates="results/{dataset}/embedding/coordinates.csv",
     output:
         report(
             "results/{dataset}/figures/embeddings_by_site.png",
