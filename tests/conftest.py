@@ -26,6 +26,7 @@ LONGEST_FIRST = [
     "test_ingest_bad_input.py",
     "test_multisite.py",
     "test_photometer_workflow.py",
+    "test_download_workflow_faults.py",
 ]
 
 

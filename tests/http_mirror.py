@@ -13,16 +13,26 @@ the file. Kinds:
 * ``hang``: go quiet for ``stall_s`` seconds before any answer;
 * ``truncate``: serve the first half of the file with a Content-Length that matches it (a file cut
   short on the server: only a format check can notice);
-* ``corrupt``: serve the file with 64 bytes in its middle zeroed (length unchanged).
+* ``corrupt``: serve the file with 64 bytes in its middle zeroed (length unchanged);
+* ``maintenance``: a 200 HTML page saying the service is down (for a folder or a file);
+* ``endless``: a 200 without Content-Length whose body never ends (until the client hangs up);
+* ``huge``: a Content-Length of 10 GB, then a few bytes;
+* ``badlength``: a non-numeric Content-Length, then the file;
+* ``redirect:<url>``: a 302 to ``<url>`` (relative to the server when it starts with ``/``);
+* ``charset:<name>``: the answer (file or index page) with ``Content-Type: text/html;
+  charset=<name>``.
 
-Folder URLs answer an Apache-style index page; ``server.listing_extra`` adds (hostile) names to every
-listing, exactly as given (URL-encoded tricks included). ``delay_s`` slows every file answer (to land
+Folder URLs answer an index page in the style ``server.listing_style`` names (``apache``,
+``nginx``, ``quirky``: single-quoted upper-case links, absolute paths and query strings, ``bare``:
+links and nothing else); ``server.listing_extra`` adds (hostile) names to every listing, exactly
+as given (URL-encoded tricks included). ``delay_s`` slows every file answer (to land
 a kill mid-run). The server counts requests and complete file bodies per path, and records the
 User-Agents seen, the most requests in flight at once and the client ports (one per connection).
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import http.server
 import socket
@@ -52,6 +62,7 @@ class MirrorServer:
         self.completed: dict[str, int] = defaultdict(int)
         self.user_agents: set[str] = set()
         self.listing_extra: list[str] = []
+        self.listing_style = "apache"
         self.in_flight = 0
         self.in_flight_max = 0
         self.client_ports: set[int] = set()
@@ -87,11 +98,33 @@ class MirrorServer:
                     time.sleep(server.stall_s)
                     self.close_connection = True
                     return
+                if fault == "maintenance":
+                    page = (
+                        "<html><head><title>Service unavailable</title></head><body>"
+                        "<h1>Down for maintenance</h1><p>Back soon. "
+                        '<a href="https://status.example.org/">Status</a></p></body></html>'
+                    )
+                    return self._send(200, page.encode(), "text/html")
+                if fault.startswith("redirect:"):
+                    location = fault.split(":", 1)[1]
+                    self.send_response(302)
+                    self.send_header("Location", location)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                if fault in ("endless", "huge", "badlength"):
+                    return self._misbehave(fault, target)
                 if fault in ("403", "404", "500", "503") or not target.exists():
                     code = int(fault) if fault.isdigit() else 404
                     return self._send(code, f"HTTP {code}".encode(), "text/plain")
+                kind = "text/html"
+                if fault.startswith("charset:"):
+                    kind = f"text/html; charset={fault.split(':', 1)[1]}"
+                    fault = "ok"
                 if target.is_dir():
-                    return self._send(200, server.index_page(target, path).encode(), "text/html")
+                    return self._send(200, server.index_page(target, path).encode(), kind)
+                if kind != "text/html":
+                    return self._send(200, target.read_bytes(), kind)
                 if server.delay_s:
                     time.sleep(server.delay_s)
                 body = target.read_bytes()
@@ -119,6 +152,26 @@ class MirrorServer:
                     )
                 self.close_connection = True
 
+            def _misbehave(self, fault, target):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.close_connection = True
+                if fault == "huge":
+                    self.send_header("Content-Length", str(10 * 2**30))
+                elif fault == "badlength":
+                    self.send_header("Content-Length", "twelve")
+                self.end_headers()
+                if fault == "endless":
+                    block = bytes(1 << 16)
+                    try:
+                        while True:
+                            self.wfile.write(block)
+                    except OSError:  # the client hung up
+                        return
+                body = target.read_bytes() if target.is_file() else b""
+                with contextlib.suppress(OSError):
+                    self.wfile.write(body if fault == "badlength" else body[:1000])
+
             def _send(self, code, body, kind="application/octet-stream"):
                 self.send_response(code)
                 self.send_header("Content-Type", kind)
@@ -133,9 +186,27 @@ class MirrorServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     def index_page(self, folder: Path, path: str) -> str:
-        """An Apache-style index: sort links, a parent link, one relative link per entry."""
+        """An index page of ``folder`` in ``self.listing_style``."""
         names = [p.name + ("/" if p.is_dir() else "") for p in sorted(folder.iterdir())]
-        # Real entries are URL-quoted, as Apache does; the hostile extras go out exactly as given.
+        if self.listing_style == "nginx":  # nginx autoindex
+            links = "".join(
+                f'<a href="{quote(n)}">{html.escape(n)}</a>   1-Jan-2015\n' for n in names
+            )
+            return (
+                f"<html>\n<head><title>Index of {path}</title></head>\n<body>\n"
+                f'<h1>Index of {path}</h1><hr><pre><a href="../">../</a>\n{links}</pre><hr>'
+                "</body>\n</html>\n"
+            )
+        if self.listing_style == "quirky":  # single quotes, upper case, absolute, query strings
+            links = "".join(
+                f"<TR><TD><A HREF='{quote(path + n)}?download=1#top'>{html.escape(n)}</A></TD></TR>"
+                for n in names
+            )
+            return f"<HTML><BODY><TABLE>{links}</TABLE></BODY></HTML>"
+        if self.listing_style == "bare":  # links and nothing else
+            return "".join(f"<a href={quote(n)}>{html.escape(n)}</a><br>" for n in names)
+        # Apache: sort links, a parent link, one relative link per entry. Real entries are
+        # URL-quoted, as Apache does; the hostile extras go out exactly as given.
         hrefs = [quote(n) for n in names] + self.listing_extra
         links = "\n".join(
             f'<tr><td><a href="{html.escape(href)}">{html.escape(unquote(href))}</a></td></tr>'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import yaml
 from workflow_helpers import ROOT, copy_workflow, run_snakemake
@@ -14,6 +15,7 @@ from latentsky.config import (
     merged,
     model_name,
     prepare,
+    sample_bound,
     settings,
 )
 from latentsky.kinds import KINDS
@@ -97,24 +99,32 @@ def test_the_demo_config_passes_and_gets_its_defaults():
 @pytest.mark.parametrize(
     ("edit", "key", "words"),
     [
-        (lambda c: c["clustering"].update(n_clusterz=4), "config", ["n_clusterz"]),
-        (lambda c: c["clustering"].update(n_clusters=1), "config", ["n_clusters", "minimum"]),
-        (lambda c: c["datasets"]["demo"].update(image_source="ftp"), "config", ["ftp"]),
+        (lambda c: c["clustering"].update(n_clusterz=4), "clustering.n_clusterz", ["unexpected"]),
+        (lambda c: c["clustering"].update(n_clusters=1), "clustering.n_clusters", ["minimum"]),
+        (
+            lambda c: c["datasets"]["demo"].update(image_source="ftp"),
+            "datasets.demo.image_source",
+            ["ftp"],
+        ),
         (
             lambda c: c["datasets"]["tle_demo"]["overrides"]["training"].update(epochz=3),
-            "datasets.tle_demo.overrides.training",
-            ["epochz"],
+            "datasets.tle_demo.overrides.training.epochz",
+            ["unexpected"],
         ),
         (
             lambda c: c["datasets"]["tle_demo"]["overrides"]["clustering"].update(n_clusters=1),
-            "datasets.tle_demo.overrides.clustering",
+            "datasets.tle_demo.overrides.clustering.n_clusters",
             ["minimum"],
         ),
-        (lambda c: c["datasets"]["tle_demo"].pop("fits_dir"), "config", ["fits_dir"]),
+        (
+            lambda c: c["datasets"]["tle_demo"].pop("fits_dir"),
+            "datasets.tle_demo.fits_dir",
+            ["required"],
+        ),
         (
             lambda c: c["datasets"]["tle_demo"].update(image_source="berkeley_l1"),
-            "config",
-            ["image_source"],
+            "datasets.tle_demo.image_source",
+            ["unexpected"],
         ),
         (
             lambda c: c["datasets"]["demo"]["dates"].update(start="2024-02-30"),
@@ -138,7 +148,7 @@ def test_the_demo_config_passes_and_gets_its_defaults():
             "datasets.tle_demo.fits_dir",
             ["resources/demo_tle/tle_demo/mmia"],
         ),
-        (lambda c: c["datasets"]["demo"].update(kind="radar"), "config", ["radar"]),
+        (lambda c: c["datasets"]["demo"].update(kind="radar"), "datasets.demo.kind", ["radar"]),
         (
             lambda c: c["datasets"]["demo"].update(sites=[{"site": "gill"}]),
             "datasets.demo",
@@ -219,3 +229,181 @@ def test_figures_and_download_settings_follow_the_registries():
     assert skymaps["base_url"] == config["datasets"]["demo"]["base_urls"]["berkeley_cal"]
     ismr = download_settings(config, "demo", "scintillation", "fsim")
     assert ismr["station"] == "fsi" and ismr["expected_columns"] == 62
+
+
+# --- command-line values, checks across keys, the labels CSV --------------------------------------
+
+
+def test_command_line_values_are_typed_as_the_schema_says():
+    config = demo_config()
+    # What `snakemake --config` hands over: YAML's base loader keeps every scalar a string.
+    config["clustering"] = {"n_clusters": "7"}
+    config["training"].update(resume="true", learning_rate="1e-3")
+    config["projection"]["fov_radius_km"] = "null"
+    config["datasets"]["demo"]["hours_ut"] = ["5", "6"]
+    config["datasets"]["tle_demo"]["photometer"]["level"] = "1"
+    config["download"] = {"redirect_hosts": ["mirror.example.org"], "retries": "9"}
+    config["on_bad_input"] = "fail"
+    config = prepare(config, SCHEMA_PATH)
+    assert config["clustering"] == {"n_clusters": 7, "n_neighbors": 15, "seed": 0}
+    assert config["training"]["resume"] is True and config["training"]["learning_rate"] == 1e-3
+    assert config["projection"]["fov_radius_km"] is None
+    assert config["datasets"]["demo"]["hours_ut"] == [5, 6]
+    assert config["datasets"]["tle_demo"]["photometer"]["level"] == 1
+    assert config["download"]["retries"] == 9
+    assert config["download"]["redirect_hosts"] == ["mirror.example.org"]
+
+
+def test_a_command_line_value_of_the_wrong_type_still_names_its_key():
+    error = refused(lambda c: c["clustering"].update(n_clusters="seven"))
+    assert "n_clusters" in str(error) and "'seven'" in str(error)
+
+
+def test_command_line_values_apply_on_top_of_the_default_config(tmp_path):
+    work = copy_workflow(tmp_path / "repo")
+    out = run_snakemake(
+        work, "-n", "--config", "clustering={n_clusters: 7}", "on_bad_input=fail", timeout=120
+    ).stdout
+    assert "cluster_embedding" in out
+    bad = run_snakemake(work, "-n", "--config", "hours_ut=[3, 2]", check=False, timeout=120)
+    assert bad.returncode != 0 and "hours_ut" in bad.stdout
+    assert not (work / "results").exists() and not (work / "resources").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "key"),
+    [
+        (lambda c: c["scintillation"].update(columns={"phi60": 70}), "scintillation.columns.phi60"),
+        # sigma_phi read from the satellite column: one of the two names the other
+        (lambda c: c["scintillation"].update(columns={"phi60": 3}), "scintillation.columns.svid"),
+        (
+            lambda c: c["scintillation"].update(columns={"expected_count": 20}),
+            "scintillation.columns.lock_time",
+        ),
+        (lambda c: c["clustering"].update(n_clusters=5000), "clustering.n_clusters"),
+        (lambda c: c["clustering"].update(n_neighbors=2400), "clustering.n_neighbors"),
+        (lambda c: c["embedding"].update(umap_neighbors=10**6), "embedding.umap_neighbors"),
+        (lambda c: c["analysis"].update(knn_neighbors=10**6), "analysis.knn_neighbors"),
+        (
+            lambda c: c["datasets"]["tle_demo"]["overrides"]["clustering"].update(n_clusters=2000),
+            "datasets.tle_demo.overrides.clustering.n_clusters",
+        ),
+        (
+            lambda c: c["datasets"]["demo"]["dates"].update(end="2013-02-30"),
+            "datasets.demo.dates.end",
+        ),
+    ],
+)
+def test_checks_across_keys_run_before_any_job_naming_the_key(edit, key):
+    error = refused(edit)
+    assert str(error).startswith(f"config key {key}:"), error
+
+
+def test_sample_bounds_follow_the_dataset():
+    config = prepare(demo_config(), SCHEMA_PATH)
+    assert sample_bound(config, "demo") == 5 * 8 * 60  # dates x hours x frames at 60 s
+    assert sample_bound(config, "tle_demo") == 80 * 25  # windows of 1000 in 3 x 8320 samples
+    config["projection"]["frame_interval_s"] = 120
+    assert sample_bound(config, "demo") == 5 * 8 * 30
+
+
+def labelled_config(tmp_path, rows: list[str]) -> dict:
+    """The demo config with a real (not generated) dataset whose labels CSV holds ``rows``."""
+    path = tmp_path / "labels.csv"
+    path.write_text("time,site,label\n" + "".join(row + "\n" for row in rows))
+    config = demo_config()
+    entry = config["datasets"].pop("demo")
+    entry.pop("demo_mirror")
+    entry["labels"] = str(path)
+    config["datasets"]["study"] = entry
+    return config
+
+
+GOOD_LABEL = "2024-01-08T05:00:03Z,fsim,arc"
+
+
+@pytest.mark.parametrize(
+    ("row", "phrase"),
+    [
+        ("2024-01-08T05:00:06Z,fsim,aurora", "unknown class 'aurora'"),
+        ("2024-01-08 25:00:00,fsim,arc", "does not parse"),
+        (",fsim,arc", "empty time"),
+        ("2024-01-08T05:00:06Z,,arc", "empty site"),
+        ("2024-01-08T05:00:06Z,fsim,", "empty label"),
+        ("2024-01-08T05:00:06Z,gill,arc", "site 'gill' is not a site of the dataset"),
+        ("2024-01-13T05:00:06Z,fsim,arc", "outside the dataset"),
+        ("2024-01-08T12:30:00Z,fsim,arc", "outside the dataset"),
+    ],
+)
+def test_the_labels_csv_is_checked_before_any_job_naming_file_and_line(tmp_path, row, phrase):
+    config = labelled_config(tmp_path, [GOOD_LABEL, GOOD_LABEL.replace(":03Z", ":09Z"), row])
+    with pytest.raises(ConfigError) as error:
+        prepare(config, SCHEMA_PATH)
+    message = str(error.value)
+    assert message.startswith(
+        f"config key datasets.study.labels: {tmp_path / 'labels.csv'} (line 4)"
+    )
+    assert phrase in message
+
+
+def test_a_label_of_one_image_with_two_classes_is_refused_naming_both_lines(tmp_path):
+    rows = [GOOD_LABEL, "2024-01-08T05:00:06Z,fsim,arc", "2024-01-08T05:00:03Z,FSIM,diffuse"]
+    with pytest.raises(ConfigError) as error:
+        prepare(labelled_config(tmp_path, rows), SCHEMA_PATH)
+    assert "(line 4): fsim at 2024-01-08T05:00:03.000000 is labelled 'diffuse' here" in str(
+        error.value
+    )
+    assert "'arc' on line 2" in str(error.value)
+    # The same label twice names one image once: harmless.
+    rows = [f"2024-01-08T05:{m:02d}:03Z,fsim,arc" for m in range(20)]
+    prepare(labelled_config(tmp_path, [*rows, GOOD_LABEL]), SCHEMA_PATH)
+
+
+def test_a_spreadsheet_s_labels_csv_reads_as_the_plain_one(tmp_path):
+    """A byte-order mark, CRLF line ends, spaces and capitals around the names: the same labels,
+    checked and read by one reader (what the check accepts is what the analysis uses)."""
+    from latentsky.analysis.labels import read_labels
+
+    plain = tmp_path / "plain.csv"
+    plain.write_text(
+        "time,site,label\n2024-01-08T05:00:03Z,fsim,arc\n2024-01-08T06:00:00,gill,moon\n"
+    )
+    exported = tmp_path / "exported.csv"
+    exported.write_bytes(
+        "\ufeffTime , Site,LABEL\r\n2024-01-08T05:00:03+00:00, FSIM ,Arc\r\n"
+        "2024-01-08T07:00:00+01:00,gill , moon\r\n".encode()
+    )
+    expected = read_labels(plain)
+    assert len(expected) == 2
+    pd.testing.assert_frame_equal(read_labels(exported), expected)
+    pd.testing.assert_frame_equal(read_labels(exported, site="FSIM"), expected.iloc[:1])
+    config = labelled_config(tmp_path, [])
+    config["datasets"]["study"]["labels"] = str(exported)
+    config["datasets"]["study"]["site"] = "fsim"
+    with pytest.raises(ConfigError, match=r"\(line 3\): site 'gill' is not a site"):
+        prepare(config, SCHEMA_PATH)
+
+
+def test_a_good_labels_csv_passes_and_bounds_the_labelled_samples(tmp_path):
+    rows = [f"2024-01-08T05:{m:02d}:03Z,fsim,arc" for m in range(20)]
+    prepare(labelled_config(tmp_path, rows), SCHEMA_PATH)
+    # A label names the image nearest to it within 1.5 s: at 3 s cadence, at most two.
+    config = labelled_config(tmp_path, rows[:3])
+    config["clustering"]["n_clusters"] = 6
+    with pytest.raises(ConfigError, match="clustering.n_clusters: 6 is not smaller.*6 labelled"):
+        prepare(config, SCHEMA_PATH)
+
+
+def test_a_labels_file_that_is_not_there_is_named():
+    config = labelled_config_missing()
+    with pytest.raises(ConfigError, match="datasets.study.labels: no such file: nowhere.csv"):
+        prepare(config, SCHEMA_PATH)
+
+
+def labelled_config_missing() -> dict:
+    config = demo_config()
+    entry = config["datasets"].pop("demo")
+    entry.pop("demo_mirror")
+    entry["labels"] = "nowhere.csv"
+    config["datasets"]["study"] = entry
+    return config

@@ -17,7 +17,7 @@ import xarray as xr
 from sklearn.metrics import adjusted_rand_score, roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.neighbors import KNeighborsClassifier
-from workflow_helpers import copy_workflow, run_snakemake
+from workflow_helpers import copy_workflow, run_snakemake, scheduled_rules
 
 # Both demos end to end, then the report: about 9 min on 2 cores, more on a loaded machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -198,3 +198,43 @@ def test_photometer_figures_are_in_the_report(demo):
         assert figure.stat().st_size > 10_000, figure
         assert f"tle_demo/figures/{name}.png" in report, name
     assert "tle_demo/tle/candidates.csv" in report
+
+
+# --- rerun scope on the default config: what a changed value feeds, and nothing else --------------
+
+DOWNLOADS = {"generate_demo_mirror", "generate_tle_demo", "download_images"}
+DOWNLOADS |= {"download_skymaps", "download_scintillation"}
+
+
+def dry_run(demo, *config):
+    out = run_snakemake(demo["work"], "-n", "--config", *config).stdout
+    return scheduled_rules(out), out
+
+
+def test_a_new_n_clusters_on_the_command_line_reruns_the_clustering_only(demo):
+    rules, out = dry_run(demo, "clustering={n_clusters: 7}")
+    assert rules.get("cluster_embedding") == 1, out[-3000:]  # tle_demo overrides n_clusters
+    assert set(rules) <= {
+        "cluster_embedding",
+        "fit_sigma_phi",
+        "summarise_results",
+        "plot_clusters",
+        "plot_cluster_label_table",
+        "plot_sigma_phi_distributions",
+        "all",
+    }, rules
+
+
+def test_on_bad_input_on_the_command_line_reruns_what_reads_it_not_the_downloads(demo):
+    rules, out = dry_run(demo, "on_bad_input=fail")
+    assert {"project_images", "extract_sigma_phi", "ingest_photometer"} <= set(rules), out[-3000:]
+    assert not set(rules) & (DOWNLOADS | {"build_projection_operator"}), rules
+
+
+def test_download_behaviour_on_the_command_line_reruns_nothing(demo):
+    rules, out = dry_run(
+        demo,
+        "download={retries: 9, read_timeout_s: 5, max_connections_per_host: 2, max_file_mb: 50}",
+    )
+    assert rules == {}, out[-3000:]
+    assert "Nothing to be done" in out

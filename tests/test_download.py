@@ -50,6 +50,10 @@ def settings(tmp_path):
     )
 
 
+#: The failure counts of gap_summary for downloads where nothing failed.
+NO_FAILURES = {"files_failed": 0, "hours_failed": 0, "minutes_failed": 0}
+
+
 def files_under(folder: Path) -> set[Path]:
     return {p for p in folder.rglob("*") if p.is_file()} if folder.exists() else set()
 
@@ -248,8 +252,9 @@ def test_missing_hours_are_gaps_counted_in_hours_and_minutes(tmp_path, settings)
     assert [row.status for row in images] == ["downloaded", "missing", "downloaded"]
     assert images[1].url.endswith("/l1/fsim/2015/01/thg_l1_asf_fsim_2015011507_v01.cdf")
     expected = {"files_present": 2, "files_missing": 1, "hours_expected": 3}
-    assert gap_summary(images) == {**expected, "hours_missing": 1, "minutes_missing": 60}
-    assert gap_summary(ismr) == {**expected, "hours_missing": 1, "minutes_missing": 60}
+    expected.update(NO_FAILURES, hours_missing=1, minutes_missing=60)
+    assert gap_summary(images) == expected
+    assert gap_summary(ismr) == expected
 
 
 def test_present_verified_files_are_not_fetched_again(mirror, tmp_path, settings):
@@ -410,6 +415,7 @@ def test_stream0_imager_folders_are_discovered_and_hostile_names_refused(
         "hours_expected": 6,
         "hours_missing": 4,
         "minutes_missing": 2 + 60 + 57 + 60 + 120,
+        **NO_FAILURES,
     }
     # Nothing written outside the dataset's raw folder; nothing hostile was ever requested.
     # (bar the empty lock files of the connection slots, kept where the settings say)

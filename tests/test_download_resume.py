@@ -168,3 +168,6 @@ def test_killed_download_resumes_without_refetching_complete_files(tmp_path):
     assert outside == set()
     written = {p.relative_to(work / "results").parts[0] for p in (work / "results").iterdir()}
     assert written <= {"logs", "benchmarks"}
+    # The per-host connection slots (one lock file per allowed connection) live in the project.
+    slots = sorted(p.name for p in (work / ".snakemake" / "connection-slots").iterdir())
+    assert slots == ["127.0.0.1.0.lock", "127.0.0.1.1.lock"]

@@ -26,7 +26,7 @@ import pytest
 import xarray as xr
 import yaml
 from cdflib.cdfwrite import CDF
-from workflow_helpers import ROOT, copy_workflow, run_snakemake
+from workflow_helpers import ROOT, copy_workflow, html_tables, report_file, run_snakemake
 
 from latentsky.acquisition import layouts
 from latentsky.acquisition.gaps import gap_summary
@@ -211,19 +211,54 @@ GILL_DAMAGE = {
 }
 
 
-def gill_mirror(shared: Path, target: Path, damaged: dict) -> None:
-    """Ten minutes of GILL stream0 (06:00-06:09) and a skymap (the real GAKO one, renamed)."""
+def gill_mirror(
+    shared: Path,
+    target: Path,
+    damaged: dict,
+    truncated: tuple[int, ...] = (),
+    swapped_in: tuple[int, ...] = (),
+    skymaps: dict[str, bytes] | None = None,
+) -> None:
+    """Ten minutes of GILL stream0 (06:00-06:09) of imager themis19 and its skymap: the real GAKO
+    one, renamed, its site and imager IDs (SITE_UID, IMAGER_UID) made GILL's themis19 so that it
+    passes as the GILL imager's own (the projection checks them against the frames' headers).
+
+    ``truncated``: minutes whose gzip file the archive holds cut in half. ``swapped_in``: minutes
+    after 06:09 that another imager (themis20, in its own folder and headers) recorded the same
+    day. ``skymaps``: folder date -> imager ID of each skymap (default: one of themis19; None:
+    GAKO's skymap as it is, site and imager IDs included).
+    """
     template = gzip.decompress((shared / "20140310_0600_gill_themis19_full.pgm.gz").read_bytes())
-    for minute in GILL_MINUTES:
+    for minute in [*GILL_MINUTES, *swapped_in]:
         data = gill_minute(template, minute)
+        imager = "themis19"
+        if minute in swapped_in:
+            imager = "themis20"
+            data = data.replace(b"themis19", b"themis20")
         if minute in damaged:
             data = damaged[minute](data)
         when = dt.datetime.combine(GILL_DAY, dt.time(6, minute))
-        path = target / "stream0" / layouts.ucalgary_stream0_minute("gill", "themis19", when)
+        path = target / "stream0" / layouts.ucalgary_stream0_minute("gill", imager, when)
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(gzip.compress(data, mtime=0))
-    skymap = target / "skymaps/gill/gill_20140101/themis_skymap_gill_20140101-+_vXX.sav"
-    copy(shared.parent / "gako" / "themis_skymap_gako_20110305-+_vXX.sav", skymap)
+        packed = gzip.compress(data, mtime=0)
+        path.write_bytes(packed[: len(packed) // 2] if minute in truncated else packed)
+    for day, imager in (skymaps or {"20140101": b"themis19"}).items():
+        skymap = target / f"skymaps/gill/gill_{day}/themis_skymap_gill_{day}-+_vXX.sav"
+        if imager is None:  # GAKO's own skymap, under GILL's name
+            copy(GAKO_SKYMAP_FILE(shared), skymap)
+        else:
+            write_gill_skymap(GAKO_SKYMAP_FILE(shared), skymap, imager)
+
+
+def GAKO_SKYMAP_FILE(shared: Path) -> Path:  # noqa: N802 - a path, read like a constant
+    return shared.parent / "gako" / "themis_skymap_gako_20110305-+_vXX.sav"
+
+
+def write_gill_skymap(gako: Path, target: Path, imager: bytes = b"themis19") -> None:
+    """The real GAKO skymap with its site ID made ``gill`` and its imager ID ``imager`` (the
+    strings have the same lengths, so the IDL save file stays valid)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(gako.read_bytes().replace(b"gako", b"gill").replace(b"themis20", imager))
 
 
 def gill_dataset(name: str) -> dict:
@@ -255,6 +290,7 @@ def write_config(work: Path, name: str, datasets: dict, on_bad_input: str) -> st
     config["datasets"] = datasets
     config["embedding"]["subset"] = "all"  # no labels here
     config["on_bad_input"] = on_bad_input
+    config["download"] = {"retries": 2, "backoff_s": 0.01}  # files broken at the source
     (work / "config" / name).write_text(yaml.safe_dump(config))
     return f"config/{name}"
 
@@ -271,12 +307,21 @@ def skip_run(demo, tmp_path_factory):
         (3, 6, "ismr"): lambda s, t: write_rows(t, damaged_ismr_rows(read_rows(s))),
         (4, 7, "images"): None,  # not in the archive: a gap
         (4, 7, "ismr"): None,
+        (0, 7, "images"): cut_in_half,  # broken at the source: failed, nothing readable
+        (0, 7, "ismr"): cut_in_half,  # broken at the source: failed, its first rows salvaged
     }
     cdf_mirror(demo, work / "mirror" / "berkeley", NIGHTS, damage)
     datasets = {"berkeley": cdf_dataset("berkeley", NIGHTS)}
     shared = shared_or_none()
     if shared is not None:
-        gill_mirror(shared, work / "mirror" / "gill", {m: f for m, (_, f) in GILL_DAMAGE.items()})
+        gill_mirror(
+            shared,
+            work / "mirror" / "gill",
+            {m: f for m, (_, f) in GILL_DAMAGE.items()},
+            truncated=(GILL_TRUNCATED,),
+            swapped_in=GILL_SWAPPED_IN,
+            skymaps={"20140101": b"themis19", "20140301": b"themis20"},
+        )
         datasets["gill"] = gill_dataset("gill")
     config = write_config(work, "skip.yaml", datasets, "skip")
     # The whole pipeline for one dataset (the counts must reach summary.json); the stream0 one up to
@@ -286,6 +331,18 @@ def skip_run(demo, tmp_path_factory):
         targets.append("results/gill/images.zarr")
     run_snakemake(work, *targets, "--cores", "2", "--configfile", config)
     return work, shared
+
+
+#: A GILL minute the archive holds cut in half (complete frames before the cut are salvaged).
+GILL_TRUNCATED = 6
+#: Minutes that another imager (themis20) took on the same day, in its own folder.
+GILL_SWAPPED_IN = (10, 11)
+
+
+def cut_in_half(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    data = source.read_bytes()
+    target.write_bytes(data[: len(data) // 2])
 
 
 def repeat_and_swap(times: np.ndarray) -> np.ndarray:
@@ -300,23 +357,80 @@ def test_skip_mode_counts_bad_berkeley_input_and_gaps_in_summary(skip_run):
     summary = json.loads((work / "results/berkeley/summary.json").read_text())
     images = summary["bad_input"]["images"]
     assert images == {
-        "files_read": 8,
+        "files_read": 7,
         "files_unreadable": 1,  # the CDF without its time variable
         "frames_skipped": 0,
         "duplicate_times": 1,
-        "times_out_of_order": 1,
+        "times_out_of_order": 1,  # of two swapped frames, the later one
+        "times_outside_file": 0,
     }
-    # 9 hourly files downloaded, 1 unreadable, 1 repeated time dropped; nothing else lost.
-    assert summary["n_images"] == 8 * FRAMES_PER_HOUR - 1
+    # 8 hourly files downloaded, 1 unreadable, 1 repeated time and 1 culprit of the swap dropped.
+    assert summary["n_images"] == 7 * FRAMES_PER_HOUR - 2
     stored = xr.open_zarr(work / "results/berkeley/images.zarr")["time"].to_numpy()
-    assert np.all(np.diff(stored) > np.timedelta64(0)), "out-of-order frames are sorted in"
+    assert np.all(np.diff(stored) > np.timedelta64(0))
     ismr = summary["bad_input"]["ismr"]
     for counter, expected in ISMR_SKIPPED.items():
         assert ismr[counter] == expected, counter
-    assert ismr["files"] == 9 and ismr["invalid_time_or_svid"] == 0
-    gaps = {"files_present": 9, "files_missing": 1, "hours_expected": 10, "hours_missing": 1}
-    assert summary["gaps"]["images"] == {**gaps, "minutes_missing": 60}
-    assert summary["gaps"]["ismr"] == {**gaps, "minutes_missing": 60}
+    # 8 files whole and the salvaged part of the one broken at the source (its rows before the
+    # cut are read, the file counted corrupt).
+    assert ismr["files"] == 9 and ismr["corrupt_files"] == 1 and ismr["invalid_time_or_svid"] == 0
+    # Gaps (the archive lacks 2024-01-12 07 UT) and failures (2024-01-08 07 UT stays broken) apart.
+    gaps = {"files_present": 8, "files_missing": 1, "files_failed": 1, "hours_expected": 10}
+    gaps.update(hours_missing=1, minutes_missing=60, minutes_failed=60)
+    gaps["reasons"] = {"not in the archive": 1}
+    assert summary["gaps"]["images"] == {**gaps, "hours_failed": 1}
+    assert summary["gaps"]["ismr"] == {**gaps, "hours_failed": 0}  # its part was salvaged
+    failures = summary["failures"]
+    assert [f["url"] for f in failures["images"]] == [
+        "file:mirror/berkeley/themis_l1/" + l1_relative(NIGHTS[0], 7)
+    ]
+    assert "still broken after 2 tries" in failures["images"][0]["reason"]
+    assert "not a readable CDF" in failures["images"][0]["reason"]
+    assert failures["images"][0]["salvaged"] == ""
+    assert [f["url"] for f in failures["ismr"]] == [
+        "file:mirror/berkeley/chain_ismr/" + ismr_relative(NIGHTS[0], 7)
+    ]
+    salvaged = work / failures["ismr"][0]["salvaged"]
+    assert salvaged.parent.name == "salvaged" and salvaged.is_file()
+    assert "broken gzip stream" in failures["ismr"][0]["reason"]
+    # Under the archive's own name: only whole, verified files.
+    raw = work / "resources/berkeley/raw"
+    assert not (raw / "berkeley_l1" / l1_relative(NIGHTS[0], 7)).exists()
+    assert not (raw / "chain_ismr" / ismr_relative(NIGHTS[0], 7)).exists()
+    assert not [p for p in raw.rglob("*") if ".part-" in p.name]
+    manifest = read_manifest(work / f"resources/berkeley/manifests/fsim/images_{NIGHTS[0]}.tsv")
+    assert [row.status for row in manifest] == ["downloaded", "failed"]
+    # The report says the same, gaps, failures and bad input each in a table of its own.
+    run_snakemake(
+        work,
+        "results/berkeley/summary.json",
+        "--cores",
+        "1",
+        "--configfile",
+        "config/skip.yaml",
+        "--report",
+        "results/berkeley/report.html",
+    )
+    report = (work / "results/berkeley/report.html").read_text(errors="replace")
+    tables = html_tables(report_file(report, "data_quality.html"))
+    shown = {(role, key): int(n) for role, key, n in tables["gaps"][1:]}
+    assert shown == {
+        (role, key): n
+        for role, counts in summary["gaps"].items()
+        for key, n in counts.items()
+        if key != "reasons"
+    }
+    assert ("images", "files_missing") in shown and shown["images", "files_failed"] == 1
+    assert tables["gap-reasons"][1:] == [
+        ["images", "not in the archive", "1"],
+        ["ismr", "not in the archive", "1"],
+    ]
+    assert [row[:3] for row in tables["failures"][1:]] == [
+        [role, f["url"], f["reason"]] for role in ("images", "ismr") for f in failures[role]
+    ]
+    bad = {(store, key): n for store, key, n in tables["bad-input"][1:]}
+    assert bad["images", "times_out_of_order"] == "1" and bad["ismr", "out_of_order"] == "1"
+    assert len(bad) == sum(len(counts) for counts in summary["bad_input"].values())
 
 
 def test_skip_mode_counts_damaged_stream0_frames(skip_run):
@@ -324,22 +438,36 @@ def test_skip_mode_counts_damaged_stream0_frames(skip_run):
     if shared is None:
         pytest.skip("real GILL files not found in ../shared/data")
     images = xr.open_zarr(work / "results/gill/images.zarr")
+    manifest = read_manifest(work / f"resources/gill/manifests/gill/images_{GILL_DAY}.tsv")
+    (failed,) = [row for row in manifest if row.status == "failed"]
+    assert failed.url.endswith(f"/ut06/20140310_06{GILL_TRUNCATED:02d}_gill_themis19_full.pgm.gz")
+    salvaged = read_themis_pgm_frames(work / failed.path, skip_bad_frames=True)
+    assert 0 < len(salvaged.frames) < 20
     assert json.loads(images.attrs["bad_input"]) == {
-        "files_read": 10,
+        "files_read": 12,  # ten minutes of themis19 (one of them salvaged), two of themis20
         "files_unreadable": 0,
-        "frames_skipped": 3,  # broken header, truncated pixels, unreadable time stamp
+        # broken header, truncated pixels, unreadable time stamp, the frames cut off at the source
+        "frames_skipped": 4,
         "duplicate_times": 1,
         "times_out_of_order": 1,
+        "times_outside_file": 0,
     }
-    assert images.sizes["time"] == 10 * 20 - 3 - 1
-    manifest = read_manifest(work / f"resources/gill/manifests/gill/images_{GILL_DAY}.tsv")
+    assert images.sizes["time"] == 11 * 20 + len(salvaged.frames) - 3 - 1 - 1
     assert gap_summary(manifest) == {
-        "files_present": 10,
-        "files_missing": 50,  # minutes 06:10-06:59 are not in the archive
+        "files_present": 11,
+        "files_missing": 48,  # minutes 06:12-06:59 are not in the archive
         "hours_expected": 1,
         "hours_missing": 0,
-        "minutes_missing": 50,
+        "minutes_missing": 48,
+        "files_failed": 1,
+        "hours_failed": 0,
+        "minutes_failed": 1,
     }
+    # Each imager's files took their own imager's skymap.
+    assert json.loads(images.attrs["skymaps"]) == [
+        "themis_skymap_gill_20140101-+_vXX.sav",
+        "themis_skymap_gill_20140301-+_vXX.sav",
+    ]
     log = (work / "results/logs/project_images/gill_gill_2014-03-10.log").read_text()
     assert "20140310_0601_gill_themis19_full.pgm.gz (frame 3)" in log
     assert "20140310_0604_gill_themis19_full.pgm.gz (frame 5)" in log
@@ -370,6 +498,7 @@ def fail_run(demo, tmp_path_factory):
             {(0, 6, "ismr"): lambda s, t: write_rows(t, damaged_ismr_rows(read_rows(s)))},
             True,
         ),
+        "fail_download": ({(0, 6, "images"): cut_in_half}, False),
     }
     datasets = {}
     for name, (damage, station) in cases.items():
@@ -380,8 +509,13 @@ def fail_run(demo, tmp_path_factory):
     shared = shared_or_none()
     if shared is not None:
         gill_mirror(shared, work / "mirror" / "fail_header", {1: GILL_DAMAGE[1][1]})
-        datasets["fail_header"] = gill_dataset("fail_header")
-        targets.append(f"results/fail_header/projected/gill/{GILL_DAY}.zarr")
+        # Another imager's files, and only the first imager's skymap.
+        gill_mirror(shared, work / "mirror" / "fail_imager", {}, swapped_in=(10,))
+        # GAKO's skymap (its SITE_UID says so) where GILL's should be.
+        gill_mirror(shared, work / "mirror" / "fail_skymap_site", {}, skymaps={"20140101": None})
+        for name in ("fail_header", "fail_imager", "fail_skymap_site"):
+            datasets[name] = gill_dataset(name)
+            targets.append(f"results/{name}/projected/gill/{GILL_DAY}.zarr")
     config = write_config(work, "fail.yaml", datasets, "fail")
     result = run_snakemake(
         work, *targets, "--cores", "2", "--keep-going", "--configfile", config, check=False
@@ -416,6 +550,35 @@ def test_fail_mode_stops_scintillation_naming_file_and_line(fail_run):
     assert "fsic24008g.ismr.gz (line 3): 61 comma-separated fields, expected 62" in log
     assert not (work / "results/fail_ismr/sigma_phi.zarr").exists()
     assert (work / "results/fail_ismr/images.zarr").exists()  # the images were fine
+
+
+def test_fail_mode_stops_a_download_naming_the_url_and_the_fault(fail_run):
+    work, _ = fail_run
+    log = (work / f"results/logs/download_images/fail_download_fsim_{NIGHTS[0]}.log").read_text()
+    url = "file:mirror/fail_download/themis_l1/" + l1_relative(NIGHTS[0], 6)
+    assert f"DownloadError: {url}: still broken after 2 tries" in log
+    assert "not a readable CDF" in log
+    raw = work / "resources/fail_download/raw/berkeley_l1"
+    assert not [p for p in raw.rglob("*") if p.is_file()], "no partial file"
+    assert not (work / f"resources/fail_download/manifests/fsim/images_{NIGHTS[0]}.tsv").exists()
+
+
+def test_a_file_of_an_imager_without_its_skymap_is_refused_by_name(fail_run):
+    work, shared = fail_run
+    if shared is None:
+        pytest.skip("real GILL files not found in ../shared/data")
+    log = project_log(work, "fail_imager", "gill", GILL_DAY)
+    assert "20140310_0610_gill_themis20_full.pgm.gz: no skymap of imager themis20" in log
+    assert "refusing to project it with another imager's" in log
+    assert not (work / f"results/fail_imager/projected/gill/{GILL_DAY}.zarr").exists()
+
+
+def test_a_skymap_of_another_site_is_refused_by_name(fail_run):
+    work, shared = fail_run
+    if shared is None:
+        pytest.skip("real GILL files not found in ../shared/data")
+    log = (work / "results/logs/build_projection_operator/fail_skymap_site.log").read_text()
+    assert "themis_skymap_gill_20140101-+_vXX.sav: skymap of site 'gako' (SITE_UID)" in log
 
 
 def test_fail_mode_stops_at_a_broken_pgm_header(fail_run):

@@ -8,8 +8,13 @@ training epochs.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
+import time
 
+import psutil
 import pytest
 import torch
 import xarray as xr
@@ -22,6 +27,7 @@ from run_helpers import (
     fresh_workdir,
     reference_run,
     run_until,
+    start_snakemake,
     unlock,
     write_test_config,
 )
@@ -113,4 +119,47 @@ def test_training_resumes_from_its_last_checkpoint(reference, tmp_path):
     assert f"resuming from epoch {epoch} of {EPOCHS}" in log, log
     assert "starting from scratch" not in log
     # Resumed training repeats exactly what the uninterrupted one did (CPU: bitwise).
+    assert_same_results(reference, work)
+
+
+def test_snakemake_alone_killed_its_orphan_writes_on_and_the_recipe_resumes(reference, tmp_path):
+    """Only Snakemake's own process is killed (a lost terminal): the training job it started goes
+    on as an orphan, writing its outputs. The README's recipe (unlock, rerun with
+    --rerun-incomplete), run while the orphan still works: the rerun's training waits for the
+    orphan to end, then redoes it, and the results are the uninterrupted run's."""
+    work = copy_run(reference, tmp_path / "orphan")
+    shutil.rmtree(work / RESUME_CHECKPOINT.parent, ignore_errors=True)
+    run = ["--cores", "2", "--configfile", CONFIG]
+    with open(work / "first.log", "w") as output:
+        # Training again (and what follows), on the data the reference run left.
+        proc = start_snakemake(work, *run, "--forcerun", "train_autoencoder", output=output)
+        deadline = time.monotonic() + 600
+        while not training_checkpointed(work):
+            assert proc.poll() is None, (work / "first.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no training checkpoint in time"
+            time.sleep(0.05)
+        jobs = psutil.Process(proc.pid).children(recursive=True)
+        os.kill(proc.pid, signal.SIGKILL)  # Snakemake alone
+        proc.wait(timeout=30)
+    orphans = [job for job in jobs if job.is_running()]
+    assert orphans, "the job must outlive Snakemake"
+    # Held still until the rerun's job is waiting for it, so that the two certainly overlap.
+    for job in orphans:
+        job.suspend()
+    try:
+        unlock(work)
+        with open(work / "rerun.log", "w") as output:
+            rerun = start_snakemake(work, *run, "--rerun-incomplete", output=output)
+            deadline = time.monotonic() + 300
+            while "is still running, an orphan" not in (work / "rerun.log").read_text():
+                assert rerun.poll() is None, (work / "rerun.log").read_text()[-3000:]
+                assert time.monotonic() < deadline, "the rerun did not wait for the orphan"
+                time.sleep(0.1)
+            for job in orphans:
+                job.resume()
+            assert rerun.wait(timeout=900) == 0, (work / "rerun.log").read_text()[-3000:]
+    finally:
+        for job in orphans:  # long done by now; never leave one behind
+            with contextlib.suppress(psutil.NoSuchProcess):
+                job.kill()
     assert_same_results(reference, work)

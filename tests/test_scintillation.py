@@ -250,7 +250,7 @@ def test_bad_rows_skip_mode_counts(tmp_path, case):
     rows, counter, _, _ = BAD_CASES[case]
     frame, counts = read_ismr(write(tmp_path / f"{case}.ismr", rows), on_bad_input="skip")
     expected = {**ismr_counts(), "files": 1, "lines": len(rows), counter: 1}
-    kept = len(rows) if counter == "out_of_order" else len(rows) - 1
+    kept = len(rows) - 1  # the culprit alone is dropped
     expected["rows"] = kept
     assert counts == expected
     assert len(frame) == kept
@@ -263,11 +263,11 @@ def test_duplicate_keeps_the_first_record(tmp_path):
     assert frame.loc[frame["svid"] == 1, "sigma_phi"].tolist() == [0.1]
 
 
-def test_out_of_order_records_are_sorted(tmp_path):
+def test_an_out_of_order_record_is_the_culprit_dropped(tmp_path):
     rows, *_ = BAD_CASES["out_of_order"]
     frame, _ = read_ismr(write(tmp_path / "o.ismr", rows))
     assert frame["time_utc"].is_monotonic_increasing
-    assert frame["svid"].tolist() == [1, 1, 2]
+    assert frame["svid"].tolist() == [1, 2]
 
 
 def test_sentinel_threshold_is_a_parameter(tmp_path):
@@ -573,3 +573,72 @@ def test_sigma_phi_dataset_round_trips_through_zarr(tmp_path):
     xr.testing.assert_identical(back, ds)
     with pytest.raises(ValueError, match="differ in length"):
         sigma_phi_dataset(times, np.array([0.25]), np.array([3, 0]))
+
+
+# --- times out of place: each record against its file's hour; culprits, not their neighbours --------
+
+# A CHAIN file for 2017-06-01 (day 152) 02 UT holds the records that end in 02:00-03:00 UT.
+HOUR_FILE = "fsic17152c.ismr"
+HOUR_START = week_tow("2017-06-01T02:00:42", 18)
+
+
+def hour_rows(n_minutes: int = 20, satellites: int = 3) -> list[str]:
+    """Records of ``n_minutes`` minutes from 02:01 GPS, in time order, 3 satellites a minute."""
+    week, tow = HOUR_START
+    return [
+        ismr_row(week, tow + 60 * (m + 1), s, phi60=f"{0.01 * (m + 1):.3f}")
+        for m in range(n_minutes)
+        for s in range(1, satellites + 1)
+    ]
+
+
+def test_ten_bit_gps_weeks_are_corrected_into_the_file_s_hour(tmp_path):
+    rows = hour_rows()
+    week, _ = HOUR_START
+    assert week > 1024 * 1  # 2017: week 1951, written with 10 bits as 927
+    rolled = [row.replace(f"{week},", f"{week % 1024},", 1) for row in rows]
+    frame, counts = read_ismr(write(tmp_path / HOUR_FILE, rolled), on_bad_input="fail")
+    (tmp_path / "ref").mkdir()
+    reference, _ = read_ismr(write(tmp_path / "ref" / HOUR_FILE, rows))
+    pd.testing.assert_frame_equal(frame, reference)
+    assert counts["week_rollover"] == len(rows) and dropped(counts) == 0
+    assert frame["time_utc"].min() > np.datetime64("2017-06-01T02:00")
+
+
+def test_a_record_outside_the_file_s_hour_is_named_and_dropped(tmp_path):
+    rows = hour_rows()
+    late_week, late_tow = week_tow("2017-06-01T05:10:42", 18)
+    rows.insert(7, ismr_row(late_week, late_tow, 9))  # line 8: a record of 05 UT
+    path = write(tmp_path / HOUR_FILE, rows)
+    with pytest.raises(BadInputError, match=r"\(line 8\): record ends 2017-06-01T05:10:42 UTC"):
+        read_ismr(path, on_bad_input="fail")
+    frame, counts = read_ismr(path)
+    assert counts["outside_file_hour"] == 1 and counts["out_of_order"] == 0
+    assert dropped(counts) == 1 and len(frame) == len(rows) - 1 and 9 not in set(frame["svid"])
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_one_displaced_record_is_the_one_culprit(tmp_path, where):
+    """A record moved away from its place: it alone is dropped and counted, and fail mode names
+    its line, not the good records it now stands among."""
+    rows = hour_rows(20)
+    source, target = {"first": (40, 0), "middle": (50, 10), "last": (2, len(rows) - 1)}[where]
+    moved = rows.pop(source)
+    rows.insert(target, moved)
+    path = write(tmp_path / HOUR_FILE, rows)
+    with pytest.raises(BadInputError) as caught:
+        read_ismr(path, on_bad_input="fail")
+    assert f"(line {target + 1}): time goes backwards" in str(caught.value)
+    frame, counts = read_ismr(path)
+    assert counts["out_of_order"] == 1 and dropped(counts) == 1
+    assert len(frame) == len(rows) - 1
+
+
+def test_swapped_neighbours_drop_the_later_one(tmp_path):
+    rows = hour_rows(10, satellites=1)
+    rows[4], rows[5] = rows[5], rows[4]
+    path = write(tmp_path / HOUR_FILE, rows)
+    with pytest.raises(BadInputError, match=r"\(line 6\): time goes backwards"):
+        read_ismr(path, on_bad_input="fail")
+    frame, counts = read_ismr(path)
+    assert counts["out_of_order"] == 1 and len(frame) == 9

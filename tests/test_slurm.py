@@ -12,6 +12,8 @@ import os
 import re
 import shutil
 import subprocess
+import sys
+import time
 from collections import Counter
 
 import pytest
@@ -131,8 +133,39 @@ def cancel_jobs_of(work) -> None:
             subprocess.run(["scancel", job], check=False)
 
 
+TIME_LIMIT_JOB = """
+import sys, time
+sys.path.insert(0, {scripts!r})
+from latentsky.logs import log_to_file
+log = log_to_file(sys.argv[1])
+log.info("working")
+time.sleep(600)
+"""
+
+
 @pytest.fixture(scope="module")
-def slurm_run(slurm, tmp_path_factory):
+def timed_out_job(slurm, tmp_path_factory):
+    """A job that logs like every rule script and runs into its Slurm time limit (the shortest
+    Slurm enforces: a minute), submitted before the workflow run so that the two overlap."""
+    folder = tmp_path_factory.mktemp("timelimit")
+    (folder / "job.py").write_text(TIME_LIMIT_JOB.format(scripts=str(ROOT / "workflow/scripts")))
+    batch = folder / "job.sh"
+    batch.write_text(
+        f"#!/bin/bash\nexec {sys.executable} {folder / 'job.py'} {folder / 'job.log'}\n"
+    )
+    batch.chmod(0o755)
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", "--time=0:05", "--cpus-per-task=1", "--mem=200"]
+        + ["--chdir", str(folder), "--output", str(folder / "slurm.log"), str(batch)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return folder, submitted.stdout.strip().split(";")[0]
+
+
+@pytest.fixture(scope="module")
+def slurm_run(slurm, timed_out_job, tmp_path_factory):
     """`snakemake --profile slurm` in the repository root of a scratch copy, under a hard timeout."""
     work = fresh_workdir(tmp_path_factory.mktemp("slurm"), with_profile=True)
     log = work / "slurm-run.log"
@@ -242,3 +275,15 @@ def test_every_job_went_through_slurm(slurm_run):
 def test_results_equal_a_local_run(slurm_run, tmp_path_factory):
     work, _ = slurm_run
     assert_same_results(reference_run(tmp_path_factory), work, exact=False, rtol=1e-5)
+
+
+def test_a_job_killed_at_its_time_limit_says_so_in_its_last_log_line(timed_out_job):
+    folder, job = timed_out_job
+    deadline = time.monotonic() + 300
+    while job in (_command("squeue", "--noheader", "--format=%i") or "").split():
+        assert time.monotonic() < deadline, f"Slurm job {job} outlived its time limit"
+        time.sleep(2)
+    last = (folder / "job.log").read_text().splitlines()[-1]
+    assert f"Slurm job {job} reached its time limit (TimeLimit=00:01:00)" in last, last
+    assert "rerun to resume" in last
+    assert "DUE TO TIME LIMIT" in (folder / "slurm.log").read_text()

@@ -165,6 +165,55 @@ def test_resume_extends_a_finished_run(images, tmp_path):
         assert_same_weights(two, full)
 
 
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ({"data": "other"}, "data (sha256"),  # as many samples, other values
+        ({"data": "fewer"}, "samples 120 (now 100)"),
+        ({"seed": 3}, "seed 0 (now 3)"),
+        ({"normalisation": {"low": 2.0}}, "normalisation {'low': 1.0}"),
+        ({"latent_dim": 4}, "model params.latent_dim 8 (now 4)"),
+    ],
+)
+def test_resume_from_a_checkpoint_of_other_data_seed_or_model_is_refused(
+    images, tmp_path, change, named
+):
+    """A checkpoint is resumed only by the run it came from; anything else is refused, naming what
+    differs, and the checkpoint is left as it was."""
+    data = images[:120]
+    path = tmp_path / "cut.pt"
+    with pytest.raises(Interrupt):
+        train(
+            model(),
+            data,
+            config(),
+            path,
+            tmp_path / "cut.csv",
+            normalisation={"low": 1.0},
+            on_epoch_end=stop_after(1),
+        )
+    saved = path.read_bytes()
+    other = {"other": images[120:240], "fewer": images[:100]}.get(change.get("data"), data)
+    net = model(seed=change.get("seed", 0))
+    if "latent_dim" in change:
+        net = build_model("res_ae", {**SMALL, "latent_dim": 4}, (1, 16, 16), seed=0)
+    with pytest.raises(ValueError, match="cannot resume") as refused:
+        train(
+            net,
+            other,
+            config(resume=True, seed=change.get("seed", 0)),
+            path,
+            tmp_path / "again.csv",
+            normalisation=change.get("normalisation", {"low": 1.0}),
+        )
+    assert named in str(refused.value) and str(path) in str(refused.value)
+    assert path.read_bytes() == saved
+    # The run it came from resumes.
+    train(
+        model(), data, config(resume=True), path, tmp_path / "cut.csv", normalisation={"low": 1.0}
+    )
+
+
 def test_seeded_runs_are_identical_and_seeds_matter(images, tmp_path):
     data = images[:100]
     states = []

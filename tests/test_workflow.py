@@ -14,7 +14,8 @@ import yaml
 import zarr
 from report_helpers import embedded_files, html_tables
 from run_helpers import CONFIG, reference_run
-from workflow_helpers import run_snakemake, scheduled_rules
+from workflow_helpers import html_tables as table_rows  # rows of <table id=...>, as text
+from workflow_helpers import report_file, run_snakemake, scheduled_rules
 
 pytestmark = pytest.mark.slow
 
@@ -184,6 +185,24 @@ def test_report_holds_configuration_fit_and_summary_tables(tiny_run):
     # The landing text describes both tracks and names the dataset.
     assert "ASIM photometer windows" in html or "QVNJTSBwaG90b21ldGVy" in html
 
+    # Gaps, failures and bad input: in the report as in summary.json, each in its own table.
+    summary = json.loads((tiny_run / "results/tiny/summary.json").read_text())
+    tables = table_rows(report_file(html, "data_quality.html"))
+    gaps = {(role, key): int(n) for role, key, n in tables["gaps"][1:]}
+    assert gaps == {
+        (role, key): n
+        for role, counts in summary["gaps"].items()
+        for key, n in counts.items()
+        if key != "reasons"
+    }
+    bad = {(store, key): n for store, key, n in tables["bad-input"][1:]}
+    assert bad == {
+        (store, key): str(n)
+        for store, counts in summary["bad_input"].items()
+        for key, n in counts.items()
+    }
+    assert "failures" not in tables and not any(summary["failures"].values())
+
 
 #: A progress line: done of total, the share done, time spent and the time left (latentsky.progress).
 PROGRESS = re.compile(r"(\d+)/(\d+) \S+ \((\d+)%\), \d\d:\d\d elapsed, (\d\d:\d\d|\?) left")
@@ -222,6 +241,16 @@ def test_changing_n_clusters_reruns_only_clustering_and_after(tiny_run):
     rules = set(scheduled_rules(out))
     assert "cluster_embedding" in rules
     assert not rules & UPSTREAM_OF_CLUSTERING, rules
+    # Only what reads the clusters: not the figures of the embedding by label or site.
+    assert rules <= {
+        "cluster_embedding",
+        "fit_sigma_phi",
+        "summarise_results",
+        "plot_clusters",
+        "plot_cluster_label_table",
+        "plot_sigma_phi_distributions",
+        "all",
+    }, rules
 
 
 def test_changing_grid_reruns_projection_but_no_download(tiny_run):
@@ -237,3 +266,19 @@ def test_changing_grid_reruns_projection_but_no_download(tiny_run):
         "download_skymaps",
         "download_scintillation",
     }, rules
+
+
+def test_changing_download_behaviour_reruns_nothing(tiny_run):
+    """Retries, time-outs, connection and size limits, redirects: how files are fetched, not
+    which; given on the command line on top of the config file, they rerun nothing done."""
+    out = run_snakemake(
+        tiny_run,
+        "-n",
+        "--cores",
+        "2",
+        "--configfile",
+        CONFIG,
+        "--config",
+        "download={retries: 9, read_timeout_s: 5, max_connections_per_host: 1, max_file_mb: 64}",
+    ).stdout
+    assert scheduled_rules(out) == {} and "Nothing to be done" in out, out[-3000:]

@@ -52,3 +52,46 @@ def scheduled_rules(output: str) -> dict[str, int]:
         return {}
     rows = (line.split() for line in match.group(1).strip().splitlines())
     return {row[0]: int(row[1]) for row in rows if len(row) == 2}
+
+
+def html_tables(page: str) -> dict[str, list[list[str]]]:
+    """The rows (header first) of each ``<table id=...>`` of an HTML page, as text cells."""
+    from html.parser import HTMLParser
+
+    tables: dict[str, list[list[str]]] = {}
+
+    class Tables(HTMLParser):
+        current: list[list[str]] | None = None
+        cell: list[str] | None = None
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "table":
+                self.current = tables.setdefault(dict(attrs).get("id", ""), [])
+            elif tag == "tr" and self.current is not None:
+                self.current.append([])
+            elif tag in ("td", "th"):
+                self.cell = []
+
+        def handle_endtag(self, tag):
+            if tag in ("td", "th") and self.cell is not None and self.current is not None:
+                self.current[-1].append("".join(self.cell))
+                self.cell = None
+            elif tag == "table":
+                self.current = None
+
+        def handle_data(self, data):
+            if self.cell is not None:
+                self.cell.append(data)
+
+    Tables(convert_charrefs=True).feed(page)
+    return tables
+
+
+def report_file(report: str, name: str) -> str:
+    """The text of the file ``name`` embedded (as a base64 data URI) in a Snakemake report."""
+    import base64
+
+    match = re.search(rf"filename={re.escape(name)};base64,([A-Za-z0-9+/=]+)", report)
+    if not match:
+        raise AssertionError(f"{name} is not in the report")
+    return base64.b64decode(match.group(1)).decode()

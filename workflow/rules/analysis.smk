@@ -93,6 +93,12 @@ rule summarise_results:
             category="Summary",
             subcategory="{dataset}",
         ),
+        quality=report(
+            "results/{dataset}/data_quality.html",
+            caption="../report/data_quality.rst",
+            category="Data quality",
+            subcategory="{dataset}",
+        ),
     log:
         "results/logs/summarise_results/{dataset}.log",
     benchmark:

@@ -51,15 +51,15 @@ def download_outputs():
     outputs = []
     for dataset in DATASETS:
         if kind_of(dataset).downloads:
-            sites, stations = site_names(config, dataset), station_sites(
-                config, dataset
-            )
-            for pattern, chosen in [
-                ("resources/{dataset}/manifests/{site}/skymaps.tsv", sites),
-                ("resources/{dataset}/manifests/{site}/images_{date}.tsv", sites),
-                ("resources/{dataset}/manifests/{site}/ismr_{date}.tsv", stations),
+            sites = site_names(config, dataset)
+            stations = station_sites(config, dataset)
+            manifests = "resources/{dataset}/manifests/{site}"
+            for name, chosen in [
+                ("skymaps", sites),
+                ("images_{date}", sites),
+                ("ismr_{date}", stations),
             ]:
-                outputs += expand_sites(pattern, dataset, chosen)
+                outputs += expand_sites(f"{manifests}/{name}.tsv", dataset, chosen)
     return outputs
 
 

@@ -1,6 +1,9 @@
-# Downloads, per site (and date), run on the submitting host (cluster compute nodes often have no internet). Each writes a
-# manifest (url, path, bytes, sha256, status); the files themselves land under resources/<dataset>/raw/
-# and are not declared outputs, so an interrupted or repeated download keeps every verified file.
+# Downloads, per site (and date), run on the submitting host (cluster compute nodes often have no
+# internet). Each writes a manifest (url, path, bytes, sha256, status, detail, final_url); the files
+# themselves land under resources/<dataset>/raw/ and are not declared outputs, so an interrupted or
+# repeated download keeps every verified file. How files are fetched (config `download`) and
+# `on_bad_input` are read by the scripts from the config, not passed as params: changing them must
+# not rerun downloads that are done, nor anything after them.
 
 
 rule download_images:
@@ -21,7 +24,6 @@ rule download_images:
         runtime=240,
     params:
         images=download_params("images"),
-        download=config["download"],
         raw_dir="resources/{dataset}/raw",
     script:
         "../scripts/download_images.py"
@@ -45,7 +47,6 @@ rule download_skymaps:
         runtime=30,
     params:
         skymaps=download_params("skymaps"),
-        download=config["download"],
         raw_dir="resources/{dataset}/raw",
     script:
         "../scripts/download_skymaps.py"
@@ -69,7 +70,6 @@ rule download_scintillation:
         runtime=60,
     params:
         ismr=download_params("scintillation"),
-        download=config["download"],
         raw_dir="resources/{dataset}/raw",
     script:
         "../scripts/download_scintillation.py"

@@ -58,7 +58,7 @@ rule plot_training_curves:
 
 rule plot_embeddings_by_label:
     input:
-        embedding="results/{dataset}/embedding.csv",
+        coordinates="results/{dataset}/embedding/coordinates.csv",
     output:
         png=report(
             "results/{dataset}/figures/embeddings_by_label.png",
@@ -189,7 +189,7 @@ rule plot_mean_waveforms:
 
 rule plot_embeddings_by_site:
     input:
-        embedding="results/{dataset}/embedding.csv",
+        coordinates="results/{dataset}/embedding/coordinates.csv",
     output:
         png=report(
             "results/{dataset}/figures/embeddings_by_site.png",

@@ -4,7 +4,7 @@ import datetime as dt
 
 from latentsky.acquisition import layouts
 from latentsky.acquisition.gaps import gap_summary
-from latentsky.acquisition.http import DownloadSettings, Fetcher, fetch_all
+from latentsky.acquisition.http import Fetcher, fetch_all, workflow_settings
 from latentsky.acquisition.manifest import write_manifest
 from latentsky.acquisition.sources import source
 from latentsky.logs import log_to_file
@@ -12,7 +12,12 @@ from latentsky.progress import LogProgress
 
 log = log_to_file(snakemake.log[0])
 ismr = snakemake.params.ismr
-fetcher = Fetcher(DownloadSettings(**snakemake.params.download))
+# Download behaviour comes from the config, not from params: changing it must rerun nothing that
+# is done (see download_images.py).
+fetcher = Fetcher(
+    workflow_settings(snakemake.config["download"]),
+    skip_failures=snakemake.config["on_bad_input"] == "skip",
+)
 date = dt.date.fromisoformat(snakemake.wildcards.date)
 hours = layouts.hours_of_night(date, *ismr["hours_ut"])
 jobs = source("chain_ismr", "scintillation").jobs(
@@ -23,4 +28,7 @@ with LogProgress(len(jobs), f"ismr {ismr['station']} {date}", log, unit="files")
 write_manifest(rows, snakemake.output.manifest)
 statuses = [row.status for row in rows]
 log.info("%s: %s", date, {status: statuses.count(status) for status in set(statuses)})
-log.info("%s: gaps %s", date, gap_summary(rows))
+log.info("%s: gaps and failures %s", date, gap_summary(rows))
+for row in rows:
+    if row.status == "failed":
+        log.warning("failed: %s: %s", row.url, row.detail)

@@ -2,14 +2,17 @@
 
 import datetime as dt
 
-from latentsky.acquisition.http import DownloadSettings, Fetcher, fetch_all
+from latentsky.acquisition.http import Fetcher, fetch_all, workflow_settings
 from latentsky.acquisition.manifest import write_manifest
 from latentsky.acquisition.sources import source
 from latentsky.logs import log_to_file
 
 log = log_to_file(snakemake.log[0])
 skymaps = snakemake.params.skymaps
-fetcher = Fetcher(DownloadSettings(**snakemake.params.download))
+# Download behaviour comes from the config, not from params: changing it must rerun nothing that
+# is done (see download_images.py). Skymaps are needed whatever on_bad_input says: a skymap that
+# stays broken or is not in the archive stops the job, naming its URL.
+fetcher = Fetcher(workflow_settings(snakemake.config["download"]))
 jobs, gaps = source(skymaps["source"], "skymaps").jobs(
     fetcher,
     skymaps["base_url"],

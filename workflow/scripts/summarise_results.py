@@ -1,4 +1,5 @@
-"""Headline numbers of a run: latent-space quality, clusters, sigma_phi fits, gaps, bad input."""
+"""Headline numbers of a run: latent-space quality, clusters, sigma_phi fits, gaps, failures, bad
+input (summary.json), and the report's data-quality page."""
 
 import json
 from pathlib import Path
@@ -6,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from latentsky.acquisition.manifest import read_manifest
+from latentsky.analysis.quality import quality_page
 from latentsky.analysis.summary import summarise
 from latentsky.jsonable import plain
 from latentsky.logs import log_to_file
@@ -41,3 +43,5 @@ summary = summarise(
 summary = plain(summary, "summary")
 log.info("summary: %s", json.dumps(summary, indent=2))
 Path(snakemake.output.summary).write_text(json.dumps(summary, indent=2, allow_nan=False))
+# The same gaps, failures and bad-input counts, as the report's "Data quality" page.
+Path(snakemake.output.quality).write_text(quality_page(snakemake.wildcards.dataset, summary))

@@ -9,16 +9,25 @@ that involve more than one key. Every error is a :class:`ConfigError` that names
 Rules then read a dataset's settings with :func:`settings`, the top-level section with the
 dataset's overrides on top, and its dates with :func:`dataset_dates`.
 
-Only the standard library and Snakemake's validator are used: the Snakefile imports this module.
+Values given on the command line (``snakemake --config key=value``) reach the config as text
+(Snakemake parses nested values with YAML's base loader, which keeps every scalar a string):
+:func:`prepare` first gives each such string the type the schema asks for (``'7'`` becomes 7 where an
+integer is due), so overrides work on top of the default config or of a ``--configfile``.
+
+Only the standard library, PyYAML and Snakemake's validator are used (Snakemake itself depends on
+PyYAML): the Snakefile imports this module.
 """
 
 from __future__ import annotations
 
 import copy
 import datetime as dt
+import math
+import re
 from pathlib import Path
 
 from latentsky.kinds import SCINTILLATION_ACKNOWLEDGEMENT, data_kind
+from latentsky.labelcheck import LabelsError, check_labels_csv
 
 #: Where each demo generator writes a dataset's files: its labels (and photometer FITS files).
 DEMO_FOLDERS = {"demo_mirror": "resources/demo_mirror/{}", "demo_tle": "resources/demo_tle/{}"}
@@ -125,11 +134,17 @@ def dataset_dates(config: dict, dataset: str) -> list[str]:
 def prepare(config: dict, schema: str | Path) -> dict:
     """Validate ``config`` in place (defaults filled in, keys sorted) and return it.
 
+    Command-line values are typed first (:func:`coerce`); then the schema, the overrides and every
+    check that involves more than one key run, all before any job.
+
     Raises:
         ConfigError: naming the key of the first problem found.
     """
+    schema_tree = _load_schema(schema)
+    coerce(config, schema_tree, schema_tree)
     _validate(config, schema, "config", set_default=True)
     sort_keys(config)
+    _check_ismr_columns(config)
     for dataset, entry in config["datasets"].items():
         kind = data_kind(entry["kind"])
         entry.setdefault("model", kind.default_model)
@@ -152,12 +167,245 @@ def prepare(config: dict, schema: str | Path) -> dict:
                 "embedding.subset is 'labelled' but the dataset has no labels; "
                 "give a labels CSV or set embedding.subset to 'all'",
             )
+        n_labels = _check_labels_file(config, dataset, entry)
+        _check_sample_counts(config, dataset, n_labels)
     return config
+
+
+# --- command-line values: typed as the schema says ------------------------------------------------
+
+
+def _load_schema(schema) -> dict:
+    import yaml
+
+    with open(schema) as handle:
+        return yaml.safe_load(handle)
+
+
+def _resolve(node: dict, root: dict) -> dict:
+    while isinstance(node, dict) and "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        node = {**root["$defs"][name], **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def _branch(node: dict, value: dict, root: dict) -> dict:
+    """The branch of an ``if``/``then``/``else`` schema that ``value`` takes (kinds of dataset)."""
+    test = node.get("if")
+    if not test:
+        return node
+    holds = all(
+        key in value and value[key] == rule.get("const")
+        for key, rule in test.get("properties", {}).items()
+    ) and all(key in value for key in test.get("required", []))
+    chosen = node.get("then" if holds else "else", {})
+    return {**node, **_resolve(chosen, root)}
+
+
+def _scalar(text: str, node: dict):
+    """``text`` as the type ``node`` asks for, or ``text`` unchanged when it is one of the
+    allowed strings or does not parse as YAML."""
+    import yaml
+
+    types = node.get("type")
+    types = [types] if isinstance(types, str) else list(types or [])
+    enum = node.get("enum")
+    if "string" in types or (enum is not None and text in enum):
+        return text
+    if not types and enum is None:
+        return text
+    if {"number", "integer"} & set(types):
+        for parse in (int, float):  # YAML 1.1 reads 1e-3 as text
+            try:
+                return parse(text)
+            except ValueError:
+                pass
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return text if isinstance(value, str) else value
+
+
+def coerce(value, node: dict, root: dict):
+    """Give the strings in ``value`` (a config or part of one) the types its schema ``node`` asks
+    for, in place where ``value`` is a mapping or a list; return the (possibly new) value.
+
+    ``snakemake --config clustering='{n_clusters: 7}'`` hands over ``{'n_clusters': '7'}``: the
+    schema says integer, so 7 it becomes. A string that is allowed as it is, or that does not parse,
+    stays a string, and validation then names it.
+    """
+    node = _resolve(node or {}, root)
+    if isinstance(value, str):
+        typed = _scalar(value, node)
+        if isinstance(typed, str):
+            return typed
+        value = typed
+        if not isinstance(value, dict | list):
+            return value
+    if isinstance(value, dict):
+        node = _branch(node, value, root)
+        properties = node.get("properties", {})
+        extra = node.get("additionalProperties")
+        for key in list(value):
+            sub = properties.get(key, extra if isinstance(extra, dict) else None)
+            if sub is not None:
+                value[key] = coerce(value[key], sub, root)
+    elif isinstance(value, list) and isinstance(node.get("items"), dict):
+        value[:] = [coerce(item, node["items"], root) for item in value]
+    return value
+
+
+# --- checks across keys ---------------------------------------------------------------------------
+
+
+def _check_ismr_columns(config: dict) -> None:
+    """Every ISMR column read must lie within the row (``scintillation.columns.expected_count``),
+    and no two quantities may be read from one column."""
+    columns = config["scintillation"]["columns"]
+    read_from: dict[int, str] = {}
+    for name, number in sorted(columns.items()):
+        if name != "expected_count" and read_from.setdefault(number, name) != name:
+            raise ConfigError(
+                f"scintillation.columns.{name}",
+                f"column {number} is scintillation.columns.{read_from[number]}'s too",
+            )
+    count = columns.get("expected_count")
+    if count is None:
+        return
+    for name, number in sorted(columns.items()):
+        if name != "expected_count" and number > count:
+            raise ConfigError(
+                f"scintillation.columns.{name}",
+                f"column {number} lies beyond the {count} columns of a row "
+                "(scintillation.columns.expected_count)",
+            )
+
+
+#: Frame cadence of the THEMIS imagers (s): the most frames an hour of real data can hold is
+#: 3600 / 3.
+THEMIS_CADENCE_S = 3.0
+#: Samples of one MMIA photometer frame (the demo generator's frames).
+MMIA_FRAME_SAMPLES = 8320
+
+
+def sample_bound(config: dict, dataset: str) -> int | None:
+    """The most samples a dataset can give, where the config alone says it; None otherwise.
+
+    Image datasets: dates x hours x sites x frames an hour (at the demo's cadence, or THEMIS's 3 s,
+    thinned by ``projection.frame_interval_s``). Photometer demos: the generated observations'
+    windows. A local folder of FITS files: unknown.
+    """
+    entry = config["datasets"][dataset]
+    if data_kind(entry["kind"]).sited:
+        cadence = entry.get("demo_mirror", {}).get("cadence_s", THEMIS_CADENCE_S)
+        step = max(cadence, config["projection"].get("frame_interval_s", 0) or 0)
+        hours = entry["hours_ut"][1] - entry["hours_ut"][0] + 1
+        per_hour = math.ceil(3600 / step)
+        return (
+            len(dataset_dates(config, dataset))
+            * hours
+            * per_hour
+            * len(dataset_sites(config, dataset))
+        )
+    demo = entry.get("demo_tle")
+    if demo:
+        window = entry.get("photometer", {}).get("window", {})
+        if window.get("centre") == "trigger":
+            return demo["n_observations"]
+        samples = demo["frames_per_observation"] * MMIA_FRAME_SAMPLES
+        return demo["n_observations"] * math.ceil(samples / window.get("stride", 5000))
+    return None
+
+
+def _check_sample_counts(config: dict, dataset: str, n_labels: int | None) -> None:
+    """Cluster and neighbour counts must be smaller than the samples they work on, where the
+    config (and the labels CSV) say how many there can be at most."""
+    total = sample_bound(config, dataset)
+    embedding = settings(config, dataset, "embedding")
+    embedded = total
+    if embedding["subset"] == "labelled" and n_labels is not None:
+        # A label names one image, or a few where its tolerance spans several frames.
+        tolerance = settings(config, dataset, "analysis")["label_tolerance_s"]
+        cadence = (
+            config["datasets"][dataset].get("demo_mirror", {}).get("cadence_s", THEMIS_CADENCE_S)
+        )
+        sited = data_kind(config["datasets"][dataset]["kind"]).sited
+        per_label = 1 + int(2 * tolerance // cadence) if sited else 1
+        labelled = n_labels * per_label
+        embedded = labelled if embedded is None else min(embedded, labelled)
+    if embedded is None:
+        return
+    where = "samples" if embedded == total else "labelled samples"
+    clustering = settings(config, dataset, "clustering")
+    analysis = settings(config, dataset, "analysis")
+    for key, value in (
+        ("clustering.n_clusters", clustering["n_clusters"]),
+        ("clustering.n_neighbors", clustering["n_neighbors"]),
+        ("embedding.umap_neighbors", embedding["umap_neighbors"]),
+        ("analysis.knn_neighbors", analysis["knn_neighbors"]),
+    ):
+        if value >= embedded:
+            raise ConfigError(
+                _dataset_key(config, dataset, key),
+                f"{value} is not smaller than the number of samples dataset {dataset} can give "
+                f"({embedded} {where} at most)",
+            )
+
+
+def _dataset_key(config: dict, dataset: str, key: str) -> str:
+    """``key``, or the dataset's override of it when it has one."""
+    section, name = key.split(".", 1)
+    if name in config["datasets"][dataset].get("overrides", {}).get(section, {}):
+        return f"datasets.{dataset}.overrides.{key}"
+    return key
+
+
+def known_classes(config: dict, dataset: str) -> set[str]:
+    """The label classes a dataset's labels CSV may use: the kind's own (OATH's six for images,
+    the TLE and ordinary labels for photometers) and every class the analysis names."""
+    analysis = settings(config, dataset, "analysis")
+    named = set(analysis["exclude_labels"]) | set(analysis["bright_aurora_labels"])
+    own = data_kind(config["datasets"][dataset]["kind"]).label_classes
+    if own:
+        return named | set(own)
+    tle = analysis.get("tle", {})
+    return named | set(tle.get("tle_labels", [])) | set(tle.get("ordinary_labels", []))
+
+
+def _check_labels_file(config: dict, dataset: str, entry: dict) -> int | None:
+    """Check the labels CSV now, before any job, when it exists already (a demo's is generated by
+    its rule and checked when read). Returns its number of rows, or None."""
+    path = entry.get("labels")
+    if not path:
+        return None
+    generated = any(generator in entry for generator in DEMO_FOLDERS)
+    if not Path(path).is_file():
+        if generated:
+            return None
+        raise ConfigError(f"datasets.{dataset}.labels", f"no such file: {path}")
+    span = None
+    if data_kind(entry["kind"]).sited:
+        days = dataset_dates(config, dataset)
+        first, last = entry["hours_ut"]
+        span = (
+            dt.datetime.fromisoformat(days[0]),
+            dt.datetime.fromisoformat(days[-1]) + dt.timedelta(days=1),
+            (first, last),
+        )
+    try:
+        return len(
+            check_labels_csv(
+                path, known_classes(config, dataset), site_names(config, dataset) or None, span
+            )
+        )
+    except LabelsError as error:
+        raise ConfigError(f"datasets.{dataset}.labels", str(error)) from None
 
 
 def _check_sites(config: dict, dataset: str, entry: dict) -> None:
     """An image dataset names its sites one way, each once; the site frame needs square cells."""
-    if not data_kind(entry["kind"]).downloads:  # only archive datasets name imager sites
+    if not data_kind(entry["kind"]).sited:  # only imager datasets name sites
         return
     key = f"datasets.{dataset}"
     if ("site" in entry) == ("sites" in entry):
@@ -204,13 +452,33 @@ def _check_override(config: dict, dataset: str, section: str, schema) -> None:
 
 
 def _validate(config: dict, schema, key: str, set_default: bool) -> None:
+    """Validate against the schema; a ConfigError names the offending key: ``key`` is ``config``
+    for the whole config, or the override (``datasets.<name>.overrides.<section>``) whose merged
+    section is being checked."""
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
     try:
         validate(config, str(schema), set_default=set_default)
     except WorkflowError as error:
-        raise ConfigError(key, str(error)) from None
+        raise ConfigError(*_schema_error(str(error), key)) from None
+
+
+def _schema_error(text: str, key: str) -> tuple[str, str]:
+    """(key, reason) of a validation message: the key from its ``On instance[...]`` path and the
+    name it reports missing or unexpected; the reason from its ``ValidationError`` line."""
+    found = re.search(r"On instance((?:\[[^\]]*\])*):", text)
+    parts = (
+        [a or b for a, b in re.findall(r"\['([^']*)'\]|\[(\d+)\]", found.group(1))] if found else []
+    )
+    named = re.search(r"\('([^']+)' was unexpected\)|'([^']+)' is a required property", text)
+    if named:
+        parts.append(named.group(1) or named.group(2))
+    if key != "config":
+        parts = [key, *parts[1:]]  # the override's own key, then the path within its section
+    reason = re.search(r"ValidationError: (.*)", text)
+    detail = reason.group(1).strip() if reason else text.strip().splitlines()[0]
+    return ".".join(parts) or key, f"{detail} (schema: config/schema.yaml)"
 
 
 def dataset_figures(config: dict, dataset: str) -> list[str]:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from latentsky.labelcheck import OATH_CLASSES
+
 
 @dataclass(frozen=True)
 class DataKind:
@@ -40,6 +42,11 @@ class DataKind:
         figures: figures of this kind beyond the common ones (names under ``figures/``).
         outputs: further outputs of this kind's own rules (paths under ``results/<dataset>/``);
             the summary reads them.
+        sited: whether its samples are frames of imager sites over the dataset's dates and UT
+            hours (the config then names the sites, bounds the number of samples and the span
+            its labels may fall in).
+        label_classes: the classes its labels CSV may use besides those the analysis names;
+            empty where the analysis config lists them all.
     """
 
     name: str
@@ -57,6 +64,8 @@ class DataKind:
     acknowledgement: tuple[str, ...] = ()
     figures: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+    sited: bool = False
+    label_classes: tuple[str, ...] = ()
 
 
 ASI = DataKind(
@@ -72,6 +81,8 @@ ASI = DataKind(
     loss_name="masked mean squared error of normalised counts",
     sample_noun="images",
     acknowledgement=("themis_asi",),
+    sited=True,
+    label_classes=OATH_CLASSES,
 )
 
 PHOTOMETER = DataKind(

@@ -16,7 +16,15 @@ from pathlib import Path
 
 
 class VerificationError(ValueError):
-    """A downloaded or present file that fails its check (size, gzip, format)."""
+    """A downloaded or present file that fails its check (size, gzip, format).
+
+    ``salvageable``: the file is broken but part of it reads (complete PGM frames before a cut,
+    ISMR rows before a damaged gzip block); if it stays so after the retries, that part is kept.
+    """
+
+    def __init__(self, message: str, salvageable: bool = False):
+        super().__init__(message)
+        self.salvageable = salvageable
 
 
 def _gunzip(path: str | Path) -> bytes:
@@ -82,7 +90,10 @@ def check_pgm_gz(expected_frames: int | None = None) -> Callable[[Path], None]:
     from latentsky.instruments.themis import PGM_FRAME_MARK, pgm_frame_problem
 
     def check(path: Path) -> None:
-        data = _gunzip(path)
+        try:
+            data = _gunzip(path)
+        except VerificationError as error:
+            raise _salvage_pgm(path, error) from error
         if not data.startswith(b"P5"):
             raise VerificationError("not a binary PGM (no P5 magic number)")
         starts = [m.start() for m in re.finditer(re.escape(PGM_FRAME_MARK), data)]
@@ -97,6 +108,37 @@ def check_pgm_gz(expected_frames: int | None = None) -> Callable[[Path], None]:
     return check
 
 
+def _salvage_pgm(path: Path, error: VerificationError) -> VerificationError:
+    """``error``, marked salvageable when the reader finds complete frames before the damage (a
+    stream cut short; a corrupt one is not trusted frame by frame, see the reader)."""
+    from latentsky.errors import BadInputError
+    from latentsky.instruments.themis import read_themis_pgm_frames
+
+    try:
+        read = read_themis_pgm_frames(path, skip_bad_frames=True)
+    except BadInputError:
+        return error
+    return VerificationError(
+        f"{error}; {len(read.frames)} complete frame(s) before the damage are readable",
+        salvageable=True,
+    )
+
+
+def _salvage_ismr(path: Path, error: VerificationError, expected_columns) -> VerificationError:
+    """``error``, marked salvageable when ISMR rows before the damage parse."""
+    from latentsky.instruments.chain import IsmrColumns, read_ismr
+
+    try:
+        frame, _ = read_ismr(path, IsmrColumns(expected_count=expected_columns), "skip")
+    except Exception:  # noqa: BLE001 - nothing readable is the answer, whatever the reason
+        return error
+    if not len(frame):
+        return error
+    return VerificationError(
+        f"{error}; {len(frame)} ISMR record(s) before the damage are readable", salvageable=True
+    )
+
+
 def check_ismr_gz(expected_columns: int | None = 62, sample_rows: int = 50) -> Callable:
     """A check of a gzipped ISMR file: gzip intact and its rows parse as ISMR records.
 
@@ -108,7 +150,11 @@ def check_ismr_gz(expected_columns: int | None = 62, sample_rows: int = 50) -> C
     """
 
     def check(path: Path) -> None:
-        lines = [line for line in _gunzip(path).decode("latin-1").splitlines() if line.strip()]
+        try:
+            data = _gunzip(path)
+        except VerificationError as error:
+            raise _salvage_ismr(path, error, expected_columns) from error
+        lines = [line for line in data.decode("latin-1").splitlines() if line.strip()]
         sample = lines[:sample_rows]
         if not sample:
             return

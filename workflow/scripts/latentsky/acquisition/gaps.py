@@ -1,4 +1,5 @@
-"""Gap accounting: which UT hours and minutes of a download the archive did not have.
+"""Gap and failure accounting: which UT hours and minutes of a download the archive did not have
+(gaps: it says so) or did not give (failures: it answered wrongly, after every retry).
 
 Every download manifest row names the archive file (or, for a whole missing hour of UCalgary
 stream0, the hour's folder) in its URL, and each layout puts the time in the name, so the hour and
@@ -44,30 +45,57 @@ def span_of(url: str) -> tuple[dt.datetime, int] | None:
 
 
 def gap_summary(rows: Iterable[ManifestRow]) -> dict[str, int]:
-    """Counts of what a set of download manifests holds and lacks.
+    """Counts of what a set of download manifests holds, lacks (gaps) and failed to get.
 
-    Returns ``files_present`` (downloaded or already present), ``files_missing`` (gap rows: files
-    the archive answered 404 for or did not list, or whole hour folders), ``hours_expected`` (UT
-    hours the rows cover), ``hours_missing`` (of those, hours without a single present file) and
-    ``minutes_missing`` (minutes without data: 1 per missing stream0 minute file, 60 per missing
+    Returns ``files_present`` (downloaded or already present), ``files_missing`` (gap rows: what
+    the archive positively says it does not have: a 404, a file or folder a listing lacks),
+    ``files_failed`` (rows of files or listings that stayed broken after the retries; some keep a
+    salvaged part), ``hours_expected`` (UT hours the rows cover), ``hours_missing`` and
+    ``hours_failed`` (of those, hours without any data: with only gaps, and with a failure among
+    their rows) and ``minutes_missing`` and ``minutes_failed`` (1 per stream0 minute file, 60 per
     hourly file or hour folder). One stream0 minute holds 20 frames (3 s cadence).
     """
     rows = list(rows)
-    hours, hours_with_data = set(), set()
-    minutes_missing = 0
+    hours, hours_with_data, hours_with_failure = set(), set(), set()
+    minutes = {"missing": 0, "failed": 0}
     for row in rows:
         span = span_of(row.url)
         if span is None:
             continue
         hours.add(span[0])
-        if row.status in PRESENT:
+        if row.status in PRESENT or (row.status == "failed" and row.path):
             hours_with_data.add(span[0])
-        elif row.status == "missing":
-            minutes_missing += span[1]
+        if row.status in minutes:
+            minutes[row.status] += span[1]
+        if row.status == "failed":
+            hours_with_failure.add(span[0])
+    without_data = hours - hours_with_data
     return {
         "files_present": sum(row.status in PRESENT for row in rows),
         "files_missing": sum(row.status == "missing" for row in rows),
+        "files_failed": sum(row.status == "failed" for row in rows),
         "hours_expected": len(hours),
-        "hours_missing": len(hours - hours_with_data),
-        "minutes_missing": minutes_missing,
+        "hours_missing": len(without_data - hours_with_failure),
+        "hours_failed": len(without_data & hours_with_failure),
+        "minutes_missing": minutes["missing"],
+        "minutes_failed": minutes["failed"],
     }
+
+
+def gap_reasons(rows: Iterable[ManifestRow]) -> dict[str, int]:
+    """Gap rows by reason (their ``detail``)."""
+    reasons: dict[str, int] = {}
+    for row in rows:
+        if row.status == "missing":
+            reason = row.detail or "not in the archive"
+            reasons[reason] = reasons.get(reason, 0) + 1
+    return dict(sorted(reasons.items()))
+
+
+def failures(rows: Iterable[ManifestRow]) -> list[dict[str, str]]:
+    """Every ``failed`` row: its URL, the fault and the salvaged part's path (empty if none)."""
+    return [
+        {"url": row.url, "reason": row.detail, "salvaged": row.path}
+        for row in rows
+        if row.status == "failed"
+    ]

@@ -55,10 +55,13 @@ class BerkeleyL1(Source):
     def frame_reader(self, site: str, skip_bad_frames: bool) -> Callable:
         """A function reading one file into a :class:`~latentsky.instruments.themis.FrameRead`
         (a CDF is read whole or not at all, so ``skip_bad_frames`` does not apply)."""
-        from latentsky.instruments.themis import FrameRead, read_themis_l1_cdf
+        from latentsky.instruments.themis import FrameRead, file_span, read_themis_l1_cdf
 
         def read(path):
-            return FrameRead(*read_themis_l1_cdf(path, site))
+            # The file's variables are named by site (the reader needs thg_asf_<site>); a CDF
+            # does not name its imager.
+            frames, times = read_themis_l1_cdf(path, site)
+            return FrameRead(frames, times, span=file_span(path), site=site)
 
         return read
 

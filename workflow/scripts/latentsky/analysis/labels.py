@@ -8,32 +8,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from latentsky.errors import BadInputError
+from latentsky.labelcheck import OATH_CLASSES, check_labels_csv
 
 #: The six OATH classes, in the order figures use.
-CLASSES = ("arc", "diffuse", "discrete", "moon", "clear", "cloudy")
+CLASSES = OATH_CLASSES
 
 
 def read_labels(path: str | Path, site: str | Iterable[str] | None = None) -> pd.DataFrame:
     """Read a labels CSV (columns time, site, label) -> DataFrame(time datetime64[ns], site, label)
-    sorted by time, keeping the rows of ``site`` (one name or several; None: all)."""
-    path = Path(path)
-    try:
-        table = pd.read_csv(path)
-    except (OSError, pd.errors.ParserError, UnicodeDecodeError) as error:
-        raise BadInputError(path, f"cannot read labels CSV: {error}") from error
-    missing = {"time", "site", "label"} - set(table.columns)
-    if missing:
-        raise BadInputError(path, f"labels CSV lacks columns {sorted(missing)}")
-    try:
-        times = pd.to_datetime(table["time"], utc=True).dt.tz_localize(None)
-    except (ValueError, TypeError) as error:
-        raise BadInputError(path, f"unparseable time in labels CSV: {error}") from error
+    sorted by time, keeping the rows of ``site`` (one name or several; None: all).
+
+    Every row is checked first (:func:`latentsky.labelcheck.check_labels_csv`): an empty or
+    unparsable time, an empty site or label raises, naming the file and the line.
+    """
+    # The rows as the check read them (UTC times, sites and labels stripped and in lower case):
+    # a second reader could disagree with the check and lose labels quietly.
+    rows = check_labels_csv(Path(path))
     labels = pd.DataFrame(
         {
-            "time": times.astype("datetime64[ns]"),
-            "site": table["site"].astype(str).str.lower(),
-            "label": table["label"].astype(str).str.strip().str.lower(),
+            "time": pd.to_datetime([when for when, _, _ in rows]).astype("datetime64[ns]"),
+            "site": pd.Series([site for _, site, _ in rows], dtype=object),
+            "label": pd.Series([label for _, _, label in rows], dtype=object),
         }
     )
     if site is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from latentsky.acquisition.gaps import gap_summary
+from latentsky.acquisition.gaps import failures, gap_reasons, gap_summary
 from latentsky.analysis.embedding import adjusted_rand, cluster_label_table, knn_accuracy
 from latentsky.analysis.sites import site_measures
 from latentsky.conventions import decode_attribute
@@ -35,7 +35,9 @@ def summarise(
         metrics: per-epoch training metrics.
         analysis: the config's ``analysis`` section for the dataset.
         bad_input: bad-input counts of the sample store, by store name (``images``, ``windows``).
-        manifests: download manifest rows by source role (``images``, ``ismr``), for the gaps.
+        manifests: download manifest rows by source role (``images``, ``ismr``), for the gaps
+            (``gaps.<role>``: counts and reasons) and failures (``failures.<role>``: URL, fault
+            and salvaged path of each).
         fits: the log-normal fits (rows per cluster and per label), with the sigma_phi store's
             attributes ``scintillation_attrs``.
         kind_summaries: the summaries of the kind's own rules, by name (``tle``); a
@@ -61,8 +63,13 @@ def summarise(
     summary.update(
         site_measures(embedding, latents, k=analysis["knn_neighbors"], folds=analysis["knn_folds"])
     )
-    # What the archives lacked (404 or not listed): files, UT hours and minutes without data.
-    summary["gaps"] = {role: gap_summary(rows) for role, rows in (manifests or {}).items() if rows}
+    # What the archives lacked (gaps: they say so) and what they answered wrongly after every
+    # retry (failures), apart, each with its reasons.
+    roles = {role: rows for role, rows in (manifests or {}).items() if rows}
+    summary["gaps"] = {
+        role: {**gap_summary(rows), "reasons": gap_reasons(rows)} for role, rows in roles.items()
+    }
+    summary["failures"] = {role: failures(rows) for role, rows in roles.items()}
     summary["bad_input"] = dict(bad_input)
     for name, extra in (kind_summaries or {}).items():
         extra = dict(extra)

@@ -14,6 +14,16 @@ any sigma_phi outside ``(0, sigma_phi_sentinel_rad)`` is therefore treated as in
 values stay well below 10 rad (a few rad in the strongest storms), so the default threshold of
 9.99 rad only catches fill values.
 
+Times out of place: a CHAIN file holds one hour (its name says which: ``<sss>c<YY><DDD><h>``), so
+every record must end within that hour (give or take two minutes, for the GPS - UTC offset and the
+minute that ends on the hour). A record whose GPS week was written with 10 bits (a receiver that
+counts weeks modulo 1024, so 2017 reads as 1997) lands 1024 weeks (19.6 years) early: when adding
+1024 weeks once or more puts it in the file's hour, the week is corrected and counted
+(``week_rollover``); otherwise the record is a culprit, named and dropped (``outside_file_hour``).
+Within the file the records must not go back in time: the culprits are the fewest records whose
+removal leaves the rest in order (the complement of a longest non-decreasing run of times), so one
+displaced record is the one named and dropped, never the good records around it.
+
 Reading: :func:`read_ismr` (or :func:`read_ismr_files`); what follows (quality cuts, one sigma_phi
 per minute and per image) is in :mod:`latentsky.analysis.scintillation`.
 """
@@ -21,7 +31,9 @@ per minute and per image) is in :mod:`latentsky.analysis.scintillation`.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import math
+import re
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +44,7 @@ import pandas as pd
 
 from latentsky.errors import BadInputError, Counts
 from latentsky.instruments.gpstime import SECONDS_PER_WEEK, gps_to_utc
+from latentsky.timeorder import in_order_culprits
 
 #: Length of one ISMR record (s): indices are computed over the minute that ends at the time stamp.
 RECORD_SECONDS = 60
@@ -90,10 +103,10 @@ class IsmrColumns:
 
 #: Counters of reading ISMR files, in the order they are reported. ``files``, ``lines`` (non-blank
 #: lines seen) and ``rows`` (records returned) describe the input; ``missing_sigma_phi`` counts
-#: records kept with sigma_phi = NaN (``nan`` in the file) and ``out_of_order`` records kept and
-#: sorted into place. Every other counter is a number of dropped records, except
-#: ``corrupt_files`` (files whose gzip stream was truncated or corrupt; the records decoded before
-#: the damage are kept).
+#: records kept with sigma_phi = NaN (``nan`` in the file) and ``week_rollover`` records kept whose
+#: 10-bit GPS week was corrected. Every other counter is a number of dropped records (culprits),
+#: except ``corrupt_files`` (files whose gzip stream was truncated or corrupt; the records decoded
+#: before the damage are kept).
 ISMR_COUNTERS = (
     "files",
     "lines",
@@ -104,6 +117,8 @@ ISMR_COUNTERS = (
     "invalid_time_or_svid",
     "invalid_sigma_phi",
     "missing_sigma_phi",
+    "week_rollover",
+    "outside_file_hour",
     "duplicates",
     "out_of_order",
 )
@@ -113,8 +128,26 @@ DROPPED = (
     "non_numeric",
     "invalid_time_or_svid",
     "invalid_sigma_phi",
+    "outside_file_hour",
     "duplicates",
+    "out_of_order",
 )
+#: How far (s) a record's end may lie outside its file's hour: the GPS - UTC offset (18 s since
+#: 2017) and the record that ends on the hour, with room to spare.
+HOUR_SLACK_S = 120
+#: Weeks in a 10-bit GPS week count.
+WEEK_ROLLOVER = 1024
+_CHAIN_NAME = re.compile(r"^[a-z]{3}c(?P<yy>\d{2})(?P<doy>\d{3})(?P<letter>[a-x])\.ismr(?:\.gz)?$")
+
+
+def ismr_file_hour(path) -> dt.datetime | None:
+    """The UT hour a CHAIN ISMR file covers, from its name (``fsic24008g.ismr.gz``: 2024, day 8,
+    06 UT); None for a file named otherwise."""
+    match = _CHAIN_NAME.match(Path(path).name)
+    if not match:
+        return None
+    day = dt.datetime(2000 + int(match["yy"]), 1, 1) + dt.timedelta(days=int(match["doy"]) - 1)
+    return day + dt.timedelta(hours=ord(match["letter"]) - ord("a"))
 
 
 def ismr_counts(**values: int) -> Counts:
@@ -198,6 +231,7 @@ def read_ismr(
     columns: IsmrColumns = IsmrColumns(),
     on_bad_input: str = "skip",
     sigma_phi_sentinel_rad: float = DEFAULT_SIGMA_PHI_SENTINEL_RAD,
+    hour: dt.datetime | None = None,
 ) -> tuple[pd.DataFrame, Counts]:
     """Read one ISMR file (``.ismr`` or ``.ismr.gz``) into a frame of one row per satellite-minute.
 
@@ -206,15 +240,18 @@ def read_ismr(
     path : path of the file; gzip is recognised by the ``.gz`` suffix or the gzip magic bytes.
     columns : column layout (1-based numbers), Septentrio by default.
     on_bad_input : ``"skip"`` drops (and counts) bad records and keeps what a damaged gzip stream
-        held before the damage; ``"fail"`` raises :class:`BadInputError` at the first problem, naming
-        the file and the 1-based line number.
+        held before the damage; ``"fail"`` raises :class:`BadInputError` for the first culprit in
+        the file, naming the file and its 1-based line number.
     sigma_phi_sentinel_rad : sigma_phi at or above this (rad) is a fill value. Values <= 0 are always
         invalid (sigma_phi is a standard deviation, and the log-normal fit needs positive values).
+    hour : the UT hour the file covers; None: from a CHAIN file name (:func:`ismr_file_hour`), and
+        no check of the records' times against an hour for files named otherwise.
 
     Problems detected: damaged gzip stream; wrong number of columns; a used field that is not a
     number (``nan`` is accepted as missing in the measurement columns, but not in week, TOW or SVID);
-    week/TOW/SVID out of range; invalid sigma_phi; a second record for the same (time, SVID) (the
-    first is kept); times out of order (kept, then sorted).
+    week/TOW/SVID out of range; invalid sigma_phi; a record that ends outside the file's hour
+    (after correcting a 10-bit GPS week); a second record for the same (time, SVID) (the first is
+    kept); a record out of order (the culprits: see the module docstring). Each is dropped.
 
     Returns
     -------
@@ -227,11 +264,11 @@ def read_ismr(
     path = Path(path)
     counts = ismr_counts(files=1)
     lines, gzip_error = _read_lines(path)
+    hour = hour if hour is not None else ismr_file_hour(path)
+    problems: list[tuple[int, str, str]] = []  # (line, counter, reason) of every culprit
 
     def bad(counter: str, lineno: int, reason: str) -> None:
-        if on_bad_input == "fail":
-            raise BadInputError(path, reason, where=f"line {lineno}")
-        counts.add(counter)
+        problems.append((lineno, counter, reason))
 
     used = columns.used()
     index = {name: number - 1 for name, number in used.items()}
@@ -239,9 +276,7 @@ def read_ismr(
     expected = columns.expected_count
     measurement_names = ("azimuth", "elevation", "cn0", "s4", "phi60", "lock_time")
 
-    records: list[tuple] = []
-    seen: dict[tuple[float, int], int] = {}  # (GPS seconds, SVID) -> line of the kept record
-    latest = -math.inf
+    parsed: list[tuple[int, float, float, float, dict]] = []  # (line, week, tow, svid, values)
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue  # blank lines (a trailing newline, or padding) are not records
@@ -292,6 +327,14 @@ def read_ismr(
                 f"(0, {sigma_phi_sentinel_rad})",
             )
             continue
+        parsed.append((lineno, week, tow, svid, values))
+
+    if hour is not None:
+        parsed = _within_hour(parsed, hour, counts, bad)
+
+    records: list[tuple[int, float, tuple]] = []  # (line, GPS seconds, record)
+    seen: dict[tuple[float, int], int] = {}  # (GPS seconds, SVID) -> line of the kept record
+    for lineno, week, tow, svid, values in parsed:
         gps_seconds = week * SECONDS_PER_WEEK + tow
         key = (gps_seconds, int(svid))
         if key in seen:
@@ -302,18 +345,26 @@ def read_ismr(
                 f"(first on line {seen[key]})",
             )
             continue
-        if gps_seconds < latest:
-            # Fail mode stops here; skip mode keeps the record and sorts it into place below.
-            bad(
-                "out_of_order",
-                lineno,
-                f"time goes backwards (GPS week {int(week)} TOW {tow:g} after a later record)",
-            )
-        latest = max(latest, gps_seconds)
         seen[key] = lineno
-        counts.add("missing_sigma_phi", math.isnan(phi))
-        records.append((week, tow, svid, *(values[name] for name in measurement_names)))
+        record = (week, tow, svid, *(values[name] for name in measurement_names))
+        records.append((lineno, gps_seconds, record))
 
+    culprits = set(in_order_culprits([seconds for _, seconds, _ in records]))
+    for k in sorted(culprits):
+        lineno, _, (week, tow, *_rest) = records[k]
+        bad(
+            "out_of_order",
+            lineno,
+            f"time goes backwards (GPS week {int(week)} TOW {tow:g} is out of place among the "
+            "records around it)",
+        )
+    records = [item for k, item in enumerate(records) if k not in culprits]
+
+    if problems and on_bad_input == "fail":
+        lineno, _, reason = min(problems)
+        raise BadInputError(path, reason, where=f"line {lineno}")
+    for _, counter, _ in problems:
+        counts.add(counter)
     if gzip_error is not None:
         if on_bad_input == "fail":
             complete = len(lines) - (lines[-1] == "")  # split() leaves "" after a final newline
@@ -322,7 +373,8 @@ def read_ismr(
 
     if not records:
         return _empty_frame(), counts
-    table = np.array(records, dtype=np.float64)
+    table = np.array([record for _, _, record in records], dtype=np.float64)
+    counts.add("missing_sigma_phi", int(np.isnan(table[:, 7]).sum()))
     frame = pd.DataFrame(
         {
             "time_utc": gps_to_utc(table[:, 0].astype(np.int64), table[:, 1]),
@@ -338,6 +390,41 @@ def read_ismr(
     frame = frame.sort_values(["time_utc", "svid"], kind="stable").reset_index(drop=True)
     counts["rows"] = len(frame)
     return frame, counts
+
+
+def _within_hour(parsed: list, hour: dt.datetime, counts: Counts, bad) -> list:
+    """The parsed records that end within ``hour`` (UT, with :data:`HOUR_SLACK_S` either side),
+    10-bit GPS weeks corrected; the others reported to ``bad`` as outside the file's hour."""
+    start = np.datetime64(hour, "ns") - np.timedelta64(HOUR_SLACK_S, "s")
+    end = np.datetime64(hour, "ns") + np.timedelta64(3600 + HOUR_SLACK_S, "s")
+    if not parsed:
+        return parsed
+    weeks = np.array([item[1] for item in parsed], dtype=np.int64)
+    tows = np.array([item[2] for item in parsed])
+    all_ends = gps_to_utc(weeks, tows)
+    kept = []
+    for k, item in enumerate(parsed):
+        lineno, week, tow, svid, values = item
+        ends = all_ends[k]
+        if not start <= ends <= end and week < WEEK_ROLLOVER:
+            for turns in (1, 2, 3):
+                corrected = week + turns * WEEK_ROLLOVER
+                moved = gps_to_utc(np.array([corrected], dtype=np.int64), tows[k : k + 1])[0]
+                if start <= moved <= end:
+                    counts.add("week_rollover")
+                    week, ends = float(corrected), moved
+                    values = {**values, "week": week}
+                    break
+        if start <= ends <= end:
+            kept.append((lineno, week, tow, svid, values))
+            continue
+        bad(
+            "outside_file_hour",
+            lineno,
+            f"record ends {str(ends)[:19]} UTC (GPS week {int(week)} TOW {tow:g}), outside the "
+            f"hour its file covers ({hour:%Y-%m-%d %H}:00-{hour.hour + 1:02d}:00 UT)",
+        )
+    return kept
 
 
 def _is_float(text: str) -> bool:

@@ -45,10 +45,12 @@ IMAGE_SHAPE = (256, 256)
 #: damaged frame (5 specific bytes are very unlikely to occur by chance inside pixel data).
 PGM_FRAME_MARK = b'P5\n#"'
 _PGM_TIME_KEY = "Image request start"
-_PGM_NAME = re.compile(r"(\d{8})_(\d{4})_")
-#: How far a frame time may lie from the minute named in the file name before the frame is
-#: treated as corrupt (catches damaged time stamps that still parse).
-_PGM_TIME_SLACK = (np.timedelta64(-5, "m"), np.timedelta64(6, "m"))
+_PGM_SITE_KEY = "Site unique ID"
+_PGM_IMAGER_KEY = "Imager unique ID"
+_PGM_NAME = re.compile(r"(\d{8})_(\d{4})_(?:(?P<site>[a-z]{4})_(?P<imager>themis\d{2})_)?")
+_L1_NAME = re.compile(r"thg_l1_asf_(?P<site>[a-z]{4})_(?P<stamp>\d{10})_v\w+\.cdf$")
+#: How far (half the 3 s cadence) a frame time may lie outside the span its file covers.
+FRAME_SLACK = np.timedelta64(1500, "ms")
 
 
 # --------------------------------------------------------------------------------------------
@@ -65,12 +67,38 @@ class FrameRead:
         times: (N,) datetime64[ns] UTC frame times.
         n_skipped: number of damaged frames (or damaged stretches of the file) left out.
         problems: one message per skipped frame/stretch, naming the file and frame.
+        span: (first, last) datetime64[ns]: the times the file covers, from its name (a stream0
+            file one minute, a level-1 CDF one hour; half a cadence of slack either side), or
+            None when the name does not say. Ingest checks every frame time against it.
+        site, imager: what the file's own metadata says it is (PGM ``Site unique ID`` and
+            ``Imager unique ID``, else the file name); empty where nothing says.
     """
 
     frames: np.ndarray
     times: np.ndarray
     n_skipped: int = 0
     problems: tuple[str, ...] = field(default_factory=tuple)
+    span: tuple[np.datetime64, np.datetime64] | None = None
+    site: str = ""
+    imager: str = ""
+
+
+def file_span(path) -> tuple[np.datetime64, np.datetime64] | None:
+    """The times a THEMIS file covers, from its name, with :data:`FRAME_SLACK` either side:
+    a stream0 minute file (``YYYYMMDD_HHMM_...``) one minute, a level-1 CDF
+    (``thg_l1_asf_<site>_YYYYMMDDHH_v01.cdf``) one hour; None for other names."""
+    name = Path(path).name
+    if match := _L1_NAME.search(name):
+        stamp = match["stamp"]
+        start = np.datetime64(f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]}T{stamp[8:]}:00", "ns")
+        length = np.timedelta64(3600, "s")
+    elif match := _PGM_NAME.search(name):
+        day, hhmm = match.group(1), match.group(2)
+        start = np.datetime64(f"{day[:4]}-{day[4:6]}-{day[6:]}T{hhmm[:2]}:{hhmm[2:]}", "ns")
+        length = np.timedelta64(60, "s")
+    else:
+        return None
+    return start - FRAME_SLACK, start + length + FRAME_SLACK
 
 
 def _decompress(path: Path, raw: bytes) -> tuple[bytes, str | None]:
@@ -119,8 +147,11 @@ def _parse_pgm_time(value: str) -> np.datetime64:
     return np.datetime64(text, "ns")
 
 
-def _parse_one_pgm_frame(buf: bytes, start: int) -> tuple[np.ndarray, np.datetime64, int]:
-    """Parse the frame at byte ``start``: returns (image (rows, columns) uint16, time, end offset).
+def _parse_one_pgm_frame(
+    buf: bytes, start: int
+) -> tuple[np.ndarray, np.datetime64, int, dict[str, str]]:
+    """Parse the frame at byte ``start``: returns (image (rows, columns) uint16, time, end offset,
+    its ``#"Key" value`` metadata).
 
     Raises ValueError with the reason when the frame is damaged.
     """
@@ -157,7 +188,7 @@ def _parse_one_pgm_frame(buf: bytes, start: int) -> tuple[np.ndarray, np.datetim
         raise ValueError(f'no "{_PGM_TIME_KEY}" time stamp')
     time = _parse_pgm_time(meta[_PGM_TIME_KEY])
     image = np.frombuffer(buf, dtype=">u2", count=rows * columns, offset=pos)
-    return image.reshape(rows, columns), time, pos + n_bytes
+    return image.reshape(rows, columns), time, pos + n_bytes, meta
 
 
 def pgm_frame_problem(data: bytes, start: int) -> str | None:
@@ -184,9 +215,10 @@ def read_themis_pgm_frames(path, *, skip_bad_frames: bool = False) -> FrameRead:
     Args:
         path: the file.
         skip_bad_frames: if False, any damaged frame raises; if True, damaged frames (truncated
-            pixel data, malformed header, missing/unparseable/implausible time stamp, the frames
-            lost where a compressed stream is cut short) are left out and counted in
-            ``n_skipped``.
+            pixel data, malformed header, missing or unparseable time stamp, a site or imager
+            that differs from the file's first frame, the frames lost where a compressed stream
+            is cut short) are left out and counted in ``n_skipped``. Whether a frame's time
+            belongs to the file (its ``span``) is ingest's check, with those of the other files.
 
     Returns:
         FrameRead with frames (N, rows, columns) uint16 in canonical orientation (file row order, see
@@ -205,11 +237,7 @@ def read_themis_pgm_frames(path, *, skip_bad_frames: bool = False) -> FrameRead:
     buf, stream_problem = _decompress(path, raw)
 
     name_match = _PGM_NAME.search(path.name)
-    minute = None
-    if name_match:
-        day, hhmm = name_match.groups()
-        minute = np.datetime64(f"{day[:4]}-{day[4:6]}-{day[6:]}T{hhmm[:2]}:{hhmm[2:]}", "ns")
-
+    identity: dict[str, str] = {}  # the first good frame's site and imager
     images: list[np.ndarray] = []
     times: list[np.datetime64] = []
     problems: list[str] = []
@@ -219,13 +247,19 @@ def read_themis_pgm_frames(path, *, skip_bad_frames: bool = False) -> FrameRead:
     tail_damaged = False  # did the last frame attempt fail (e.g. cut by a truncated stream)?
     while pos < end_of_data:
         try:
-            image, time, end = _parse_one_pgm_frame(buf, pos)
+            image, time, end, meta = _parse_one_pgm_frame(buf, pos)
             if images and image.shape != images[0].shape:
                 raise ValueError(f"frame is {image.shape}, the file's first is {images[0].shape}")
-            if minute is not None and not (
-                minute + _PGM_TIME_SLACK[0] <= time <= minute + _PGM_TIME_SLACK[1]
-            ):
-                raise ValueError(f"time stamp {time} is far from the minute in the file name")
+            # The first frame of a file carries the site's and imager's IDs, later frames
+            # usually not; a frame that names another one does not belong here.
+            for key in (_PGM_SITE_KEY, _PGM_IMAGER_KEY):
+                value = meta.get(key, "").strip().lower()
+                if value and identity.get(key) and value != identity[key]:
+                    raise ValueError(
+                        f'"{key}" is {value!r}, an earlier frame of the file says {identity[key]!r}'
+                    )
+                if value:
+                    identity.setdefault(key, value)
         except ValueError as exc:
             problem = BadInputError(path, str(exc), where=f"frame {index}")
             if not skip_bad_frames:
@@ -256,8 +290,15 @@ def read_themis_pgm_frames(path, *, skip_bad_frames: bool = False) -> FrameRead:
         reason = "no valid PGM frame" + (f" ({problems[0]})" if problems else "")
         raise BadInputError(path, reason)
     frames = np.stack(images).astype(np.uint16)  # big-endian -> native
+    named = name_match.groupdict() if name_match else {}
     return FrameRead(
-        frames, np.array(times, dtype="datetime64[ns]"), len(problems), tuple(problems)
+        frames,
+        np.array(times, dtype="datetime64[ns]"),
+        len(problems),
+        tuple(problems),
+        span=file_span(path),
+        site=identity.get(_PGM_SITE_KEY) or named.get("site") or "",
+        imager=identity.get(_PGM_IMAGER_KEY) or named.get("imager") or "",
     )
 
 
@@ -394,6 +435,8 @@ class Skymap:
         imager: imager name, e.g. ``"themis20"`` (empty when the file does not say).
         source: the file name it came from.
         valid_from: first day the skymap applies to, or None when unknown.
+        site: the site the file says it belongs to (``SITE_UID``; empty when it does not say).
+        valid_to: last day it applies to, or None (open-ended, ``+``, or unknown).
     """
 
     elevation: np.ndarray
@@ -406,6 +449,8 @@ class Skymap:
     imager: str = ""
     source: str = ""
     valid_from: dt.date | None = None
+    site: str = ""
+    valid_to: dt.date | None = None
 
 
 def _wrap_lon(lon):
@@ -491,13 +536,18 @@ def read_ucalgary_skymap(path) -> Skymap:
     except (ValueError, TypeError) as exc:
         raise BadInputError(path, f"site position is not a scalar ({exc})") from exc
 
-    valid_from = None
+    valid_from = valid_to = None
     if "GENERATION_INFO" in names:
         info = rec["GENERATION_INFO"][0]
-        if "VALID_INTERVAL_START" in (info.dtype.names or ()):
+        info_names = info.dtype.names or ()
+        if "VALID_INTERVAL_START" in info_names:
             start = _as_text(info["VALID_INTERVAL_START"][0])
             if re.fullmatch(r"\d{8}\d*", start):
                 valid_from = dt.date(int(start[:4]), int(start[4:6]), int(start[6:8]))
+        if "VALID_INTERVAL_STOP" in info_names:
+            stop = _as_text(info["VALID_INTERVAL_STOP"][0])  # "+": still valid
+            if re.fullmatch(r"\d{8}\d*", stop):
+                valid_to = dt.date(int(stop[:4]), int(stop[4:6]), int(stop[6:8]))
     if valid_from is None:  # fall back on the date in the file name
         match = re.search(r"_(\d{8})-", path.name)
         if match:
@@ -512,9 +562,11 @@ def read_ucalgary_skymap(path) -> Skymap:
         site_alt_km=site_alt_km,
         corner_lat={a: lat[i] for i, a in enumerate(altitudes_km)},
         corner_lon={a: _wrap_lon(lon[i]) for i, a in enumerate(altitudes_km)},
-        imager=_as_text(get("IMAGER_UID")) if "IMAGER_UID" in names else "",
+        imager=_as_text(get("IMAGER_UID")).lower() if "IMAGER_UID" in names else "",
         source=path.name,
         valid_from=valid_from,
+        site=_as_text(get("SITE_UID")).lower() if "SITE_UID" in names else "",
+        valid_to=valid_to,
     )
 
 
@@ -593,4 +645,5 @@ def read_berkeley_calibration(path, site: str) -> Skymap:
         imager="",
         source=path.name,
         valid_from=None,
+        site=site,
     )

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import itertools
 import logging
 import math
@@ -255,6 +256,27 @@ def save_checkpoint(checkpoint: dict, path: str | Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def data_fingerprint(source: SampleSource) -> str:
+    """SHA-256 (hex) of the samples as stored (packed), their number, shape and type: a resumed
+    run must train on the very data its checkpoint was trained on. Reads the data once, chunk by
+    chunk."""
+    digest = hashlib.sha256(f"{source.n} {source.sample_shape} {source.dtype.str}".encode())
+    for start, stop in source.chunk_bounds():
+        digest.update(np.ascontiguousarray(source.read(int(start), int(stop))).tobytes())
+    return digest.hexdigest()
+
+
+def _flat(mapping: dict, prefix: str = "") -> dict:
+    """``{"a": {"b": 1}}`` as ``{"a.b": 1}``, to name the one value that differs."""
+    flat = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
 
 
 def _cpu_state(module_or_optimizer) -> dict:
@@ -502,14 +524,16 @@ def train(
         start_epoch = 0
         best = {"loss": math.inf, "epoch": 0, "state": None, "stale": 0}
 
+        fingerprint = data_fingerprint(source)
         if config.resume and checkpoint_path.exists():
             _, checkpoint = load_checkpoint(checkpoint_path, map_location=device, weights="last")
-            if checkpoint["model_config"] != model.model_config:
-                raise ValueError(
-                    f"{checkpoint_path}: checkpoint model {checkpoint['model_config']} differs "
-                    f"from the model to train {model.model_config}; delete it or set resume=False"
-                )
+            before, now = _flat(checkpoint["model_config"]), _flat(model.model_config)
             differences = [
+                f"model {key} {before.get(key)!r} (now {now.get(key)!r})"
+                for key in sorted(set(before) | set(now))
+                if before.get(key) != now.get(key)
+            ]
+            differences += [
                 f"{name} {checkpoint.get(key)!r} (now {value!r})"
                 for name, key, value in (
                     ("samples", "n_samples", n),
@@ -518,6 +542,11 @@ def train(
                 )
                 if checkpoint.get(key) != value
             ]
+            if checkpoint.get("data_sha256", fingerprint) != fingerprint:
+                # Checkpoints written before the fingerprint existed are judged by the rest.
+                differences.append(
+                    f"data (sha256 {checkpoint['data_sha256'][:12]}..., now {fingerprint[:12]}...)"
+                )
             if differences:
                 # Resuming on other data would silently mix two runs into one model.
                 raise ValueError(
@@ -579,6 +608,7 @@ def train(
                 "normalisation": normalisation,
                 "metrics": rows,
                 "n_samples": n,
+                "data_sha256": fingerprint,
                 "seed": config.seed,
                 "torch_version": str(torch.__version__),  # a str subclass, not loadable
             }

@@ -1066,11 +1066,15 @@ def write_site_operators(
                 "altitude_km": altitude_km,
                 "min_elevation_deg": min_elevation_deg,
                 "fov_radius_km": fov_radius_km,
-                # Where the imager stands (geographic, from the skymap) and which imager it is.
+                # Where the imager stands (geographic, from the skymap), whose skymap it is and
+                # when it holds: projection chooses by them.
                 "site_latitude": float(skymap.site_lat),
                 "site_longitude": float(skymap.site_lon),
                 "site_altitude_m": float(skymap.site_alt_km) * 1000.0,
+                "skymap_site": skymap.site,
                 "imager": skymap.imager,
+                "valid_from": skymap.valid_from.isoformat() if skymap.valid_from else None,
+                "valid_to": skymap.valid_to.isoformat() if skymap.valid_to else None,
             }
             target = out_dir / site / f"{Path(path).name}.npz"
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -36,6 +36,7 @@ from latentsky.progress import progress_log
 from latentsky.projection.geometry import UINT16_FILL, CellGrid, Grid, project_frames
 from latentsky.samples.cadence import keep_at_interval
 from latentsky.stores import SAMPLE_CHUNK, ChunkedStoreWriter, bulk_compressor, write_zarr_atomic
+from latentsky.timeorder import in_order_culprits
 
 #: Stored count meaning "no data" (outside the field of view).
 COUNTS_FILL = UINT16_FILL
@@ -45,11 +46,16 @@ PREFETCH_FILES = 3
 
 @dataclass
 class TimeCheck:
-    """Frame times across the files of one date: repeats are dropped, backward steps counted.
+    """Frame times across the files of one date: the frames out of place are the culprits, named
+    and dropped; their neighbours are kept.
 
-    A frame whose time repeats an earlier frame's is dropped (and counted); one earlier than a
-    previous frame is counted and kept (the stacking sorts it into place). With ``skip`` False,
-    either raises :class:`BadInputError` naming the file and frame.
+    For each file, in order: a frame whose time lies outside the span the file covers (its
+    ``span``: one minute for a stream0 file, one hour for a level-1 CDF) is a culprit
+    (``times_outside_file``); so is a frame whose time repeats an earlier frame's of the date
+    (``duplicate_times``); of the rest, the fewest frames whose removal leaves the file's times
+    increasing (:func:`latentsky.timeorder.in_order_culprits`), and any frame earlier than the
+    previous files' latest (``times_out_of_order``). With ``skip`` False the file's first culprit
+    raises :class:`BadInputError` naming the file and the frame.
     """
 
     skip: bool
@@ -57,31 +63,60 @@ class TimeCheck:
     latest: int = np.iinfo(np.int64).min
     duplicate_times: int = 0
     times_out_of_order: int = 0
+    times_outside_file: int = 0
     log: logging.Logger = field(default_factory=lambda: logging.getLogger(__name__))
 
-    def keep(self, path, times: np.ndarray) -> np.ndarray:
-        """Boolean mask of the frames of ``path`` to keep, given their times ``(N,)``."""
-        keep = np.ones(len(times), dtype=bool)
-        for index, stamp in enumerate(times.astype("datetime64[ns]").astype(np.int64).tolist()):
-            if stamp in self.seen:
-                self._problem(path, index, f"time {times[index]} repeats an earlier frame's")
-                self.duplicate_times += 1
-                keep[index] = False
-                continue
-            if stamp < self.latest:
-                self._problem(
-                    path, index, f"time {times[index]} is earlier than a previous frame's", True
+    def keep(self, path, times: np.ndarray, span=None) -> np.ndarray:
+        """Boolean mask of the frames of ``path`` to keep, given their times ``(N,)`` and the
+        ``(first, last)`` times the file covers (None: not checked)."""
+        times = np.asarray(times).astype("datetime64[ns]")
+        stamps = times.astype(np.int64).tolist()
+        culprits: dict[int, tuple[str, str]] = {}  # frame -> (counter, reason)
+        if span is not None:
+            first, last = (np.datetime64(t, "ns") for t in span)
+            for index in np.flatnonzero((times < first) | (times > last)).tolist():
+                culprits[index] = (
+                    "times_outside_file",
+                    f"time {times[index]} is outside the span its file covers ({first} to {last})",
                 )
-                self.times_out_of_order += 1
-            self.seen.add(stamp)
-            self.latest = max(self.latest, stamp)
+        in_file: set[int] = set()
+        candidates = []
+        for index, stamp in enumerate(stamps):
+            if index in culprits:
+                continue
+            if stamp in self.seen or stamp in in_file:
+                culprits[index] = (
+                    "duplicate_times",
+                    f"time {times[index]} repeats an earlier frame's",
+                )
+                continue
+            in_file.add(stamp)
+            candidates.append(index)
+        for k in in_order_culprits([stamps[i] for i in candidates], strict=True):
+            index = candidates[k]
+            culprits[index] = (
+                "times_out_of_order",
+                f"time {times[index]} is out of order among the file's frames",
+            )
+        for index in candidates:
+            if index not in culprits and stamps[index] < self.latest:
+                culprits[index] = (
+                    "times_out_of_order",
+                    f"time {times[index]} is earlier than a frame of a previous file",
+                )
+        if culprits and not self.skip:
+            index = min(culprits)
+            raise BadInputError(path, culprits[index][1], where=f"frame {index}")
+        keep = np.ones(len(times), dtype=bool)
+        for index, (counter, reason) in sorted(culprits.items()):
+            keep[index] = False
+            setattr(self, counter, getattr(self, counter) + 1)
+            self.log.warning("skipped: %s", BadInputError(path, reason, where=f"frame {index}"))
+        kept = [stamps[i] for i in np.flatnonzero(keep).tolist()]
+        self.seen.update(kept)
+        if kept:
+            self.latest = max(self.latest, max(kept))
         return keep
-
-    def _problem(self, path, index: int, reason: str, kept: bool = False) -> None:
-        problem = BadInputError(path, reason, where=f"frame {index}")
-        if not self.skip:
-            raise problem
-        self.log.warning("%s: %s", "kept, sorted into place" if kept else "skipped", problem)
 
 
 def empty_image_store(grid: CellGrid, band: str = "white_light") -> xr.Dataset:
@@ -115,6 +150,7 @@ def ingest_files(
     skip: bool = True,
     threads: int = 2,
     log: logging.Logger | None = None,
+    operators: Callable[[Path, FrameRead], tuple] | None = None,
 ) -> Counts:
     """Project every frame of ``files`` (in time order) into a new store at ``out_path``.
 
@@ -129,10 +165,16 @@ def ingest_files(
         frame_interval_s: keep frames at least this far apart (0: all).
         skip: count and leave out unreadable files and bad frames; False raises at the first.
         threads: cores to use: one decodes, the others project (numba threads).
+        operators: if given, ``operators(path, read) -> (operator, fov_mask, skymap name)``
+            chooses the projection of each file (the skymap of its own imager, valid on its
+            date: :class:`latentsky.projection.skymaps.SkymapChooser`); it raises BadInputError,
+            whatever ``skip`` says, for a file that has none. ``operator`` and ``fov_mask`` are
+            then not used, and the ``skymap`` attribute lists the skymaps taken.
 
     Returns:
         Counts: ``files_read``, ``files_unreadable``, ``frames_skipped``, ``duplicate_times``,
-        ``times_out_of_order`` (also stored as the ``bad_input`` attribute).
+        ``times_out_of_order``, ``times_outside_file`` (the last three count the frames dropped
+        as out of place, see :class:`TimeCheck`; all are stored as the ``bad_input`` attribute).
     """
     log = log or logging.getLogger(__name__)
     files = list(files)
@@ -142,7 +184,7 @@ def ingest_files(
     counts = Counts("files_read", "files_unreadable", "frames_skipped")
     check = TimeCheck(skip=skip, log=log)
     writer = ChunkedStoreWriter(out_path, "time", template=empty_image_store(grid))
-    state = {"buffer": np.empty((0, *grid.shape), np.uint16), "last_kept": None}
+    state = {"buffer": np.empty((0, *grid.shape), np.uint16), "last_kept": None, "skymaps": set()}
 
     def project(path, decoded) -> None:
         try:
@@ -157,7 +199,7 @@ def ingest_files(
         counts.add("frames_skipped", read_back.n_skipped)
         for problem in read_back.problems:
             log.warning("skipped: %s", problem)
-        keep = check.keep(path, read_back.times)
+        keep = check.keep(path, read_back.times, read_back.span)
         # Thinning carries across the files of a date.
         thinned, state["last_kept"] = keep_at_interval(
             read_back.times[keep], frame_interval_s, state["last_kept"]
@@ -168,8 +210,13 @@ def ingest_files(
             return
         if len(state["buffer"]) < n:  # grown once, to the largest file
             state["buffer"] = np.empty((n, *grid.shape), np.uint16)
+        if operators:
+            weights, mask, skymap = operators(path, read_back)
+            state["skymaps"].add(skymap)
+        else:
+            weights, mask = operator, fov_mask
         projected = project_frames(
-            operator, fov_mask, read_back.frames[keep], out=state["buffer"][:n], dtype=np.uint16
+            weights, mask, read_back.frames[keep], out=state["buffer"][:n], dtype=np.uint16
         )
         writer.add_arrays(image=projected[:, np.newaxis], time=read_back.times[keep])
 
@@ -187,7 +234,10 @@ def ingest_files(
         progress.close()
         counts["duplicate_times"] = check.duplicate_times
         counts["times_out_of_order"] = check.times_out_of_order
+        counts["times_outside_file"] = check.times_outside_file
         log.info("%d frames projected from %d files", writer.count, counts["files_read"])
+        if operators:  # the skymaps the files took
+            attrs = {**attrs, "skymap": ", ".join(sorted(state["skymaps"]))}
         writer.commit({**attrs, "bad_input": json.dumps(counts)})
     except BaseException:
         writer.abort()
@@ -276,7 +326,9 @@ def stack_dates(
         "sites": json.dumps(_site_descriptions(stores), sort_keys=True),
         "altitude_km": first_attrs["altitude_km"],
         "min_elevation_deg": first_attrs["min_elevation_deg"],
-        "skymaps": json.dumps(sorted({s.attrs["skymap"] for s in stores})),
+        "skymaps": json.dumps(
+            sorted({name for s in stores for name in s.attrs["skymap"].split(", ") if name})
+        ),
         "normalisation": json.dumps(
             {
                 "method": "percentile",
@@ -287,6 +339,7 @@ def stack_dates(
             }
         ),
         "files_missing": int(sum(s.attrs.get("files_missing", 0) for s in stores)),
+        "files_failed": int(sum(s.attrs.get("files_failed", 0) for s in stores)),
         "bad_input": json.dumps(bad_input),
     }
     if len(names) == 1:  # the site's position and imager, also as plain attributes
