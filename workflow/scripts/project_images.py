@@ -10,8 +10,7 @@ from latentsky.acquisition.manifest import read_manifest, usable_paths
 from latentsky.acquisition.sources import source
 from latentsky.conventions import ACKNOWLEDGEMENTS
 from latentsky.logs import log_to_file
-from latentsky.projection.geometry import load_operator
-from latentsky.projection.skymaps import SkymapChooser, SkymapEntry
+from latentsky.projection.skymaps import site_operators
 from latentsky.samples.images import ingest_files
 
 log = log_to_file(snakemake.log[0])
@@ -21,20 +20,12 @@ rows = read_manifest(snakemake.input.images)
 # Verified files, and in skip mode what was salvaged of failed ones; in fail mode a failed row
 # (left by a download in skip mode) stops here, naming its URL and fault.
 files = sorted(usable_paths(rows, skip=skip), key=lambda path: Path(path).name)
-operators = {}
-for row in read_manifest(snakemake.input.skymaps):
-    if row.path:
-        name = Path(row.path).name
-        operators[name] = load_operator(Path(snakemake.input.operators) / site / f"{name}.npz")
-entries = [SkymapEntry.from_metadata(name, loaded[3]) for name, loaded in operators.items()]
-chooser = SkymapChooser(
+chooser, grid, meta = site_operators(
     site,
     dt.date.fromisoformat(snakemake.wildcards.date),
-    entries,
-    load=lambda entry: operators[entry.name][:2],
+    [Path(row.path).name for row in read_manifest(snakemake.input.skymaps) if row.path],
+    Path(snakemake.input.operators) / site,
 )
-_, _, grid, meta = next(iter(operators.values()))
-imagers = sorted({m["imager"] for *_, m in operators.values() if m.get("imager")})
 counts = ingest_files(
     files,
     source(params.image_source, "images").frame_reader(site, skip_bad_frames=skip),
@@ -53,7 +44,7 @@ counts = ingest_files(
         "site_latitude": meta.get("site_latitude", float("nan")),
         "site_longitude": meta.get("site_longitude", float("nan")),
         "site_altitude_m": meta.get("site_altitude_m", float("nan")),
-        "imager": ", ".join(imagers) or None,  # None: the skymaps do not say (left out)
+        "imager": meta["imager"],  # None: the skymaps do not say (left out)
         "altitude_km": meta["altitude_km"],
         "min_elevation_deg": meta["min_elevation_deg"],
         "files_missing": sum(row.status == "missing" for row in rows),

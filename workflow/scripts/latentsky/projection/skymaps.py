@@ -125,3 +125,25 @@ class SkymapChooser:
             self._cache[entry.name] = self.load(entry)
         operator, fov_mask = self._cache[entry.name]
         return operator, fov_mask, entry.name
+
+
+def site_operators(
+    site: str, day: dt.date, skymap_names, folder
+) -> tuple[SkymapChooser, object, dict]:
+    """The projection of one site and date from the operators built for its skymaps.
+
+    ``skymap_names``: the site's skymap files (their operators are ``folder/<name>.npz``, from
+    :func:`latentsky.projection.geometry.save_operator`). Returns a :class:`SkymapChooser` over
+    them, the grid they share, and metadata for the projected store: the first operator's, with
+    ``imager`` naming every imager among them (comma-separated; None when none says).
+    """
+    from latentsky.projection.geometry import load_operator  # numba: imported only when used
+
+    operators = {name: load_operator(Path(folder) / f"{name}.npz") for name in skymap_names}
+    if not operators:
+        raise BadInputError(folder, f"no skymap of site {site!r} to project with")
+    entries = [SkymapEntry.from_metadata(name, loaded[3]) for name, loaded in operators.items()]
+    chooser = SkymapChooser(site, day, entries, load=lambda entry: operators[entry.name][:2])
+    _, _, grid, meta = next(iter(operators.values()))
+    imagers = sorted({m["imager"] for *_, m in operators.values() if m.get("imager")})
+    return chooser, grid, {**meta, "imager": ", ".join(imagers) or None}
