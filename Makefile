@@ -31,8 +31,10 @@ demo-multisite: venv
 report: venv
 	$(SNAKEMAKE) --cores 1 --report results/demo/report.html
 
+# Test files run in TEST_WORKERS processes (whole files, longest first: see tests/conftest.py).
+TEST_WORKERS ?= 2
 test: venv
-	$(BIN)/python -m pytest -ra
+	$(BIN)/python -m pytest -ra -n $(TEST_WORKERS) --dist loadfile
 
 lint: venv
 	$(BIN)/snakefmt --check Snakefile workflow/rules

@@ -16,6 +16,26 @@ sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
+# The longest test files, longest first. Under `make test` (pytest-xdist, whole files per process)
+# the first two start at once on different processes: the Slurm run, which mostly waits on the
+# scheduler, overlaps the demo run, which keeps both cores busy.
+LONGEST_FIRST = [
+    "test_demo_science.py",
+    "test_slurm.py",
+    "test_resume.py",
+    "test_ingest_bad_input.py",
+    "test_multisite.py",
+    "test_photometer_workflow.py",
+]
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: tests keep their order within a file
+
 
 @pytest.fixture(scope="session")
 def shared_data() -> Path:

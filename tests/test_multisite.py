@@ -69,9 +69,22 @@ def test_each_frame_takes_its_own_stations_sigma_phi_and_its_own_sites_label(run
     expected = planted.loc[list(zip(sites, times, strict=True)), "sigma_phi"].to_numpy()
     valid = np.isfinite(sigma)
     assert valid.mean() > 0.9
-    np.testing.assert_allclose(sigma[valid], expected[valid], rtol=2e-3)
-    # Two sites at the same moment: different planted values, each site's own.
-    assert len(set(np.round(expected[times == times[0]], 6))) > 1 or (times == times[0]).sum() == 1
+    # ISMR files keep 3 decimals and the median over satellites adds a little noise.
+    error = np.abs(sigma[valid] / expected[valid] - 1)
+    assert np.median(error) < 0.02 and error.max() < 0.1
+    # Against another site's planted values at the nearest time (the sites rotated): far off.
+    other = dict(zip(SITES, np.roll(SITES, 1), strict=True))
+    frames = pd.DataFrame({"time": times, "site": sites, "sigma": sigma}).sort_values("time")
+    frames["other"] = frames["site"].map(other)
+    wrong = pd.merge_asof(
+        frames,
+        planted.reset_index().rename(columns={"site": "other"}).sort_values("time"),
+        on="time",
+        by="other",
+        direction="nearest",
+        tolerance=pd.Timedelta(seconds=30),
+    ).dropna(subset=["sigma", "sigma_phi"])
+    assert np.median(np.abs(wrong["sigma"] / wrong["sigma_phi"] - 1)) > 0.2
 
     table = pd.read_csv(run / f"results/{DATASET}/embedding.csv")
     table["time"] = pd.to_datetime(table["time"])

@@ -19,7 +19,7 @@ rule embed_latents:
         mem_mb=4000,
         runtime=60,
     params:
-        sites=site_names_of,
+        sites=of_dataset(site_names),
         embedding=section("embedding"),
         exclude_labels=setting("analysis", "exclude_labels"),
         label_tolerance_s=setting("analysis", "label_tolerance_s"),
@@ -79,10 +79,10 @@ rule summarise_results:
         metrics="results/{dataset}/model/metrics.csv",
         fits=only_if(has_scintillation, "results/{dataset}/sigma_phi_fits.csv"),
         sigma_phi=only_if(has_scintillation, "results/{dataset}/sigma_phi.zarr"),
-        image_manifests=per_site_and_date(
+        image_manifests=per_site(
             "resources/{dataset}/manifests/{site}/images_{date}.tsv"
         ),
-        ismr_manifests=per_site_and_date(
+        ismr_manifests=per_site(
             "resources/{dataset}/manifests/{site}/ismr_{date}.tsv", stations_only=True
         ),
         kind_outputs=kind_outputs,

@@ -8,9 +8,11 @@ from latentsky.config import (
     dataset_sites,
     demo_mirror_settings,
     download_settings,
-    model_name,
+    has_scintillation,
+    model_settings,
     settings,
     site_names,
+    station_sites,
 )
 from latentsky.kinds import data_kind
 
@@ -27,15 +29,6 @@ def kind_of(dataset):
     return data_kind(DATASETS[dataset]["kind"])
 
 
-def has_labels(dataset):
-    return "labels" in DATASETS[dataset]
-
-
-def station_sites(dataset):
-    """The sites of a dataset that have a GNSS station."""
-    return [s["site"] for s in dataset_sites(config, dataset) if "gnss_station" in s]
-
-
 def expand_sites(pattern, dataset, sites, **wildcards):
     """``pattern`` for every site in ``sites`` (and every date, if it names one)."""
     dates = dataset_dates(config, dataset) if "{date}" in pattern else []
@@ -48,18 +41,11 @@ def expand_sites(pattern, dataset, sites, **wildcards):
 
 def final_outputs():
     """Everything `snakemake` builds by default: each dataset's summary and figures."""
-    return [
-        path
-        for dataset in DATASETS
-        for path in [
-            f"results/{dataset}/summary.json",
-            *expand(
-                "results/{d}/figures/{f}.png",
-                d=dataset,
-                f=dataset_figures(config, dataset),
-            ),
-        ]
-    ]
+    outputs = []
+    for d in DATASETS:
+        figures = [f"results/{d}/figures/{f}.png" for f in dataset_figures(config, d)]
+        outputs += [f"results/{d}/summary.json", *figures]
+    return outputs
 
 
 def download_outputs():
@@ -67,38 +53,39 @@ def download_outputs():
     outputs = []
     for dataset in DATASETS:
         if kind_of(dataset).downloads:
-            sites = site_names(config, dataset)
-            manifests = "resources/{dataset}/manifests/{site}/"
-            outputs += expand_sites(manifests + "skymaps.tsv", dataset, sites)
-            outputs += expand_sites(manifests + "images_{date}.tsv", dataset, sites)
-            outputs += expand_sites(manifests + "ismr_{date}.tsv", dataset, station_sites(dataset))
+            sites, stations = site_names(config, dataset), station_sites(
+                config, dataset
+            )
+            for pattern, chosen in [
+                ("resources/{dataset}/manifests/{site}/skymaps.tsv", sites),
+                ("resources/{dataset}/manifests/{site}/images_{date}.tsv", sites),
+                ("resources/{dataset}/manifests/{site}/ismr_{date}.tsv", stations),
+            ]:
+                outputs += expand_sites(pattern, dataset, chosen)
     return outputs
 
 
 # --- inputs ------------------------------------------------------------------------------------------
 
 
-def per_site(pattern):
-    """Input function: ``pattern`` for every site of the dataset."""
-    return lambda w: expand_sites(pattern, w.dataset, site_names(config, w.dataset))
-
-
-def per_site_and_date(pattern, stations_only=False):
-    """Input function: ``pattern`` for every (site, date) of an image dataset (with a GNSS
-    station only, if asked); nothing for other kinds."""
+def per_site(pattern, stations_only=False):
+    """Input function: ``pattern`` for every site (and date, if it names one) of an image
+    dataset (with a GNSS station only, if asked); nothing for other kinds."""
 
     def files(wildcards):
         if not kind_of(wildcards.dataset).downloads:
             return []
-        chosen = station_sites if stations_only else lambda d: site_names(config, d)
-        return expand_sites(pattern, wildcards.dataset, chosen(wildcards.dataset))
+        chosen = station_sites if stations_only else site_names
+        return expand_sites(
+            pattern, wildcards.dataset, chosen(config, wildcards.dataset)
+        )
 
     return files
 
 
 def only_if(when, path):
-    """Input function: ``path`` for datasets where ``when`` holds, else nothing."""
-    return lambda wildcards: path.format(**wildcards) if when(wildcards.dataset) else []
+    """Input function: ``path`` for datasets where ``when(config, dataset)`` holds, else nothing."""
+    return lambda w: path.format(**w) if when(config, w.dataset) else []
 
 
 def sample_store(wildcards):
@@ -108,7 +95,9 @@ def sample_store(wildcards):
 
 def kind_outputs(wildcards):
     """Outputs of the kind's own rules that the summary reads."""
-    return [f"results/{wildcards.dataset}/{p}" for p in kind_of(wildcards.dataset).outputs]
+    return [
+        f"results/{wildcards.dataset}/{p}" for p in kind_of(wildcards.dataset).outputs
+    ]
 
 
 def labels_file(wildcards):
@@ -116,13 +105,9 @@ def labels_file(wildcards):
     return [labels] if labels else []
 
 
-def has_scintillation(dataset):
-    return bool(station_sites(dataset))
-
-
 # The generated mirror a demo dataset downloads from (nothing for real datasets).
 demo_mirror = only_if(
-    lambda dataset: "demo_mirror" in DATASETS[dataset],
+    lambda config, dataset: "demo_mirror" in config["datasets"][dataset],
     "resources/demo_mirror/{dataset}/mirror.json",
 )
 
@@ -144,31 +129,19 @@ def kind_param(attribute):
     return lambda wildcards: getattr(kind_of(wildcards.dataset), attribute)
 
 
-def sites_of(wildcards):
-    return dataset_sites(config, wildcards.dataset)
-
-
-def site_names_of(wildcards):
-    return site_names(config, wildcards.dataset)
+def of_dataset(function):
+    """Params function: ``function(config, dataset)``, e.g. the dataset's sites."""
+    return lambda wildcards: function(config, wildcards.dataset)
 
 
 def ismr_manifests_by_site(wildcards):
     pattern = "resources/{dataset}/manifests/{site}/ismr_{date}.tsv"
     return {
-        s: expand_sites(pattern, wildcards.dataset, [s]) for s in station_sites(wildcards.dataset)
+        s: expand_sites(pattern, wildcards.dataset, [s])
+        for s in station_sites(config, wildcards.dataset)
     }
-
-
-def model_params(wildcards):
-    """The dataset's model: its registered name and hyperparameters."""
-    hyperparameters = settings(config, wildcards.dataset, "model")
-    return {"name": model_name(config, wildcards.dataset), "hyperparameters": hyperparameters}
 
 
 def download_params(role):
     """Params function: what a download job of ``role`` needs, for the dataset and site."""
     return lambda w: download_settings(config, w.dataset, role, w.site)
-
-
-def demo_mirror_params(wildcards):
-    return demo_mirror_settings(config, wildcards.dataset)

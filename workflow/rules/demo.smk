@@ -20,7 +20,7 @@ rule generate_demo_mirror:
         mem_mb=2000,
         runtime=30,
     params:
-        demo=demo_mirror_params,
+        demo=of_dataset(demo_mirror_settings),
         mirror_dir="resources/demo_mirror/{dataset}",
     script:
         "../scripts/generate_demo_mirror.py"

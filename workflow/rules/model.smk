@@ -24,7 +24,7 @@ rule train_autoencoder:
         runtime=240,
         gpu=1,
     params:
-        model=model_params,
+        model=of_dataset(model_settings),
         training=section("training"),
         resume_dir="results/{dataset}/model/resume",
         variable=kind_param("variable"),

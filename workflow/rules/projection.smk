@@ -19,7 +19,7 @@ rule build_projection_operator:
         mem_mb=2000,
         runtime=20,
     params:
-        sites=sites_of,
+        sites=of_dataset(dataset_sites),
         skymap_source=lookup(dpath="datasets/{dataset}/skymap_source", within=config),
         altitude_km=config["projection"]["altitude_km"],
         min_elevation_deg=config["projection"]["min_elevation_deg"],
@@ -57,7 +57,7 @@ rule project_images:
 
 rule stack_images:
     input:
-        projected=per_site_and_date("results/{dataset}/projected/{site}/{date}.zarr"),
+        projected=per_site("results/{dataset}/projected/{site}/{date}.zarr"),
     output:
         images=directory("results/{dataset}/images.zarr"),
     log:

@@ -4,7 +4,7 @@
 
 rule extract_sigma_phi:
     input:
-        manifests=per_site_and_date(
+        manifests=per_site(
             "resources/{dataset}/manifests/{site}/ismr_{date}.tsv", stations_only=True
         ),
         images="results/{dataset}/images.zarr",

@@ -59,6 +59,14 @@ def model_name(config: dict, dataset: str) -> str:
     return entry.get("model") or data_kind(entry["kind"]).default_model
 
 
+def model_settings(config: dict, dataset: str) -> dict:
+    """The dataset's model: its registered name and hyperparameters."""
+    return {
+        "name": model_name(config, dataset),
+        "hyperparameters": settings(config, dataset, "model"),
+    }
+
+
 def settings(config: dict, dataset: str, section: str) -> dict:
     """A config section as it applies to one dataset: the top-level values with the dataset's
     ``overrides.<section>`` on top. For ``model``: the hyperparameters of the dataset's model."""
@@ -87,9 +95,14 @@ def site_names(config: dict, dataset: str) -> list[str]:
     return [item["site"] for item in dataset_sites(config, dataset)]
 
 
+def station_sites(config: dict, dataset: str) -> list[str]:
+    """The sites of a dataset that have a GNSS station."""
+    return [item["site"] for item in dataset_sites(config, dataset) if "gnss_station" in item]
+
+
 def has_scintillation(config: dict, dataset: str) -> bool:
     """Whether any site of the dataset has a GNSS station."""
-    return any("gnss_station" in item for item in dataset_sites(config, dataset))
+    return bool(station_sites(config, dataset))
 
 
 def dataset_dates(config: dict, dataset: str) -> list[str]:

@@ -872,7 +872,9 @@ class Episode:
 
 
 def plan_nights(
-    params: DemoParams, lognormal: dict[str, tuple[float, float]] = SIGMA_PHI_LOGNORMAL
+    params: DemoParams,
+    lognormal: dict[str, tuple[float, float]] = SIGMA_PHI_LOGNORMAL,
+    sky_seed: int | None = None,
 ) -> tuple[list[list[Episode]], list[dict], np.ndarray]:
     """Draw the class sequence, per-episode scene parameters and per-minute sigma_phi of all nights.
 
@@ -890,34 +892,25 @@ def plan_nights(
     used = np.zeros(n_classes)
     nights_episodes, contexts = [], []
     sigma = np.zeros((len(params.nights), n_minutes))
-    run = np.random.default_rng([params.seed, _STREAM_PLAN])
-    window = min(int(run.integers(200, 241)), n_minutes)
-    first_rise = int(run.integers(0, n_minutes - window + 1))
-    moon_el, moon_az, moon_rate = (
-        run.uniform(25.0, 40.0),
-        run.uniform(90.0, 200.0),
-        run.uniform(-4, 4),
-    )
+    # One moon over every site of a multi-site demo (the sites' own draws are still made, so that
+    # the rest of each site's plan stays as it was).
+    moon_seed = params.seed if sky_seed is None else sky_seed
     for k in range(len(params.nights)):
         rng = np.random.default_rng([params.seed, _STREAM_PLAN, k])
-        rise = (first_rise + 50 * k) % (n_minutes - window + 1)
-        night = {
-            "airglow": rng.uniform(200.0, 300.0),
-            "airglow_gradient": rng.uniform(-0.1, 0.1, 2),
-            "moon_window": (rise, rise + window),
-            "moon_track": (
-                moon_el + rng.normal(0.0, 2.0),
-                moon_az + rng.normal(0.0, 2.0),
-                moon_rate,
-            ),
-        }
+        night = _night_sky(rng, params.seed, k, n_minutes)
+        if moon_seed != params.seed:
+            shared = _night_sky(
+                np.random.default_rng([moon_seed, _STREAM_PLAN, k]), moon_seed, k, n_minutes
+            )
+            night.update(moon_window=shared["moon_window"], moon_track=shared["moon_track"])
+        rise, set_ = night["moon_window"]
         episodes: list[Episode] = []
         minute, previous = 0, None
         while minute < n_minutes:
             deficit = (np.maximum(target - used, 1.0) / target) ** 2
             base = np.full(n_classes, 1.0) if previous is None else TRANSITIONS[previous]
             weights = base * deficit
-            if rise <= minute <= rise + window - DWELL_MINUTES["moon"][0]:
+            if rise <= minute <= set_ - DWELL_MINUTES["moon"][0]:
                 weights[moon_index] *= 3.0  # a bright moon, when up, dominates many images
             else:
                 weights[moon_index] = 0.0
@@ -926,7 +919,7 @@ def plan_nights(
             low, high = DWELL_MINUTES[cls]
             stop = min(minute + int(rng.integers(low, high + 1)), n_minutes)
             if cls_index == moon_index:
-                stop = min(stop, rise + window)
+                stop = min(stop, set_)
             if n_minutes - stop < 10:  # no stub episodes at the end of the night
                 stop = n_minutes
             episodes.append(Episode(cls, minute, stop, _DRAW[cls](rng, night)))
@@ -937,6 +930,30 @@ def plan_nights(
         nights_episodes.append(episodes)
         contexts.append(night)
     return nights_episodes, contexts, sigma
+
+
+def _night_sky(rng: np.random.Generator, seed: int, k: int, n_minutes: int) -> dict:
+    """Night ``k``'s airglow and moon, drawn from ``rng`` (the night's plan stream) and the
+    moon's schedule for the whole run (the plan stream of ``seed``)."""
+    run = np.random.default_rng([seed, _STREAM_PLAN])
+    window = min(int(run.integers(200, 241)), n_minutes)
+    first_rise = int(run.integers(0, n_minutes - window + 1))
+    moon_el, moon_az, moon_rate = (
+        run.uniform(25.0, 40.0),
+        run.uniform(90.0, 200.0),
+        run.uniform(-4, 4),
+    )
+    rise = (first_rise + 50 * k) % (n_minutes - window + 1)
+    return {
+        "airglow": rng.uniform(200.0, 300.0),
+        "airglow_gradient": rng.uniform(-0.1, 0.1, 2),
+        "moon_window": (rise, rise + window),
+        "moon_track": (
+            moon_el + rng.normal(0.0, 2.0),
+            moon_az + rng.normal(0.0, 2.0),
+            moon_rate,
+        ),
+    }
 
 
 class Renderer:
@@ -1590,9 +1607,9 @@ def _write_site_archives(
     sky_seed: int | None = None,
 ) -> _SiteArchives:
     """Render one site into the mirror (calibration, level-1 CDFs, ISMR files); draw its labels.
-    ``sky_seed`` chooses the star catalogue (None: the site's own seed)."""
+    ``sky_seed`` chooses the star catalogue and the moon (None: the site's own seed)."""
     renderer = Renderer(params, imager, sky_seed)
-    episodes_by_night, contexts, sigma = plan_nights(params, lognormal)
+    episodes_by_night, contexts, sigma = plan_nights(params, lognormal, sky_seed)
 
     cal_path = mirror_dir / "themis_cal" / layouts.berkeley_calibration_cdf(params.site)
     write_calibration_cdf(cal_path, params, renderer.geom)
