@@ -414,6 +414,7 @@ def test_scaling_round_trip_and_record():
         "high": 210.0,
         "log_scale": 2.0,
         "baseline": "none",
+        "unit": "flux",
         "units": "uW/m^2",
     }
     assert Scaling.from_dict(record) == log

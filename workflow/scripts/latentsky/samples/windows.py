@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from latentsky.analysis.pulses import event_windows, find_pulses, quiet_windows
+from latentsky.analysis.pulses import event_windows, find_pulses, noise_level, quiet_windows
 from latentsky.analysis.tle import robust_noise, window_features
 from latentsky.errors import BadInputError, Counts
 from latentsky.instruments.mmia import (
@@ -318,7 +318,12 @@ class Scaling:
     moonlit or city-lit clouds) is subtracted first, so the model sees the signal above the
     background; ``low`` must then be negative enough for the noise (e.g. -10 uW/m^2). ``low``,
     ``high`` and ``log_scale`` are in the units of the data (uW/m^2 at level 1, counts at
-    level 0). NaN stays NaN; the model clamps the result to ``[1e-6, 1 - 1e-5]``.
+    level 0). ``unit``: ``"flux"`` (the above) or ``"noise"``: after the baseline, each window's
+    bands are divided by their own white-noise level (:func:`latentsky.analysis.pulses.noise_level`)
+    so that ``low``, ``high`` and ``log_scale`` are in noise levels: a faint UV elve 20 noise levels
+    above a dark sky then counts as much as a 777.4 nm stroke 20 noise levels above a bright one,
+    whatever the band's brightness, background or gain. NaN stays NaN; the model clamps the result
+    to ``[1e-6, 1 - 1e-5]``.
     """
 
     method: str = "linear"
@@ -326,8 +331,11 @@ class Scaling:
     high: float = 210.0
     log_scale: float = 1.0
     baseline: str = "none"
+    unit: str = "flux"
 
     def __post_init__(self):
+        if self.unit not in ("flux", "noise"):
+            raise ValueError(f"scaling unit must be 'flux' or 'noise', got {self.unit!r}")
         if self.method not in ("linear", "log"):
             raise ValueError(f"scaling method must be 'linear' or 'log', got {self.method!r}")
         if not self.high > self.low:
@@ -346,9 +354,16 @@ class Scaling:
             return np.zeros((*x.shape[:-1], 1))
         return np.nanmedian(x, axis=-1, keepdims=True)
 
+    def scale_of(self, flux) -> np.ndarray:
+        """What :meth:`apply` divides windows ``(..., sample)`` by: ``(..., 1)``."""
+        x = np.asarray(flux, dtype=np.float64)
+        if self.unit == "flux":
+            return np.ones((*x.shape[:-1], 1))
+        return noise_level(x)[..., np.newaxis]
+
     def apply(self, flux) -> np.ndarray:
         """Windows ``(..., sample)`` of flux -> float32 in [0, 1], same shape."""
-        x = np.asarray(flux, dtype=np.float64) - self.baseline_of(flux)
+        x = (np.asarray(flux, dtype=np.float64) - self.baseline_of(flux)) / self.scale_of(flux)
         x = np.clip(x, self.low, self.high) - self.low
         if self.method == "linear":
             y = x / (self.high - self.low)
@@ -356,11 +371,12 @@ class Scaling:
             y = np.log1p(x / self.log_scale) / np.log1p((self.high - self.low) / self.log_scale)
         return y.astype(np.float32)
 
-    def invert(self, scaled, baseline=None) -> np.ndarray:
+    def invert(self, scaled, baseline=None, scale=None) -> np.ndarray:
         """Inverse of :meth:`apply` (values outside ``[low, high]`` come back clipped). float32.
 
         ``baseline``: what was subtracted, ``(..., 1)`` or broadcastable (the ``baseline_flux``
-        of a windows store with a trailing axis); required for ``window_median``.
+        of a windows store with a trailing axis); required for ``window_median``. ``scale``: what
+        it was divided by (the store's ``noise_flux``, likewise); required for ``unit: noise``.
         """
         y = np.asarray(scaled, dtype=np.float64)
         if self.method == "linear":
@@ -368,6 +384,10 @@ class Scaling:
         else:
             x = self.log_scale * np.expm1(y * np.log1p((self.high - self.low) / self.log_scale))
         x = x + self.low
+        if self.unit != "flux":
+            if scale is None:
+                raise ValueError("inverting a noise-unit scaling needs the noise levels")
+            x = x * np.asarray(scale, dtype=np.float64)
         if self.baseline != "none":
             if baseline is None:
                 raise ValueError("inverting a window_median scaling needs the baselines")
@@ -379,7 +399,7 @@ class Scaling:
 
     @classmethod
     def from_dict(cls, values: dict) -> Scaling:
-        names = ("method", "low", "high", "log_scale", "baseline")
+        names = ("method", "low", "high", "log_scale", "baseline", "unit")
         return cls(**{k: values[k] for k in names if k in values})
 
 
@@ -476,6 +496,8 @@ def _describe_variables(ds: xr.Dataset, units: str) -> xr.Dataset:
     for name in ("rise_time_us", "duration_us"):
         if name in ds:
             ds[name].attrs = {"units": "us"}
+    if "has_pulse" in ds:
+        ds["has_pulse"].attrs = {"description": "1 where the band has a pulse of 3 samples or more"}
     ds["sample"].attrs = {"description": f"sample number in the window, 1 / {SAMPLE_RATE_HZ:g} s"}
     ds["time"].attrs = {
         "description": "onset of the window's pulse, or the window centre where it has none "
@@ -774,7 +796,7 @@ def write_windows_store(
         out_path: the windows store (written atomically; nothing is left there on failure).
         skip_bad_input: count and leave out bad files and frames; False raises at the first.
         labels: the dataset's labels (DataFrame of ``time``, ``label``), for the frame-time
-            check (:func:`check_frame_time`, recorded in the ``frame_time_check`` attribute and
+            check (:func:`check_frame_time`, recorded under ``frame_time`` in the ``input_checks`` attribute and
             logged as a warning when implausible); None skips it.
         label_tolerance_s: how far a label may lie from its window's time.
 
@@ -824,7 +846,7 @@ def write_windows_store(
                 configured=settings.frame_time,
                 tolerance_s=label_tolerance_s,
             )
-            attrs["frame_time_check"] = json.dumps(check)
+            attrs["input_checks"] = json.dumps({"frame_time": check})
             if log is not None:
                 report = log.warning if check["verdict"] == "implausible" else log.info
                 report(
