@@ -193,3 +193,21 @@ def test_delayed_blue_tells_a_sprite_from_its_stroke():
     assert late[1, 0] - late[1, 2] > 0.2
     signature = band_ratios(f["peak_flux"], f["noise_flux"], 6.0, f["has_pulse"], late)
     assert list(signature["signature"]) == ["lightning_like", "delayed_blue"]
+
+
+def test_event_windows_one_per_episode_even_when_they_overlap():
+    from latentsky.analysis.pulses import Pulses, event_windows
+
+    def pulses(starts, ends):
+        starts, ends = np.array(starts), np.array(ends)
+        empty = np.zeros(len(starts))
+        return Pulses(starts, ends, starts, empty, np.zeros((len(starts), 3), bool), empty, empty)
+
+    # A stroke, its sprite glow 150 samples later (one episode), then a new stroke 500 samples on.
+    found = pulses([1000, 1150, 1650], [1040, 1280, 1700])
+    starts, anchors = event_windows(found, 10_000, 1000, 125)
+    np.testing.assert_array_equal(anchors, [1000, 1650])
+    np.testing.assert_array_equal(starts, [875, 1525])
+    # Near the record's end the window moves inside it.
+    starts, _ = event_windows(pulses([9900], [9910]), 10_000, 1000, 125)
+    np.testing.assert_array_equal(starts, [9000])

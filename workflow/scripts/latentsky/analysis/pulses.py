@@ -195,26 +195,31 @@ def find_pulses(
     )
 
 
-def event_windows(pulses: Pulses, n: int, length: int, pre: int) -> tuple[np.ndarray, np.ndarray]:
+def event_windows(
+    pulses: Pulses, n: int, length: int, pre: int, gap: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Windows of ``length`` samples around the pulses of a record of ``n`` samples.
 
-    Each window starts ``pre`` samples before the first pulse it holds (its *anchor*); the pulses
-    that start before the window ends belong to it (a sprite's stroke and its later glow, a jet's
-    flash and its pulses), and the next pulse after that anchors the next window. A window that
-    would run past an end of the record is moved inside it. Returns ``(starts, anchors)``, int64
-    ``(W,)`` each, in time order.
+    Pulses that follow one another within ``gap`` samples (end of one to start of the next;
+    default ``length // 4``, 2.5 ms for 10 ms windows) are one *episode*: a sprite's stroke and
+    its later glow, a jet's flash and its pulses. Each episode gets a window starting ``pre``
+    samples before its first pulse (its *anchor*), so that every event sits at the same place in
+    its window; a later episode gets its own window even where the two overlap (two strokes 5 ms
+    apart are two windows, not one). A window that would run past an end of the record is moved
+    inside it. Returns ``(starts, anchors)``, int64 ``(W,)`` each, in time order.
     """
     if n < length:
         return np.empty(0, np.int64), np.empty(0, np.int64)
+    gap = length // 4 if gap is None else int(gap)
     starts, anchors = [], []
-    covered = -1
-    for onset in pulses.start:
-        if onset < covered:
+    episode_end = None
+    for onset, end in zip(pulses.start, pulses.end, strict=True):
+        if episode_end is not None and onset <= episode_end + gap:
+            episode_end = max(episode_end, int(end))
             continue
-        first = int(np.clip(onset - pre, 0, n - length))
-        starts.append(first)
+        starts.append(int(np.clip(onset - pre, 0, n - length)))
         anchors.append(int(onset))
-        covered = first + length
+        episode_end = int(end)
     return np.array(starts, dtype=np.int64), np.array(anchors, dtype=np.int64)
 
 
