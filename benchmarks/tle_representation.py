@@ -47,11 +47,13 @@ def main() -> None:
     parser.add_argument("--flattering", action="store_true", help="the old demo generator")
     parser.add_argument("--centre", default="none", choices=["none", "pulse"])
     parser.add_argument("--length", type=int, default=1000)
+    parser.add_argument("--stride", type=int, default=None)
     parser.add_argument("--scaling", default="{}", help="JSON of photometer.scaling")
     parser.add_argument("--model", default="{}", help="JSON of model keys")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--tolerance", type=float, default=0.005, help="label tolerance, s")
     parser.add_argument("--no-train", action="store_true")
     parser.add_argument("--work", default=None)
     args = parser.parse_args()
@@ -77,7 +79,9 @@ def main() -> None:
         **json.loads(args.scaling),
     }
     scaling = Scaling(**scaling_config)
-    settings = WindowSettings(length=args.length, stride=args.length, centre=args.centre)
+    settings = WindowSettings(
+        length=args.length, stride=args.stride or args.length, centre=args.centre
+    )
     t0 = time.time()
     ds = xr.concat(
         list(window_pieces(find_fits_files(folder / "fits"), settings, scaling, {})), "window"
@@ -90,7 +94,7 @@ def main() -> None:
             "label": truth["type"],
         }
     ).sort_values("time")
-    matched, counts = match_labels(ds["time"].to_numpy(), labels, 0.005)
+    matched, counts = match_labels(ds["time"].to_numpy(), labels, args.tolerance)
     features = {
         name: ds[name].to_numpy()
         for name in (

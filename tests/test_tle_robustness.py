@@ -211,3 +211,19 @@ def test_event_windows_one_per_episode_even_when_they_overlap():
     # Near the record's end the window moves inside it.
     starts, _ = event_windows(pulses([9900], [9910]), 10_000, 1000, 125)
     np.testing.assert_array_equal(starts, [9000])
+
+
+def test_blue_pulses_tell_a_jet_from_a_corona_discharge():
+    from latentsky.analysis.tle import band_ratios, window_features
+
+    rng = np.random.default_rng(8)
+    t = np.arange(1000) * 10.0  # us
+    flash = np.where(t >= 1000, np.exp(-(t - 1000) / 60.0), 0.0)
+    flux = np.zeros((2, 3, 1000))
+    flux[:, 0] = 80 * flash
+    for at in (1900, 2800, 3700, 4600):  # a jet's pulses every 0.9 ms after its flash
+        flux[1, 0] += 30 * np.where(t >= at, np.exp(-(t - at) / 200.0), 0.0)
+    flux = flux + rng.normal(0, 0.3, flux.shape) + 2.0
+    f = window_features(flux, 1e5)
+    kinds = band_ratios(f["peak_flux"], f["noise_flux"], 6.0, f["has_pulse"], f["late_fraction"])
+    assert list(kinds["signature"]) == ["blue_dominant", "blue_pulses"]

@@ -10,9 +10,11 @@ Per window and band (:func:`window_features`, on the flux in physical units, unc
 * ``rise_time_us``: 10 % to 90 % of the peak on the leading edge of the main pulse;
 * ``duration_us``: full width at half maximum of the main pulse;
 * ``late_fraction``: the share of the band's light (above the baseline, from 50 us before the
-  brightest 777.4 nm moment to 3 ms after it) arriving 0.3-3 ms after that moment. A stroke has the
-  same share in every band (one light curve seen through three filters); a sprite's delayed blue
-  emission raises the 337 nm share far above the 777.4 nm one.
+  window's brightest moment, all bands together in noise units, to 3 ms after it) arriving
+  0.3-3 ms after that moment. A stroke has the same share in every band (one light curve seen
+  through three filters); a sprite's delayed blue emission raises the 337 nm share far above the
+  777.4 nm one; a blue jet's pulses after its flash give it a large 337 nm share, a corona
+  discharge's single flash (tens to a few hundred us) a small one.
 
 Timings are interpolated linearly between samples, so rise times of one or two samples (10-30 us,
 as for blue corona discharges) are still resolved. A band has a pulse only where at least
@@ -49,9 +51,19 @@ BAND_SHORT = ("337", "uv", "777")
 #: Signature thresholds on the peak ratios (see :func:`band_ratios`).
 UV_DOMINANT_RATIO = 1.0
 BLUE_DOMINANT_RATIO = 2.5
-SIGNATURES = ("quiet", "lightning_like", "uv_dominant", "blue_dominant", "delayed_blue")
+SIGNATURES = (
+    "quiet",
+    "lightning_like",
+    "uv_dominant",
+    "blue_dominant",
+    "blue_pulses",
+    "delayed_blue",
+)
 #: The TLE signatures (all but quiet and lightning-like), which the candidates table ranks first.
-TLE_SIGNATURES = ("uv_dominant", "blue_dominant", "delayed_blue")
+TLE_SIGNATURES = ("uv_dominant", "blue_dominant", "blue_pulses", "delayed_blue")
+#: A blue-dominated window with this share of its 337 nm light arriving late is ``blue_pulses``
+#: (a jet's flash and the pulses after it), else it stays ``blue_dominant`` (a single flash).
+BLUE_PULSES_LATE = 0.3
 #: Light "arrives late" from this long after the brightest 777.4 nm moment up to LATE_END_US.
 LATE_START_US = 300.0
 LATE_END_US = 3000.0
@@ -139,9 +151,10 @@ def window_features(
     # A pulse already high at the window start has no measurable rise: NaN, not a short rise.
     rise = np.where(has_pulse, (t90 - t10) * us, np.nan)
     duration = np.where(has_pulse, (half_down - half_up) * us, np.nan)
-    late = _late_fraction(
-        np.nan_to_num(y, neginf=0.0).reshape(w, b, s), top.reshape(w, b)[:, -1], us
-    )
+    above = np.nan_to_num(y, neginf=0.0).reshape(w, b, s)
+    # The window's brightest moment: where the bands together stand furthest above their noise.
+    anchor = np.argmax((above / noise[..., np.newaxis]).sum(axis=1), axis=1)
+    late = _late_fraction(above, anchor, us)
     return {
         "baseline_flux": baseline,
         "noise_flux": noise,
@@ -157,7 +170,7 @@ def _late_fraction(y: np.ndarray, anchor: np.ndarray, us: float) -> np.ndarray:
     """Share of each band's light arriving late (see the module's description).
 
     ``y``: ``(window, band, sample)`` above the baseline; ``anchor``: ``(window,)`` the sample of
-    the brightest 777.4 nm moment. Returns ``(window, band)``; NaN where the band's light in the
+    the window's brightest moment. Returns ``(window, band)``; NaN where the band's light in the
     span is not positive.
     """
     w, b, s = y.shape
@@ -186,7 +199,9 @@ def band_ratios(
             takes a peak over ``min_snr`` noise levels (older stores).
         late_fraction: ``(window, 3)`` (from :func:`window_features`); a lightning-like window
             whose 337 nm share exceeds its 777.4 nm share by :data:`DELAYED_BLUE_EXCESS` is
-            ``delayed_blue`` (a sprite's glow after its stroke). None: never.
+            ``delayed_blue`` (a sprite's glow after its stroke), and a blue-dominated one with
+            :data:`BLUE_PULSES_LATE` of its 337 nm light late is ``blue_pulses`` (a jet). None:
+            neither.
 
     Returns:
         DataFrame with ``ratio_uv_777`` and ``ratio_337_777`` (the 777.4 nm peak floored at
@@ -221,6 +236,8 @@ def band_ratios(
         excess = np.nan_to_num(late[:, 0] - late[:, 2], nan=0.0)
         delayed = (signature == "lightning_like") & pulse[:, 0] & (excess >= DELAYED_BLUE_EXCESS)
         signature[delayed] = "delayed_blue"
+        pulsing = (signature == "blue_dominant") & (np.nan_to_num(late[:, 0]) >= BLUE_PULSES_LATE)
+        signature[pulsing] = "blue_pulses"
         # Score: the excess on the scale of the ratios (the threshold scores like a ratio of 2.5).
         score_delayed = np.log10(np.maximum(excess, 1e-6) * 2.5 / DELAYED_BLUE_EXCESS)
     signature[~any_pulse] = "quiet"
