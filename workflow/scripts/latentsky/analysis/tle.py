@@ -63,7 +63,7 @@ SIGNATURES = (
 TLE_SIGNATURES = ("uv_dominant", "blue_dominant", "blue_pulses", "delayed_blue")
 #: A blue-dominated window with this share of its 337 nm light arriving late is ``blue_pulses``
 #: (a jet's flash and the pulses after it), else it stays ``blue_dominant`` (a single flash).
-BLUE_PULSES_LATE = 0.3
+BLUE_PULSES_LATE = 0.2
 #: Light "arrives late" from this long after the brightest 777.4 nm moment up to LATE_END_US.
 LATE_START_US = 300.0
 LATE_END_US = 3000.0

@@ -262,7 +262,12 @@ CENTRES = ("none", "trigger", "pulse")
 
 
 def cut_windows(
-    segment: Segment, length: int, stride: int, centre: str = "none", pre: int | None = None
+    segment: Segment,
+    length: int,
+    stride: int,
+    centre: str = "none",
+    pre: int | None = None,
+    pulses=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Where the windows of one segment lie: ``(starts, anchors)``, int64 ``(W,)`` each.
 
@@ -273,6 +278,7 @@ def cut_windows(
     windows, tiled every ``stride`` samples, wherever no pulse comes within ``pre`` samples.
     ``anchors`` is the sample of each window's pulse onset, -1 where the window has none (all
     windows but the pulse windows). Windows lie wholly inside the segment and come in time order.
+    ``pulses``: the segment's pulses if already found (else found here).
     """
     n = segment.n_samples
     if centre == "none":
@@ -283,7 +289,7 @@ def cut_windows(
         pre = length // 8 if pre is None else int(pre)
         if not 0 <= pre < length:
             raise ValueError(f"pre must lie in [0, length), got {pre} for length {length}")
-        pulses = find_pulses(segment.flux)
+        pulses = find_pulses(segment.flux) if pulses is None else pulses
         starts, anchors = event_windows(pulses, n, length, pre)
         quiet = quiet_windows(pulses, n, length, stride, margin=pre, taken=starts)
         starts = np.concatenate([starts, quiet])
@@ -671,8 +677,11 @@ def window_pieces(
     for _, segments in observations:
         for segment in segments:
             counts["segments"] += 1
+            # One pulse search per segment, for the windows and the frame-time check alike.
+            wanted = settings.centre == "pulse" or pulse_times is not None
+            pulses = find_pulses(segment.flux) if wanted else None
             starts, anchors = cut_windows(
-                segment, settings.length, settings.stride, settings.centre, settings.pre
+                segment, settings.length, settings.stride, settings.centre, settings.pre, pulses
             )
             counts.setdefault("pulse_windows", 0)
             counts["pulse_windows"] += int((anchors >= 0).sum())
@@ -681,7 +690,7 @@ def window_pieces(
                 covered[s : s + settings.length] = True
             counts["samples_outside_windows"] += int((~covered).sum())
             if pulse_times is not None:
-                pulse_times.append(segment.sample_times_ns(find_pulses(segment.flux).start))
+                pulse_times.append(segment.sample_times_ns(pulses.start))
             if not len(starts):
                 continue
             piece = windows_dataset(
