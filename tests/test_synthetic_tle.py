@@ -254,3 +254,41 @@ def test_frame_time_convention_is_read_as_configured(tmp_path):
     assert np.all(times["centre"] - wrong == np.timedelta64(41_600_000, "ns"))
     with pytest.raises(ValueError, match="frame_time"):
         read_mmia_fits(out["fits_files"][0], frame_time="middle")
+
+
+def test_ingest_warns_when_files_stamp_frame_starts(tmp_path, caplog):
+    """Files that stamp frame starts, ingested as if they stamped centres: the labelled events
+    miss the pulses by half a frame, and the check says so and names the right convention."""
+    import json
+    import logging
+
+    from latentsky.samples.windows import write_windows_store
+    from latentsky.stores import open_zarr
+
+    params = small_params(n_observations=6, split_fraction=0.0, frame_time="start")
+    generate_tle_demo(tmp_path / "fits", tmp_path / "labels.csv", tmp_path / "truth", params)
+    labels = read_labels(tmp_path / "labels.csv")
+    photometer = {
+        "pattern": "**/*.fits*",
+        "level": "auto",
+        "join_tolerance_us": 50,
+        "window": {"length": 512, "stride": 1000, "centre": "pulse"},
+        "scaling": {},
+    }
+    log = logging.getLogger("latentsky.test_frame_time")
+    checks = {}
+    for configured in ("centre", "start"):
+        out = tmp_path / f"{configured}.zarr"
+        with caplog.at_level(logging.INFO, logger=log.name):
+            write_windows_store(
+                tmp_path / "fits",
+                {**photometer, "frame_time": configured},
+                out,
+                log=log,
+                labels=labels,
+            )
+        checks[configured] = json.loads(open_zarr(out).attrs["input_checks"])["frame_time"]
+    assert checks["centre"]["verdict"] == "implausible" and checks["centre"]["best"] == "start"
+    assert checks["start"]["verdict"] == "plausible"
+    assert checks["start"]["share_on_pulse"]["start"] >= 0.9
+    assert "photometer.frame_time: start" in caplog.text
