@@ -395,9 +395,10 @@ def test_trigger_centred_windows(tmp_path):
     triggers = np.array([[False] * 3, [False, False, True], [False] * 3])
     path = write_mmia(tmp_path / "t.fits", frames, frame_centres(0, 3), triggers=triggers)
     segments, _, _ = joined(tmp_path, [path])
-    starts = cut_windows(segments[0], 40, 40, centre="trigger")
+    starts, anchors = cut_windows(segments[0], 40, 40, centre="trigger")
+    assert (anchors == -1).all()
     np.testing.assert_array_equal(starts, [110])  # 130 - 40 // 2
-    assert cut_windows(segments[0], 40, 40, centre="none").size == 7
+    assert cut_windows(segments[0], 40, 40, centre="none")[0].size == 7
 
 
 def test_scaling_round_trip_and_record():
@@ -414,6 +415,7 @@ def test_scaling_round_trip_and_record():
         "high": 210.0,
         "log_scale": 2.0,
         "baseline": "none",
+        "unit": "flux",
         "units": "uW/m^2",
     }
     assert Scaling.from_dict(record) == log

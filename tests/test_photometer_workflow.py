@@ -100,6 +100,13 @@ def test_bad_files_are_skipped_and_counted_through_to_the_summary(skip_run):
     assert store.sizes["window"] == 32
     assert np.isfinite(store["waveform"].to_numpy()).all()
     assert summary["tle"]["n_windows"] == 32
+    # Every label accounted for, and the frame-time convention checked against the labels.
+    matching = summary["label_matching"]
+    assert matching["labels"] == (
+        matching["matched"] + matching["unmatched"] + matching["shared_sample"]
+    )
+    assert summary["input_checks"]["frame_time"]["configured"] == "centre"
+    assert summary["input_checks"]["frame_time"]["verdict"] in ("plausible", "unchecked")
 
 
 def test_skipped_files_are_named_in_the_log(skip_run, folder):

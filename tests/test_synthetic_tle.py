@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 
-from latentsky.analysis.labels import labels_for_times, read_labels
+from latentsky.analysis.labels import match_labels, read_labels
 from latentsky.demo.tle import (
     SAMPLES_PER_FRAME,
     SATURATION,
@@ -101,7 +101,8 @@ def test_observations_rejoin_whole_and_in_order(demo):
 
 
 def test_windows_match_planted_episodes(demo):
-    """Windows cut with the episode length hold one episode each; labels match by centre time."""
+    """Windows cut with the episode length tile the episodes; each label lands on the window that
+    holds its event's peak, and every label is accounted for (placed, unmatched or shared)."""
     root, params, _ = demo
     truth = pd.read_csv(root / "truth" / "truth.csv")
     settings = WindowSettings(length=params.episode_samples, stride=params.episode_samples)
@@ -109,20 +110,25 @@ def test_windows_match_planted_episodes(demo):
     assert (
         ds.sizes["window"] == len(truth) == params.n_observations * params.episodes_per_observation
     )
-    centres = pd.to_datetime(truth["time"], utc=True).dt.tz_localize(None).to_numpy()
-    np.testing.assert_array_equal(np.sort(ds["time"].to_numpy()), np.sort(centres))
+    starts = pd.to_datetime(truth["start_time"], utc=True).dt.tz_localize(None).to_numpy()
+    np.testing.assert_array_equal(np.sort(ds["start_time"].to_numpy()), np.sort(starts))
     labels = read_labels(root / "labels.csv", site="asim")
-    matched = labels_for_times(ds["time"].to_numpy(), labels, tolerance_s=0.004)
-    by_time = dict(zip(centres, truth["type"], strict=True))
-    for time, label in zip(ds["time"].to_numpy(), matched, strict=True):
-        if label is not None:
-            assert label == by_time[time]
+    matched, counts = match_labels(ds["time"].to_numpy(), labels, tolerance_s=0.005)
+    assert counts["labels"] == counts["matched"] + counts["unmatched"] + counts["shared_sample"]
+    assert counts["unmatched"] == 0  # every label time lies inside some window
+    # A label's window is the one holding its time (the event's peak or a quiet moment).
+    window_start = ds["start_time"].to_numpy()
+    length = np.timedelta64(int(params.episode_samples * US * 1e3), "ns")
+    label_times = labels["time"].to_numpy(dtype="datetime64[ns]")
+    for j in np.flatnonzero(pd.notna(matched)):
+        inside = (label_times >= window_start[j]) & (label_times < window_start[j] + length)
+        assert matched[j] in set(labels["label"][inside])
     # About half of each type is labelled, at least one of each.
     n_labelled = pd.Series(matched).value_counts()
     n_total = truth["type"].value_counts()
     for kind in TYPES:
         assert 1 <= n_labelled.get(kind, 0) <= n_total[kind]
-    assert abs(n_labelled.sum() / len(truth) - params.labelled_fraction) < 0.1
+    assert abs(n_labelled.sum() / len(truth) - params.labelled_fraction) < 0.15
 
 
 def test_noise_offsets_and_saturation(demo):
@@ -228,3 +234,61 @@ def test_truth_and_labels_files(demo):
     assert header == ["time", "site", "observation_id", "label"]
     with pytest.raises(ValueError, match="fractions"):
         TleDemoParams(fractions={"ufo": 1.0}).validate()
+
+
+def test_frame_time_convention_is_read_as_configured(tmp_path):
+    """Files that stamp frame starts, read with ``frame_time="start"``, give the same frame centres
+    as files that stamp centres read with the default."""
+    times = {}
+    for stamped in ("centre", "start"):
+        params = small_params(n_observations=2, split_fraction=0.0, frame_time=stamped)
+        out = generate_tle_demo(
+            tmp_path / stamped / "fits",
+            tmp_path / stamped / "l.csv",
+            tmp_path / stamped / "t",
+            params,
+        )
+        times[stamped] = read_mmia_fits(out["fits_files"][0], frame_time=stamped).time
+        wrong = read_mmia_fits(out["fits_files"][0]).time
+    np.testing.assert_array_equal(times["centre"], times["start"])
+    assert np.all(times["centre"] - wrong == np.timedelta64(41_600_000, "ns"))
+    with pytest.raises(ValueError, match="frame_time"):
+        read_mmia_fits(out["fits_files"][0], frame_time="middle")
+
+
+def test_ingest_warns_when_files_stamp_frame_starts(tmp_path, caplog):
+    """Files that stamp frame starts, ingested as if they stamped centres: the labelled events
+    miss the pulses by half a frame, and the check says so and names the right convention."""
+    import json
+    import logging
+
+    from latentsky.samples.windows import write_windows_store
+    from latentsky.stores import open_zarr
+
+    params = small_params(n_observations=6, split_fraction=0.0, frame_time="start")
+    generate_tle_demo(tmp_path / "fits", tmp_path / "labels.csv", tmp_path / "truth", params)
+    labels = read_labels(tmp_path / "labels.csv")
+    photometer = {
+        "pattern": "**/*.fits*",
+        "level": "auto",
+        "join_tolerance_us": 50,
+        "window": {"length": 512, "stride": 1000, "centre": "pulse"},
+        "scaling": {},
+    }
+    log = logging.getLogger("latentsky.test_frame_time")
+    checks = {}
+    for configured in ("centre", "start"):
+        out = tmp_path / f"{configured}.zarr"
+        with caplog.at_level(logging.INFO, logger=log.name):
+            write_windows_store(
+                tmp_path / "fits",
+                {**photometer, "frame_time": configured},
+                out,
+                log=log,
+                labels=labels,
+            )
+        checks[configured] = json.loads(open_zarr(out).attrs["input_checks"])["frame_time"]
+    assert checks["centre"]["verdict"] == "implausible" and checks["centre"]["best"] == "start"
+    assert checks["start"]["verdict"] == "plausible"
+    assert checks["start"]["share_on_pulse"]["start"] >= 0.9
+    assert "photometer.frame_time: start" in caplog.text

@@ -177,26 +177,33 @@ def test_cluster_table_and_candidate_ranking():
     shares = summary[[c for c in summary if c.startswith("share_")]].sum(axis=1)
     np.testing.assert_allclose(shares, 1.0)
 
-    ranked = rank_candidates(table, n=10, balance_signatures=False)
-    assert len(ranked) == 10 and list(ranked["rank"]) == list(range(1, 11))
+    table.loc[:3, "signature"] = "uv_dominant"  # two TLE signature kinds
+    tle = table["signature"].isin(["uv_dominant", "blue_dominant"])
+    ranked = rank_candidates(table, balance_signatures=False)
+    assert list(ranked["rank"]) == list(range(1, len(ranked) + 1))
     assert (ranked["signature"] != "quiet").all()
-    assert ranked["candidate_score"].is_monotonic_decreasing
-    # The top candidate: no non-quiet window is better on both scores.
+    # TLE signatures first, each part by candidate score.
+    n_tle = int(tle.sum())
+    assert ranked["signature"].head(n_tle).isin(["uv_dominant", "blue_dominant"]).all()
+    assert (ranked["signature"].iloc[n_tle:] == "lightning_like").all()
+    assert ranked["candidate_score"].head(n_tle).is_monotonic_decreasing
+    assert ranked["candidate_score"].iloc[n_tle:].is_monotonic_decreasing
+    # The top candidate: no TLE-signature window is better on both scores.
     top = ranked.iloc[0]
-    rest = table[table["signature"] != "quiet"]
+    rest = table[tle]
     better = (rest["neg_elbo"] > top["neg_elbo"]) & (
         rest["signature_score"] > top["signature_score"]
     )
     assert not better.any()
+    assert len(rank_candidates(table, n=10)) == 10
 
-    # Balanced: the first rows are the best window of each signature kind, then the second best...
-    kinds = rest["signature"].nunique()
-    assert kinds >= 2
+    # Balanced: each TLE kind's best window, then each one's second best..., then lightning-like.
     balanced = rank_candidates(table, balance_signatures=True)
-    assert len(balanced) == len(rest)
-    assert set(balanced["signature"].head(kinds)) == set(rest["signature"])
-    assert (balanced["rank_in_signature"].head(kinds) == 1).all()
-    assert balanced["rank_in_signature"].is_monotonic_increasing
+    assert len(balanced) == len(table[table["signature"] != "quiet"])
+    assert set(balanced["signature"].head(2)) == {"uv_dominant", "blue_dominant"}
+    assert (balanced["rank_in_signature"].head(2) == 1).all()
+    assert balanced["rank_in_signature"].head(8).is_monotonic_increasing
+    assert (balanced["signature"].iloc[n_tle:] == "lightning_like").all()
     for _, rows in balanced.groupby("signature"):
         assert rows["candidate_score"].is_monotonic_decreasing
 

@@ -86,6 +86,7 @@ rule summarise_results:
             "resources/{dataset}/manifests/{site}/ismr_{date}.tsv", stations_only=True
         ),
         kind_outputs=kind_outputs,
+        labels=labels_file,
     output:
         summary=report(
             "results/{dataset}/summary.json",
@@ -111,6 +112,7 @@ rule summarise_results:
         runtime=20,
     params:
         analysis=section("analysis"),
+        sites=of_dataset(site_names),
         count_key=kind_param("count_key"),
         variable=kind_param("variable"),
         findings=kind_param("findings"),

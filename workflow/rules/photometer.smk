@@ -5,6 +5,7 @@
 rule ingest_photometer:
     input:
         fits=lookup(dpath="datasets/{dataset}/fits_dir", within=config),
+        labels=labels_file,
     output:
         windows=directory("results/{dataset}/windows.zarr"),
     log:
@@ -20,6 +21,7 @@ rule ingest_photometer:
     params:
         photometer=lookup(dpath="datasets/{dataset}/photometer", within=config),
         on_bad_input=config["on_bad_input"],
+        label_tolerance_s=setting("analysis", "label_tolerance_s"),
     script:
         "../scripts/ingest_photometer.py"
 
@@ -28,6 +30,7 @@ rule analyse_tle_clusters:
     input:
         windows="results/{dataset}/windows.zarr",
         checkpoint="results/{dataset}/model/checkpoint.pt",
+        latents="results/{dataset}/latents.zarr",
         embedding="results/{dataset}/embedding.csv",
     output:
         windows="results/{dataset}/tle/windows.csv",

@@ -23,6 +23,7 @@ results = analyse_windows(
     model,
     pd.read_csv(snakemake.input.embedding),
     snakemake.params.tle,
+    latents=open_zarr(snakemake.input.latents)["latent"].to_numpy(),
 )
 for name in ("windows", "clusters", "candidates"):
     results[name].to_csv(snakemake.output[name], index=False)

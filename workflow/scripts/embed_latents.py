@@ -8,7 +8,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from latentsky.analysis.embedding import embed  # noqa: E402
-from latentsky.analysis.labels import labels_for_times, read_labels  # noqa: E402
+from latentsky.analysis.labels import match_labels, read_labels  # noqa: E402
 from latentsky.logs import log_to_file  # noqa: E402
 from latentsky.stores import open_zarr  # noqa: E402
 
@@ -20,7 +20,8 @@ sites = latents["site"].to_numpy() if "site" in latents.coords else None  # seve
 labels = [None] * len(times)
 if snakemake.input.labels:
     labelled = read_labels(snakemake.input.labels[0], site=params.sites)
-    labels = labels_for_times(times, labelled, params.label_tolerance_s, image_sites=sites)
+    labels, counts = match_labels(times, labelled, params.label_tolerance_s, sample_sites=sites)
+    log.info("labels: %s", counts)
 table = embed(
     times,
     latents["latent"].to_numpy(),

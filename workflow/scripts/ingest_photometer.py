@@ -2,6 +2,7 @@
 
 import json
 
+from latentsky.analysis.labels import read_labels
 from latentsky.conventions import ACKNOWLEDGEMENTS
 from latentsky.logs import log_to_file
 from latentsky.samples.windows import write_windows_store
@@ -14,6 +15,9 @@ counts = write_windows_store(
     snakemake.output.windows,
     skip_bad_input=snakemake.params.on_bad_input == "skip",
     log=log,
+    # The frame-time check places the labelled events on the light pulses found.
+    labels=read_labels(snakemake.input.labels[0]) if snakemake.input.labels else None,
+    label_tolerance_s=snakemake.params.label_tolerance_s,
 )
 annotate_store(
     snakemake.output.windows,

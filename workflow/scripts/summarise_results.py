@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from latentsky.acquisition.manifest import read_manifest
+from latentsky.analysis.labels import match_labels, read_labels
 from latentsky.analysis.quality import quality_page
 from latentsky.analysis.summary import summarise
 from latentsky.jsonable import plain
@@ -40,6 +41,16 @@ summary = summarise(
         Path(p).parent.name: json.loads(Path(p).read_text()) for p in inputs.kind_outputs
     },
 )
+# Every label accounted for: placed, or matching no sample, or sharing one with a nearer label.
+if inputs.labels:
+    latents = open_zarr(inputs.latents)
+    _, summary["label_matching"] = match_labels(
+        latents["time"].to_numpy(),
+        read_labels(inputs.labels[0], site=params.sites),
+        params.analysis["label_tolerance_s"],
+        sample_sites=latents["site"].to_numpy() if "site" in latents.coords else None,
+    )
+summary["input_checks"] = json.loads(samples.attrs.get("input_checks", "{}"))
 summary = plain(summary, "summary")
 log.info("summary: %s", json.dumps(summary, indent=2))
 Path(snakemake.output.summary).write_text(json.dumps(summary, indent=2, allow_nan=False))

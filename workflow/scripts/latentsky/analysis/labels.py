@@ -64,3 +64,77 @@ def labels_for_times(
     out = matched["label"].to_numpy(dtype=object)
     out[pd.isna(out)] = None
     return out
+
+
+def match_labels(
+    sample_times, labels: pd.DataFrame, tolerance_s: float, sample_sites=None
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Each label to the one sample nearest its time, and what could not be placed.
+
+    A label goes to the sample (image, window) whose time is nearest to its own, within
+    ``tolerance_s`` (and, with ``sample_sites``, of its own site). A sample chosen by several
+    labels keeps the nearest one (the first in time on a tie); the others *share a sample* and are
+    left out. Unlike :func:`labels_for_times`, no label is ever copied onto a second sample, and
+    nothing is dropped unseen.
+
+    Returns:
+        ``(labels, counts)``: the label of each sample (object ``(N,)``, None where none) and
+        ``{"labels", "matched", "unmatched", "shared_sample", "shared_sample_other_label"}``:
+        labels read, placed, with no sample within the tolerance, left out because a nearer
+        label took their sample, and how many of those carried a different label from it.
+    """
+    times = np.asarray(sample_times, dtype="datetime64[ns]").astype(np.int64)
+    n = len(times)
+    out = np.full(n, None, dtype=object)
+    counts = {
+        "labels": len(labels),
+        "matched": 0,
+        "unmatched": 0,
+        "shared_sample": 0,
+        "shared_sample_other_label": 0,
+    }
+    if not len(labels):
+        return out, counts
+    tolerance = int(round(tolerance_s * 1e9))
+    label_times = labels["time"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    label_names = labels["label"].to_numpy(dtype=object)
+    sites = np.zeros(n, dtype=object) if sample_sites is None else np.asarray(sample_sites)
+    label_sites = (
+        np.zeros(len(labels), dtype=object)
+        if sample_sites is None
+        else labels["site"].astype(str).to_numpy()
+    )
+    nearest = np.full(len(labels), -1, dtype=np.int64)
+    distance = np.full(len(labels), np.iinfo(np.int64).max, dtype=np.int64)
+    for site in pd.unique(label_sites):
+        members = (
+            np.flatnonzero(sites.astype(str) == str(site))
+            if sample_sites is not None
+            else (np.arange(n))
+        )
+        chosen = np.flatnonzero(label_sites == site)
+        if not len(members):
+            continue
+        order = members[np.argsort(times[members], kind="stable")]
+        sorted_times = times[order]
+        at = np.searchsorted(sorted_times, label_times[chosen])
+        for offset in (-1, 0):
+            k = np.clip(at + offset, 0, len(order) - 1)
+            gap = np.abs(sorted_times[k] - label_times[chosen])
+            better = gap < distance[chosen]
+            distance[chosen[better]] = gap[better]
+            nearest[chosen[better]] = order[k[better]]
+    placed = (nearest >= 0) & (distance <= tolerance)
+    counts["unmatched"] = int((~placed).sum())
+    # Nearest label first (ties: earlier label), so each sample keeps its nearest.
+    for i in np.lexsort((label_times, distance)):
+        if not placed[i]:
+            continue
+        j = nearest[i]
+        if out[j] is None:
+            out[j] = label_names[i]
+            counts["matched"] += 1
+        else:
+            counts["shared_sample"] += 1
+            counts["shared_sample_other_label"] += int(out[j] != label_names[i])
+    return out, counts

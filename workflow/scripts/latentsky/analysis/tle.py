@@ -3,14 +3,24 @@
 Per window and band (:func:`window_features`, on the flux in physical units, unclipped):
 
 * ``baseline_flux``: median of the window (the background under the event);
-* ``noise_flux``: white-noise level, from the median absolute first difference;
+* ``noise_flux``: white-noise level, a clipped RMS of the first differences
+  (:func:`latentsky.analysis.pulses.noise_level`: right for photon counts too, where the median
+  absolute difference is 0);
 * ``peak_flux``: the highest sample above the baseline;
 * ``rise_time_us``: 10 % to 90 % of the peak on the leading edge of the main pulse;
-* ``duration_us``: full width at half maximum of the main pulse.
+* ``duration_us``: full width at half maximum of the main pulse;
+* ``late_fraction``: the share of the band's light (above the baseline, from 50 us before the
+  window's brightest moment, all bands together in noise units, to 3 ms after it) arriving
+  0.3-3 ms after that moment. A stroke has the same share in every band (one light curve seen
+  through three filters); a sprite's delayed blue emission raises the 337 nm share far above the
+  777.4 nm one; a blue jet's pulses after its flash give it a large 337 nm share, a corona
+  discharge's single flash (tens to a few hundred us) a small one.
 
 Timings are interpolated linearly between samples, so rise times of one or two samples (10-30 us,
-as for blue corona discharges) are still resolved. A band whose peak is below
-``min_snr * noise_flux`` has no pulse: its rise time and duration are NaN.
+as for blue corona discharges) are still resolved. A band has a pulse only where at least
+``min_samples`` consecutive samples (30 us) lie ``min_snr`` noise levels above the baseline: a
+single-sample photon or particle spike is no pulse (it made 8 % of quiet windows "lightning-like").
+A band with no pulse has NaN rise time and duration, and its peak counts as 0 in the ratios.
 
 Per window, across bands (:func:`band_ratios`): the peak ratios UV/777.4 nm and 337/777.4 nm, with
 the 777.4 nm peak floored at its detection limit, and a *band signature*: ordinary lightning is
@@ -32,6 +42,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from latentsky.analysis.pulses import MIN_SAMPLES, noise_level
+
 #: A band "has a pulse" when its peak exceeds this many times its noise level.
 MIN_SNR = 6.0
 #: Short names of the bands in the order of :data:`latentsky.samples.windows.BANDS`.
@@ -39,7 +51,25 @@ BAND_SHORT = ("337", "uv", "777")
 #: Signature thresholds on the peak ratios (see :func:`band_ratios`).
 UV_DOMINANT_RATIO = 1.0
 BLUE_DOMINANT_RATIO = 2.5
-SIGNATURES = ("quiet", "lightning_like", "uv_dominant", "blue_dominant")
+SIGNATURES = (
+    "quiet",
+    "lightning_like",
+    "uv_dominant",
+    "blue_dominant",
+    "blue_pulses",
+    "delayed_blue",
+)
+#: The TLE signatures (all but quiet and lightning-like), which the candidates table ranks first.
+TLE_SIGNATURES = ("uv_dominant", "blue_dominant", "blue_pulses", "delayed_blue")
+#: A blue-dominated window with this share of its 337 nm light arriving late is ``blue_pulses``
+#: (a jet's flash and the pulses after it), else it stays ``blue_dominant`` (a single flash).
+BLUE_PULSES_LATE = 0.2
+#: Light "arrives late" from this long after the brightest 777.4 nm moment up to LATE_END_US.
+LATE_START_US = 300.0
+LATE_END_US = 3000.0
+#: A stroke with this much more of its 337 nm light arriving late than of its 777.4 nm light
+#: (shares of the band's light, see ``late_fraction``) carries delayed blue emission: a sprite.
+DELAYED_BLUE_EXCESS = 0.05
 
 
 def robust_noise(flux: np.ndarray) -> np.ndarray:
@@ -82,30 +112,37 @@ def _crossing(y: np.ndarray, level: np.ndarray, before: np.ndarray, upward: bool
 
 
 def window_features(
-    flux: np.ndarray, sample_rate_hz: float, min_snr: float = MIN_SNR
+    flux: np.ndarray,
+    sample_rate_hz: float,
+    min_snr: float = MIN_SNR,
+    min_samples: int = MIN_SAMPLES,
 ) -> dict[str, np.ndarray]:
     """Per-window, per-band features of photometer windows.
 
     Args:
         flux: ``(window, band, sample)`` in physical units (uW/m^2 or counts), not clipped.
         sample_rate_hz: samples per second (100 kHz for MMIA).
-        min_snr: peaks below ``min_snr`` noise levels count as no pulse (NaN timings).
+        min_snr, min_samples: a band has a pulse where ``min_samples`` consecutive samples lie
+            ``min_snr`` noise levels above the baseline (else NaN timings).
 
     Returns:
-        ``{"baseline_flux", "noise_flux", "peak_flux", "rise_time_us", "duration_us"}``, each
-        ``(window, band)`` float64, fluxes in the input units, times in microseconds.
+        ``{"baseline_flux", "noise_flux", "peak_flux", "rise_time_us", "duration_us",
+        "has_pulse"}``, each ``(window, band)`` float64 (``has_pulse`` bool), fluxes in the input
+        units, times in microseconds.
     """
     x = np.asarray(flux, dtype=np.float64)
     if x.ndim != 3:
         raise ValueError(f"flux must be (window, band, sample), got shape {x.shape}")
     w, b, s = x.shape
     baseline = np.nanmedian(x, axis=-1)
-    noise = robust_noise(x)
+    noise = noise_level(x)
     y = (x - baseline[..., np.newaxis]).reshape(w * b, s)
     y = np.nan_to_num(y, nan=-np.inf)  # a NaN sample is never a peak nor above a level
     top = np.argmax(y, axis=1)
     peak = y[np.arange(w * b), top]
-    has_pulse = peak >= min_snr * noise.reshape(-1)
+    hot = y > min_snr * noise.reshape(-1, 1)
+    width = min(min_samples, s)
+    has_pulse = np.lib.stride_tricks.sliding_window_view(hot, width, axis=1).all(-1).any(-1)
     us = 1e6 / sample_rate_hz
     t10 = _crossing(y, 0.1 * peak, top, upward=True)
     t90 = _crossing(y, 0.9 * peak, top, upward=True)
@@ -114,23 +151,57 @@ def window_features(
     # A pulse already high at the window start has no measurable rise: NaN, not a short rise.
     rise = np.where(has_pulse, (t90 - t10) * us, np.nan)
     duration = np.where(has_pulse, (half_down - half_up) * us, np.nan)
+    above = np.nan_to_num(y, neginf=0.0).reshape(w, b, s)
+    # The window's brightest moment: where the bands together stand furthest above their noise.
+    anchor = np.argmax((above / noise[..., np.newaxis]).sum(axis=1), axis=1)
+    late = _late_fraction(above, anchor, us)
     return {
         "baseline_flux": baseline,
         "noise_flux": noise,
         "peak_flux": np.where(np.isfinite(peak), peak, np.nan).reshape(w, b),
         "rise_time_us": rise.reshape(w, b),
         "duration_us": duration.reshape(w, b),
+        "has_pulse": has_pulse.reshape(w, b),
+        "late_fraction": late,
     }
 
 
+def _late_fraction(y: np.ndarray, anchor: np.ndarray, us: float) -> np.ndarray:
+    """Share of each band's light arriving late (see the module's description).
+
+    ``y``: ``(window, band, sample)`` above the baseline; ``anchor``: ``(window,)`` the sample of
+    the window's brightest moment. Returns ``(window, band)``; NaN where the band's light in the
+    span is not positive.
+    """
+    w, b, s = y.shape
+    t = (np.arange(s)[np.newaxis, :] - anchor[:, np.newaxis]) * us  # (window, sample), us
+    span = (t >= -50.0) & (t <= LATE_END_US)
+    late = (t >= LATE_START_US) & (t <= LATE_END_US)
+    total = np.einsum("wbs,ws->wb", y, span.astype(np.float64))
+    after = np.einsum("wbs,ws->wb", y, late.astype(np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(total > 0, after / total, np.nan)
+
+
 def band_ratios(
-    peak_flux: np.ndarray, noise_flux: np.ndarray, min_snr: float = MIN_SNR
+    peak_flux: np.ndarray,
+    noise_flux: np.ndarray,
+    min_snr: float = MIN_SNR,
+    has_pulse: np.ndarray | None = None,
+    late_fraction: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Peak ratios and band signature of each window.
 
     Args:
         peak_flux, noise_flux: ``(window, 3)`` in band order 337 nm, UV, 777.4 nm (as from
             :func:`window_features`).
+        has_pulse: ``(window, 3)`` bool, which bands have a pulse (of the minimum width); None
+            takes a peak over ``min_snr`` noise levels (older stores).
+        late_fraction: ``(window, 3)`` (from :func:`window_features`); a lightning-like window
+            whose 337 nm share exceeds its 777.4 nm share by :data:`DELAYED_BLUE_EXCESS` is
+            ``delayed_blue`` (a sprite's glow after its stroke), and a blue-dominated one with
+            :data:`BLUE_PULSES_LATE` of its 337 nm light late is ``blue_pulses`` (a jet). None:
+            neither.
 
     Returns:
         DataFrame with ``ratio_uv_777`` and ``ratio_337_777`` (the 777.4 nm peak floored at
@@ -140,20 +211,40 @@ def band_ratios(
     """
     peak = np.asarray(peak_flux, dtype=np.float64)
     noise = np.asarray(noise_flux, dtype=np.float64)
-    pulse = peak >= min_snr * noise
+    pulse = peak >= min_snr * noise if has_pulse is None else np.asarray(has_pulse, dtype=bool)
     any_pulse = pulse.any(axis=1)
-    floor = np.maximum(peak[:, 2], min_snr * noise[:, 2])
-    numerators = np.maximum(peak[:, :2], 0.0)
+    # A band without a pulse counts by its detection limit (777.4 nm) or not at all (the others):
+    # a lone photon spike is no light.
+    floor = np.maximum(np.where(pulse[:, 2], peak[:, 2], 0.0), min_snr * noise[:, 2])
+    numerators = np.where(pulse[:, :2], np.maximum(peak[:, :2], 0.0), 0.0)
     ratio_337 = np.where(any_pulse, numerators[:, 0] / floor, np.nan)
     ratio_uv = np.where(any_pulse, numerators[:, 1] / floor, np.nan)
     signature = np.full(len(peak), "lightning_like", dtype=object)
-    signature[pulse[:, 0] & (ratio_337 >= BLUE_DOMINANT_RATIO)] = "blue_dominant"
+    # Lightning is bright at 777.4 nm: a pulse without one there is blue or UV whatever the ratio
+    # to the 777.4 nm detection limit (a faint corona discharge under a bright sky).
+    no_777 = ~pulse[:, 2]
+    signature[pulse[:, 0] & ((ratio_337 >= BLUE_DOMINANT_RATIO) | no_777)] = "blue_dominant"
     # UV over 777.4 nm and at least as strong as 337 nm: the elve signature wins over "blue".
-    uv = pulse[:, 1] & (ratio_uv >= UV_DOMINANT_RATIO) & (peak[:, 1] >= peak[:, 0])
+    uv = (
+        pulse[:, 1]
+        & ((ratio_uv >= UV_DOMINANT_RATIO) | no_777)
+        & ((peak[:, 1] >= peak[:, 0]) | ~pulse[:, 0])
+    )
     signature[uv] = "uv_dominant"
+    if late_fraction is not None:
+        late = np.asarray(late_fraction, dtype=np.float64)
+        excess = np.nan_to_num(late[:, 0] - late[:, 2], nan=0.0)
+        delayed = (signature == "lightning_like") & pulse[:, 0] & (excess >= DELAYED_BLUE_EXCESS)
+        signature[delayed] = "delayed_blue"
+        pulsing = (signature == "blue_dominant") & (np.nan_to_num(late[:, 0]) >= BLUE_PULSES_LATE)
+        signature[pulsing] = "blue_pulses"
+        # Score: the excess on the scale of the ratios (the threshold scores like a ratio of 2.5).
+        score_delayed = np.log10(np.maximum(excess, 1e-6) * 2.5 / DELAYED_BLUE_EXCESS)
     signature[~any_pulse] = "quiet"
     with np.errstate(divide="ignore"):
         score = np.log10(np.maximum(np.fmax(ratio_uv, ratio_337), 1e-6))
+    if late_fraction is not None:
+        score = np.where(signature == "delayed_blue", score_delayed, score)
     return pd.DataFrame(
         {
             "ratio_uv_777": ratio_uv,
@@ -168,12 +259,19 @@ def feature_table(features: dict[str, np.ndarray], min_snr: float = MIN_SNR) -> 
     """Flat per-window table: ``<feature>_<band>`` columns (bands 337, uv, 777) plus the ratios
     and signature of :func:`band_ratios`. ``features`` maps names to ``(window, 3)`` arrays."""
     columns = {}
-    for name in ("peak_flux", "baseline_flux", "noise_flux", "rise_time_us", "duration_us"):
+    names = ("peak_flux", "baseline_flux", "noise_flux", "rise_time_us", "duration_us")
+    for name in names + tuple(n for n in ("late_fraction",) if n in features):
         values = np.asarray(features[name], dtype=np.float64)
         for j, band in enumerate(BAND_SHORT):
             columns[f"{name}_{band}"] = values[:, j]
     table = pd.DataFrame(columns)
-    ratios = band_ratios(features["peak_flux"], features["noise_flux"], min_snr)
+    ratios = band_ratios(
+        features["peak_flux"],
+        features["noise_flux"],
+        min_snr,
+        features.get("has_pulse"),
+        features.get("late_fraction"),
+    )
     return pd.concat([table, ratios], axis=1)
 
 
@@ -309,7 +407,7 @@ def percentile_rank(values: np.ndarray) -> np.ndarray:
 def rank_candidates(
     table: pd.DataFrame, n: int | None = None, balance_signatures: bool = True
 ) -> pd.DataFrame:
-    """Rank windows as TLE candidates by how unusual they are and by their band signature.
+    """Rank windows as TLE candidates: TLE band signatures first, then by how unusual they are.
 
     ``table`` needs ``neg_elbo`` (the anomaly score: negative ELBO under the trained model),
     ``signature`` and ``signature_score``. Adds ``anomaly_percentile`` and
@@ -317,13 +415,16 @@ def rank_candidates(
     blue-dominated), ``candidate_score`` (their mean) and ``rank_in_signature`` (1 = the best
     window of its signature kind). Quiet windows (no pulse in any band) are not candidates.
 
-    With ``balance_signatures`` the order takes each signature kind's best window, then each
-    kind's second best, and so on (ties by ``candidate_score``); otherwise it is plain
-    ``candidate_score``. The balance is there because the scores are not comparable across kinds:
-    the negative ELBO grows with brightness and the UV/777.4 ratio of an elve is smaller than the
-    337/777.4 ratio of a blue jet, so a plain sort fills the table with bright blue events (41 of
-    the demo's top 50 were blue jets, and no elve). Returns the first ``n`` (all if None) with
-    ``rank`` from 1.
+    Windows with a TLE signature (:data:`TLE_SIGNATURES`: UV-dominant, blue-dominant, delayed
+    blue) come before lightning-like ones, which follow by ``candidate_score``: the anomaly score
+    alone ranks faint elves and corona discharges *below* bright strokes (a faint flash costs the
+    likelihood less), and a sprite's stroke makes it lightning-like by its peaks, so neither score
+    alone puts every TLE type above ordinary lightning, while the band signature, a physical
+    criterion, does. Within the TLE signatures, with ``balance_signatures`` the order takes each
+    kind's best window, then each kind's second best, and so on (ties by ``candidate_score``);
+    otherwise it is plain ``candidate_score``. The balance is there because the scores are not
+    comparable across kinds: a plain sort fills the table with bright blue events (41 of the demo's
+    top 50 were blue jets, and no elve). Returns the first ``n`` (all if None) with ``rank`` from 1.
     """
     ranked = table.copy()
     ranked["anomaly_percentile"] = percentile_rank(ranked["neg_elbo"])
@@ -335,10 +436,12 @@ def rank_candidates(
     ranked = ranked[ranked["signature"] != "quiet"]
     ranked = ranked.sort_values("candidate_score", ascending=False, kind="stable")
     ranked["rank_in_signature"] = ranked.groupby("signature").cumcount() + 1
-    if balance_signatures:
-        ranked = ranked.sort_values(
-            ["rank_in_signature", "candidate_score"], ascending=[True, False], kind="stable"
-        )
+    ordinary = ~ranked["signature"].isin(TLE_SIGNATURES)
+    within = ranked["rank_in_signature"] * int(balance_signatures)
+    ranked = ranked.assign(_ordinary=ordinary, _within=within.where(~ordinary, 0))
+    ranked = ranked.sort_values(
+        ["_ordinary", "_within", "candidate_score"], ascending=[True, True, False], kind="stable"
+    ).drop(columns=["_ordinary", "_within"])
     if n is not None:
         ranked = ranked.head(n)
     ranked.insert(0, "rank", np.arange(1, len(ranked) + 1))

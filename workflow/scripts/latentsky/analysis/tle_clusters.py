@@ -23,7 +23,15 @@ from latentsky.models.feed import SampleSource
 from latentsky.samples.windows import Scaling
 
 #: Per-window features stored with the windows (in the files' units).
-FEATURES = ("peak_flux", "baseline_flux", "noise_flux", "rise_time_us", "duration_us")
+FEATURES = (
+    "peak_flux",
+    "baseline_flux",
+    "noise_flux",
+    "rise_time_us",
+    "duration_us",
+    "has_pulse",
+    "late_fraction",
+)
 
 
 def analyse_windows(
@@ -32,6 +40,7 @@ def analyse_windows(
     model: LatentModel,
     embedding: pd.DataFrame,
     settings: dict,
+    latents: np.ndarray | None = None,
 ) -> dict:
     """Score, tabulate and summarise every window of a photometer dataset.
 
@@ -41,6 +50,8 @@ def analyse_windows(
         model: the trained Beta VAE (anomaly score: negative ELBO, nats per window).
         embedding: the embedding table (``index``: window position, ``cluster``, ``label``).
         settings: the config's ``analysis.tle``.
+        latents: ``(window, latent_dim)`` latent codes, for the per-type scores
+            (:func:`type_scores`); None leaves those out.
 
     Returns:
         ``windows`` (one row per window: coordinates, features, scores, cluster, label),
@@ -52,7 +63,7 @@ def analyse_windows(
     )
     coordinates = ("window", "observation", "time", "latitude", "longitude")
     table = pd.DataFrame({name: windows[name].to_numpy() for name in coordinates})
-    features = {name: windows[name].to_numpy() for name in FEATURES}
+    features = {name: windows[name].to_numpy() for name in FEATURES if name in windows}
     table = pd.concat([table, feature_table(features)], axis=1)
     for key, values in scores.items():
         table[key] = values
@@ -68,7 +79,7 @@ def analyse_windows(
         "clusters": cluster_table(table),
         "candidates": candidates,
         "waveforms": _mean_waveforms(windows, samples, table, features, settings),
-        "summary": _summary(table, candidates, settings),
+        "summary": _summary(table, candidates, settings, latents, embedding),
     }
 
 
@@ -76,10 +87,12 @@ def _mean_waveforms(windows, samples, table, features, settings) -> dict:
     """Mean, spread and examples of each cluster's waveforms in physical units."""
     scaling = Scaling.from_dict(json.loads(windows.attrs["normalisation"]))
     baseline = features["baseline_flux"][..., np.newaxis]
+    noise = features["noise_flux"][..., np.newaxis]
 
     def physical(index):
         raw = samples.gather(index)
-        return scaling.invert(samples.unpacking.numpy(raw, index=index), baseline[index])
+        scaled = samples.unpacking.numpy(raw, index=index)
+        return scaling.invert(scaled, baseline[index], noise[index])
 
     stats = cluster_waveforms(
         physical,
@@ -106,8 +119,15 @@ def _mean_waveforms(windows, samples, table, features, settings) -> dict:
     }
 
 
-def _summary(table: pd.DataFrame, candidates: pd.DataFrame, settings: dict) -> dict:
-    """How well the anomaly score and the band signature pick out the labelled TLEs."""
+def _summary(
+    table: pd.DataFrame,
+    candidates: pd.DataFrame,
+    settings: dict,
+    latents: np.ndarray | None = None,
+    embedding: pd.DataFrame | None = None,
+) -> dict:
+    """How well the anomaly score and the band signature pick out the labelled TLEs, and (with
+    the latents) how well the latents and clusters tell every labelled type apart."""
     labels = table["label"].to_numpy(dtype=object)
     tle, ordinary = settings["tle_labels"], settings["ordinary_labels"]
     anomaly = anomaly_auc(table["neg_elbo"], labels, tle, ordinary)
@@ -131,4 +151,113 @@ def _summary(table: pd.DataFrame, candidates: pd.DataFrame, settings: dict) -> d
             if keep.any():
                 auc = roc_auc(table["neg_elbo"].to_numpy()[keep], labels[keep] == positive)
                 summary["anomaly_auc_by_label"][f"{positive}_vs_{negative}"] = auc
+    top = candidates["label"].dropna() if "label" in candidates else pd.Series(dtype=object)
+    summary["candidates_labelled"] = top.value_counts().to_dict()
+    if latents is not None and embedding is not None:
+        types = _type_summary(table, latents, embedding, settings)
+        summary["headlines"].update(types.pop("headlines", {}))
+        summary.update(types)
     return summary
+
+
+def _type_summary(table, latents, embedding, settings) -> dict:
+    """:func:`type_scores` of the labelled embedded windows, clusters at the workflow's number
+    and re-clustered (spectral, on the same UMAP coordinates) at the number of labelled types."""
+    from latentsky.analysis.embedding import spectral_clusters
+
+    labelled = embedding["label"].notna().to_numpy()
+    types = embedding.loc[labelled, "label"].astype(str)
+    n_types = types.nunique()
+    if n_types < 2 or types.value_counts().min() < 2:
+        return {}
+    clusters = {int(embedding["cluster"].max()) + 1: embedding["cluster"].to_numpy()[labelled]}
+    coords = embedding[["umap_x", "umap_y"]].to_numpy()
+    if 2 <= n_types < len(coords):
+        clusters[n_types] = spectral_clusters(coords, n_types, seed=settings["seed"])[labelled]
+    index = embedding["index"].to_numpy()[labelled]
+    scores = type_scores(
+        latents[index],
+        types.to_numpy(),
+        clusters,
+        table["neg_elbo"].to_numpy()[index],
+        tle_labels=settings["tle_labels"],
+        reference=settings["reference_label"],
+    )
+    scores["ari_at_n_types"] = scores["ari_at"].get(n_types, float("nan"))
+    scores["n_types"] = n_types
+    scores["cluster_type_counts"] = (
+        {
+            str(c): row.to_dict()
+            for c, row in pd.crosstab(clusters[n_types], types.to_numpy()).iterrows()
+        }
+        if n_types in clusters
+        else {}
+    )
+    scores["headlines"] = {
+        "balanced_knn_accuracy": scores["balanced_knn_accuracy"],
+        "knn_recall": scores["knn_recall"],
+        "ari_at_n_types": scores["ari_at_n_types"],
+        "anomaly_auc_by_type": scores["anomaly_auc_by_type"],
+    }
+    return scores
+
+
+def type_scores(
+    latents: np.ndarray,
+    labels,
+    clusters: dict[int, np.ndarray],
+    scores: np.ndarray,
+    tle_labels=("elve", "blue_corona", "sprite", "blue_jet"),
+    reference: str = "lightning",
+    k: int = 5,
+    folds: int = 5,
+    seed: int = 0,
+) -> dict:
+    """How well the latents, the clusters and the anomaly score tell every labelled type apart.
+
+    Args:
+        latents: ``(N, D)`` latent codes of the labelled windows.
+        labels: ``(N,)`` their labels (the planted or hand-labelled types).
+        clusters: cluster numbers ``(N,)`` of the same windows by number of clusters.
+        scores: ``(N,)`` anomaly scores (negative ELBO).
+        tle_labels, reference: each TLE label's AUC is taken against ``reference`` alone.
+        k, folds, seed: the k-nearest-neighbour classifier (standardised inside each fold) and
+            its stratified, shuffled folds.
+
+    Returns:
+        ``balanced_knn_accuracy`` (mean over types of the kNN recall; chance 1 / types),
+        ``knn_recall`` by type, ``knn_confusion`` (true type -> predicted type -> count),
+        ``ari_at`` (number of clusters -> adjusted Rand index against the labels) and
+        ``anomaly_auc_by_type`` (each TLE label present against ``reference``; NaN if absent).
+    """
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.neighbors import KNeighborsClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from latentsky.analysis.embedding import adjusted_rand
+    from latentsky.analysis.tle import roc_auc
+
+    y = np.asarray(labels, dtype=object).astype(str)
+    types = sorted(set(y))
+    smallest = min(int((y == t).sum()) for t in types)
+    n_folds = max(2, min(folds, smallest))
+    # No more neighbours than the smallest training fold holds (tiny test runs).
+    k = max(1, min(k, len(y) - -(-len(y) // n_folds)))
+    classifier = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=k))
+    cv = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    predicted = cross_val_predict(classifier, np.asarray(latents, np.float64), y, cv=cv)
+    recall = {t: float(np.mean(predicted[y == t] == t)) for t in types}
+    confusion = pd.crosstab(pd.Series(y, name="type"), pd.Series(predicted, name="predicted"))
+    scores = np.asarray(scores, dtype=np.float64)
+    by_type = {}
+    for kind in tle_labels:
+        keep = np.isin(y, [kind, reference])
+        by_type[kind] = roc_auc(scores[keep], y[keep] == kind) if keep.any() else float("nan")
+    return {
+        "balanced_knn_accuracy": float(np.mean(list(recall.values()))),
+        "knn_recall": recall,
+        "knn_confusion": {t: confusion.loc[t].to_dict() for t in confusion.index},
+        "ari_at": {int(n): adjusted_rand(c, y) for n, c in clusters.items()},
+        "anomaly_auc_by_type": by_type,
+    }

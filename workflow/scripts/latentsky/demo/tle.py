@@ -2,7 +2,7 @@
 
 The real ASIM MMIA files are not public, so the demo writes files of the same layout (HDU 1 a
 binary table, one row per frame of 8,320 samples at 100 kHz, the columns of
-:mod:`latentsky.samples.windows`) with astropy, holding six planted kinds of *episodes*:
+:mod:`latentsky.instruments.mmia`) with astropy, holding six planted kinds of *episodes*:
 
 * ``lightning``: an ordinary stroke seen from above through cloud, bright at 777.4 nm and 337 nm
   (0.3-0.7 of 777.4), rising in 60-200 us and decaying over 250-800 us, with almost no UV (the
@@ -13,21 +13,33 @@ binary table, one row per frame of 8,320 samples at 100 kHz, the columns of
   in 10-30 us, a few tens of us long, with little or no 777.4 nm;
 * ``sprite``: a positive cloud-to-ground stroke (777.4 and 337 nm) followed 0.5-2.5 ms later by
   about 1.3 ms (1.0-1.6 ms) of blue 337 nm emission with some UV;
-* ``blue_jet``: a jet onset: a ~10 us blue flash, then blue pulses every 0.6-2 ms to the end of the
-  episode (real jets go on pulsing for hundreds of ms);
+* ``blue_jet``: a jet onset: a ~10 us blue flash, then blue pulses every 0.6-2 ms for 3-8 ms
+  (real jets go on pulsing for hundreds of ms);
 * ``background``: nothing but the sky.
 
-Every observation has its own background offsets per band (clouds, moonlight, city lights) with a
-slow drift, white read noise, photon (shot) noise growing with the signal, and saturation (the
-brightest lightning clips flat). Episodes are ``episode_samples`` long and laid end to end from the
-first sample of each observation, so windows cut with the same length and stride hold one episode
-each; events sit at random places inside their episodes.
+What makes it look like real data rather than like the model's assumptions:
 
-Also written: a labels CSV (``time,site,observation_id,label``: the centre time of a random
-``labelled_fraction`` of the episodes of each type, as a user's hand labels would be) and, for the
-tests only, a truth folder (the type and planted peaks of every episode). No rule reads the truth.
-Observations are partly split over two files, some with their rows in reverse time order, as the
-reader must cope with both. The same parameters (seed included) give byte-identical files.
+* **events anywhere in time**: each episode of ``episode_samples`` holds one planted event whose
+  onset falls anywhere in it, and the event runs on past the episode's end when it is long, so
+  events straddle the edges of any fixed windows (and now and then two events share a window);
+* **photon (shot) noise**: each band counts photoelectrons (Poisson, :data:`PHOTON_FLUX`
+  uW/m^2 each), few per sample in the UV, so faint bands are grainy with single-sample spikes;
+  plus white read noise;
+* **a sky background per observation** (moonlit or city-lit clouds) per band from
+  :data:`BACKGROUND_RANGE`, with a slow drift and a slow wave over the observation;
+* **band cross-talk**: every band sees a few percent (up to :data:`CROSSTALK_MAX`, drawn per
+  observation) of the light of the other two;
+* **saturation**: brighter light than :data:`SATURATION` clips flat (bright lightning does).
+
+Also written: a labels CSV (``time,site,observation_id,label``) holding a random
+``labelled_fraction`` of the episodes of each type, as a user's hand labels would be: the time of
+the event's first peak, or for a background episode the middle of its longest quiet stretch (a
+background episode with no quiet stretch of :data:`QUIET_LABEL_MS` gets no label); and, for the
+tests only, a truth folder (the type, onset, end and planted peaks of every episode). No rule reads
+the truth. Observations are partly split over two files, some with their rows in reverse time
+order, as the reader must cope with both. ``frame_time`` says what the files' ``frame_time_phot``
+stamps (the frame centre, the ASDC convention, or its start, to test the ingest's check). The
+same parameters (seed included) give byte-identical files.
 """
 
 from __future__ import annotations
@@ -52,22 +64,33 @@ ORDINARY_TYPES = ("lightning", "background")
 SAMPLES_PER_FRAME = 8320
 #: Saturation of each band (337 nm, UV, 777.4 nm), uW/m^2: brighter signal clips flat.
 SATURATION = np.array([170.0, 100.0, 200.0])
-#: Photon-noise variance per uW/m^2 of signal, (uW/m^2)^2 / (uW/m^2).
-SHOT_NOISE = 0.004
+#: Flux of one photoelectron per sample in each band, uW/m^2: the photon (shot) noise. A sky of
+#: 0.2 uW/m^2 in the UV is 5 photoelectrons a sample, grainy with single-sample spikes.
+PHOTON_FLUX = np.array([0.02, 0.04, 0.03])
 #: Sky background per band (337 nm, UV, 777.4 nm), drawn per observation from these ranges,
-#: uW/m^2 (clouds lit by the moon or by cities), drifting by up to +-DRIFT over an observation.
-BACKGROUND_RANGE = ((0.5, 2.0), (0.1, 0.3), (1.0, 4.0))
-DRIFT = 0.1
+#: uW/m^2 (clouds lit by the moon or by cities), drifting by up to +-DRIFT over an observation and
+#: waving by up to +-WAVE (periods of 20-80 ms).
+BACKGROUND_RANGE = ((0.3, 4.0), (0.05, 0.5), (0.5, 8.0))
+DRIFT = 0.15
+WAVE = 0.15
+#: Largest share of one band's light seen by another (cross-talk), drawn per observation and pair.
+CROSSTALK_MAX = 0.05
 #: White read noise per band, uW/m^2, times a factor drawn per observation from READ_NOISE_SPREAD.
-READ_NOISE = np.array([0.25, 0.08, 0.35])
-READ_NOISE_SPREAD = (0.9, 1.1)
+READ_NOISE = np.array([0.2, 0.05, 0.3])
+READ_NOISE_SPREAD = (0.8, 1.2)
 #: Level-0 conversion: uW/m^2 per count and dark level (counts) per band.
-LEVEL0_GAIN = np.array([0.05, 0.02, 0.08])
+LEVEL0_GAIN = np.array([0.02, 0.01, 0.03])
 LEVEL0_DARK = 200.0
 #: A band flags a trigger in a frame where its planted signal exceeds this, uW/m^2.
 TRIGGER_LEVEL = np.array([15.0, 5.0, 20.0])
 #: Seconds per sample.
 DT_S = 1.0 / SAMPLE_RATE_HZ
+#: Longest planted event, us (a jet's pulsing; a stroke's tail): the span rendered per event.
+MAX_EVENT_US = 9000.0
+#: A background episode is labelled only where it has a quiet stretch this long, ms.
+QUIET_LABEL_MS = 6.0
+#: Planted light below this (uW/m^2, summed over bands) counts as the event over.
+EVENT_END_LEVEL = 0.3
 
 _STREAM_PLAN, _STREAM_SIGNAL, _STREAM_NOISE, _STREAM_LABELS, _STREAM_FILES = range(5)
 
@@ -93,12 +116,16 @@ class TleDemoParams:
         seed: seed of everything random.
         n_observations: number of observations (triggered records).
         frames_per_observation: frames per observation (8,320 samples = 83.2 ms each).
-        episode_samples: samples per episode (use the same window length and stride).
+        episode_samples: samples per episode (one planted event, or none, each).
         fractions: share of episodes of each type in :data:`TYPES` (normalised to sum to 1).
         labelled_fraction: share of each type's episodes that get a label in the labels CSV.
         level: 1 (photon flux, uW/m^2) or 0 (counts).
         split_fraction: share of observations written over two files.
         start: UTC time of the first observation (ISO); later ones follow at random intervals.
+        frame_time: what ``frame_time_phot`` stamps: ``centre`` (the ASDC convention) or
+            ``start`` of each frame.
+        realistic: False plants the events without cross-talk, with Gaussian noise and with
+            every event inside its episode (the old, flattering demo; for comparisons).
     """
 
     seed: int = 0
@@ -110,6 +137,8 @@ class TleDemoParams:
     level: int = 1
     split_fraction: float = 0.25
     start: str = "2019-01-05T00:00:00"
+    frame_time: str = "centre"
+    realistic: bool = True
 
     def validate(self) -> None:
         if self.n_observations < 1 or self.frames_per_observation < 1:
@@ -129,6 +158,8 @@ class TleDemoParams:
             raise ValueError("labelled_fraction and split_fraction must lie in [0, 1]")
         if self.level not in (0, 1):
             raise ValueError(f"level must be 0 or 1, got {self.level}")
+        if self.frame_time not in ("centre", "start"):
+            raise ValueError(f"frame_time must be 'centre' or 'start', got {self.frame_time!r}")
 
     @property
     def samples_per_observation(self) -> int:
@@ -179,8 +210,9 @@ def plateau(t: np.ndarray, onset: float, length: float, rise: float, fall: float
     """A smooth box of height ~1 from ``onset`` for ``length``, logistic edges of scale ``rise``
     and ``fall`` (the sprite's ~1.3 ms of blue emission)."""
     t = np.asarray(t, dtype=np.float64)
-    up = 1.0 / (1.0 + np.exp(-(t - onset - 2 * rise) / rise))
-    down = 1.0 / (1.0 + np.exp((t - onset - length) / fall))
+    # Logistic edges as tanh: no overflow far from the box.
+    up = 0.5 * (1.0 + np.tanh((t - onset - 2 * rise) / (2 * rise)))
+    down = 0.5 * (1.0 - np.tanh((t - onset - length) / (2 * fall)))
     return up * down
 
 
@@ -197,28 +229,41 @@ def _stroke(rng, t, onset, a777, uv_share=(0.0, 0.015)) -> tuple[np.ndarray, flo
     return np.stack([a337 * shape, auv * shape, a777 * shape]), a337
 
 
-def episode_signal(kind: str, t: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict]:
-    """Planted signal of one episode (no background, no noise) on times ``t`` (us from the
-    episode start): ``(3, len(t))`` uW/m^2 in band order 337 nm, UV, 777.4 nm, and a dict of
-    the event's parameters (onset in us, ...)."""
+def episode_signal(
+    kind: str, t: np.ndarray, rng: np.random.Generator, onset: float | None = None
+) -> tuple[np.ndarray, dict]:
+    """Planted signal of one event (no background, no noise) on times ``t`` (us).
+
+    Args:
+        kind: one of :data:`TYPES`.
+        t: sample times, us, evenly spaced (e.g. from the episode's start).
+        rng: the random generator of the event's parameters.
+        onset: the event's onset, us on the same axis; ``None`` draws it at 10-45 % of the span of
+            ``t`` (so that the event fits in it).
+
+    Returns:
+        ``(3, len(t))`` uW/m^2 in band order 337 nm, UV, 777.4 nm, and a dict of the event's
+        parameters (``onset_us``, ...).
+    """
     n = len(t)
     span = float(t[-1] + (t[1] - t[0]))
     signal = np.zeros((3, n))
     info: dict = {}
     if kind == "background":
         return signal, info
-    onset = rng.uniform(0.1, 0.45) * span
+    if onset is None:
+        onset = rng.uniform(0.1, 0.45) * span
     info["onset_us"] = onset
     if kind == "lightning":
         s, _ = _stroke(rng, t, onset, _log_uniform(rng, 15, 400))
         signal += s
         second = onset + rng.uniform(2000, 4000)
-        if rng.random() < 0.3 and second < span - 1500:
+        if rng.random() < 0.3:
             s, _ = _stroke(rng, t, second, _log_uniform(rng, 15, 400) * rng.uniform(0.3, 0.8))
             signal += s
             info["second_stroke_us"] = second
     elif kind == "elve":
-        auv = _log_uniform(rng, 8, 60)
+        auv = _log_uniform(rng, 4, 60)
         shape = pulse(t, onset, rng.uniform(10, 25), rng.uniform(80, 200))
         signal[1] += auv * shape
         signal[0] += auv * rng.uniform(0.15, 0.35) * shape
@@ -227,7 +272,7 @@ def episode_signal(kind: str, t: np.ndarray, rng: np.random.Generator) -> tuple[
         signal += s
         info["uv_lead_us"] = lag
     elif kind == "blue_corona":
-        a337 = _log_uniform(rng, 10, 100)
+        a337 = _log_uniform(rng, 5, 100)
         rise_time = rng.uniform(10, 30)
         decay = rise_time * rng.uniform(3.0, 8.0)  # tens to a few hundred us in all
         shape = pulse(t, onset, rise_for(rise_time, decay), decay)
@@ -239,18 +284,19 @@ def episode_signal(kind: str, t: np.ndarray, rng: np.random.Generator) -> tuple[
         s, _ = _stroke(rng, t, onset, _log_uniform(rng, 40, 300), uv_share=(0.0, 0.01))
         signal += s
         delay, length = rng.uniform(500, 2500), rng.uniform(1000, 1600)
-        blue = _log_uniform(rng, 8, 60) * plateau(t, onset + delay, length, 15.0, 60.0)
+        blue = _log_uniform(rng, 6, 60) * plateau(t, onset + delay, length, 15.0, 60.0)
         signal[0] += blue
         signal[1] += blue * rng.uniform(0.1, 0.3)
         signal[2] += blue * rng.uniform(0.05, 0.2)
         info.update(sprite_delay_us=delay, sprite_length_us=length)
     elif kind == "blue_jet":
-        flash = _log_uniform(rng, 20, 120)
+        flash = _log_uniform(rng, 15, 120)
         signal[0] += flash * pulse(t, onset, 2.0, rng.uniform(5, 12))
         period = rng.uniform(600, 2000)
+        end = min(span, onset + rng.uniform(3000, 8000))
         at = onset + period * rng.uniform(0.7, 1.3)
         n_pulses = 0
-        while at < span:
+        while at < end:
             a = flash * rng.uniform(0.15, 0.5)
             shape = pulse(t, at, rng.uniform(20, 60), rng.uniform(100, 300))
             signal[0] += a * shape
@@ -309,42 +355,122 @@ def plan_observations(params: TleDemoParams) -> list[PlannedObservation]:
     return observations
 
 
+def _sky(params: TleDemoParams, rng: np.random.Generator, n: int) -> np.ndarray:
+    """Sky background ``(3, n)`` uW/m^2 of one observation: offsets, drift and a slow wave."""
+    offsets = np.array([rng.uniform(low, high) for low, high in BACKGROUND_RANGE])
+    x = np.linspace(-1, 1, n)
+    drift = 1.0 + rng.uniform(-DRIFT, DRIFT, size=3)[:, np.newaxis] * x
+    if params.realistic:
+        period = rng.uniform(20e-3, 80e-3, size=3)[:, np.newaxis] / DT_S
+        phase = rng.uniform(0, 2 * np.pi, size=3)[:, np.newaxis]
+        amplitude = rng.uniform(0, WAVE, size=3)[:, np.newaxis]
+        drift = drift + amplitude * np.sin(2 * np.pi * np.arange(n) / period + phase)
+    return offsets[:, np.newaxis] * drift
+
+
+def _crosstalk(params: TleDemoParams, rng: np.random.Generator) -> np.ndarray:
+    """``(3, 3)`` mixing matrix: row ``i`` holds the shares of each band's light seen by band ``i``."""
+    if not params.realistic:
+        return np.eye(3)
+    mixing = rng.uniform(0, CROSSTALK_MAX, size=(3, 3))
+    np.fill_diagonal(mixing, 1.0)
+    return mixing
+
+
+def _event_times(signal: np.ndarray) -> tuple[int, int, int]:
+    """Onset, first peak and end (samples into ``signal``, one event's planted ``(3, n)``): the
+    first sample above 1 % of the event's peak, the brightest sample of its first millisecond
+    (bands summed) and the last sample above :data:`EVENT_END_LEVEL` (or half the peak)."""
+    total = signal.sum(axis=0)
+    if not total.any():
+        return 0, 0, 0
+    onset = int(np.flatnonzero(total > 0.01 * total.max())[0])
+    peak = onset + int(np.argmax(total[onset : onset + 100]))
+    end = int(np.flatnonzero(total > min(EVENT_END_LEVEL, 0.5 * total.max()))[-1]) + 1
+    return onset, peak, end
+
+
 def render_observation(params: TleDemoParams, obs: PlannedObservation, index: int):
-    """Flux ``(3, samples_per_observation)`` uW/m^2 (with background, noise, saturation), the
-    noiseless planted signal of the same shape, and one truth row per episode."""
+    """Flux ``(3, samples_per_observation)`` uW/m^2 (with background, cross-talk, noise,
+    saturation), the noiseless planted signal of the same shape, and one truth row per episode."""
     signal_rng = np.random.default_rng([params.seed, _STREAM_SIGNAL, index])
     noise_rng = np.random.default_rng([params.seed, _STREAM_NOISE, index])
     n = params.samples_per_observation
     e = params.episode_samples
-    t_episode = np.arange(e) * DT_S * 1e6  # us
+    dt_us = DT_S * 1e6
     planted = np.zeros((3, n))
-    rows = []
+    events = []
     for k, kind in enumerate(obs.types):
-        signal, info = episode_signal(kind, t_episode, signal_rng)
-        planted[:, k * e : (k + 1) * e] += signal
-        start_ns = obs.start_ns + int(round(k * e * DT_S * 1e9))
-        rows.append(
-            {
-                "observation_id": obs.observation_id,
-                "episode": k,
-                "start_time": _iso(start_ns),
-                "time": _iso(start_ns + int(round(e / 2 * DT_S * 1e9))),
-                "type": kind,
-                "peak_337": float(signal[0].max()),
-                "peak_uv": float(signal[1].max()),
-                "peak_777": float(signal[2].max()),
-                **{key: float(v) for key, v in info.items()},
-            }
-        )
-    # Sky background per band (337, UV, 777.4 nm) with a slow linear drift over the observation.
-    offsets = np.array([noise_rng.uniform(low, high) for low, high in BACKGROUND_RANGE])
-    drift = 1.0 + noise_rng.uniform(-DRIFT, DRIFT, size=3)[:, np.newaxis] * np.linspace(-1, 1, n)
+        if params.realistic:
+            # Anywhere in the episode, running on past its end when long.
+            onset_sample = k * e + signal_rng.uniform(0.0, 0.95) * e
+            first = k * e
+            last = min(n, int(onset_sample + MAX_EVENT_US / dt_us))
+        else:
+            onset_sample = k * e + signal_rng.uniform(0.1, 0.45) * e
+            first, last = k * e, (k + 1) * e
+        t = (np.arange(first, last) - first) * dt_us
+        signal, info = episode_signal(kind, t, signal_rng, onset=(onset_sample - first) * dt_us)
+        planted[:, first:last] += signal
+        events.append((k, kind, first, signal, info))
+    # The sky, the light each band sees of the others (cross-talk), photon and read noise.
+    sky = _sky(params, noise_rng, n)
+    mixing = _crosstalk(params, noise_rng)
+    light = mixing @ (planted + sky)
     read_noise = READ_NOISE * noise_rng.uniform(*READ_NOISE_SPREAD, size=3)
-    light = planted + offsets[:, np.newaxis] * drift
-    sigma = np.sqrt(read_noise[:, np.newaxis] ** 2 + SHOT_NOISE * np.maximum(light, 0.0))
-    flux = light + sigma * noise_rng.standard_normal(light.shape)
+    if params.realistic:
+        photons = noise_rng.poisson(np.maximum(light, 0.0) / PHOTON_FLUX[:, np.newaxis])
+        flux = photons * PHOTON_FLUX[:, np.newaxis]
+    else:
+        sigma = np.sqrt(PHOTON_FLUX[:, np.newaxis] * np.maximum(light, 0.0))
+        flux = light + sigma * noise_rng.standard_normal(light.shape)
+    flux = flux + read_noise[:, np.newaxis] * noise_rng.standard_normal(light.shape)
     flux = np.minimum(flux, SATURATION[:, np.newaxis])
+
+    lit = planted.sum(axis=0) > EVENT_END_LEVEL  # where some event shines
+    rows = []
+    for k, kind, first, signal, info in events:
+        start_ns = obs.start_ns + int(round(k * e * DT_S * 1e9))
+        row = {
+            "observation_id": obs.observation_id,
+            "episode": k,
+            "start_time": _iso(start_ns),
+            "type": kind,
+            "peak_337": float(signal[0].max()),
+            "peak_uv": float(signal[1].max()),
+            "peak_777": float(signal[2].max()),
+            **{key: float(v) for key, v in info.items()},
+        }
+        if kind == "background":
+            label_sample, labellable = _quiet_middle(lit, k * e, (k + 1) * e)
+            row.update(onset_time="", end_time="")
+        else:
+            onset, peak, end = (first + i for i in _event_times(signal))
+            label_sample, labellable = peak, True
+            row.update(onset_time=_iso(_at(obs, onset)), end_time=_iso(_at(obs, end)))
+        row.update(time=_iso(_at(obs, label_sample)), labellable=int(labellable))
+        rows.append(row)
     return flux.astype(np.float32), planted, rows
+
+
+def _at(obs: PlannedObservation, sample: float) -> int:
+    """ns of a sample of an observation."""
+    return obs.start_ns + int(round(sample * DT_S * 1e9))
+
+
+def _quiet_middle(lit: np.ndarray, first: int, last: int) -> tuple[int, bool]:
+    """A quiet moment for a background episode over samples ``[first, last)``: the middle of the
+    longest unlit part of the episode, and whether it lies at least half :data:`QUIET_LABEL_MS`
+    from any lit sample (the unlit stretch may reach beyond the episode)."""
+    edges = np.diff(np.concatenate([[0], (~lit).astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    inner = np.minimum(ends, last) - np.maximum(starts, first)
+    if not len(inner) or inner.max() <= 0:
+        return (first + last) // 2, False
+    j = int(np.argmax(inner))
+    middle = int(max(starts[j], first) + min(ends[j], last)) // 2
+    clearance = min(middle - starts[j], ends[j] - middle) * DT_S * 1e3
+    return middle, bool(clearance >= QUIET_LABEL_MS / 2)
 
 
 def _iso(ns: int) -> str:
@@ -361,6 +487,7 @@ def _frame_table(
     frame_ns = int(round(m * DT_S * 1e9))
     centres = [obs.start_ns + int(round((f + 0.5) * frame_ns)) for f in frames]
     starts = [obs.start_ns + f * frame_ns for f in frames]
+    stamps = centres if params.frame_time == "centre" else starts
     seconds = np.array([(c - obs.start_ns) / 1e9 for c in centres])
     lat = obs.latitude[0] + obs.latitude[1] * seconds
     lon = (obs.longitude[0] + obs.longitude[1] * seconds + 180.0) % 360.0 - 180.0
@@ -371,7 +498,7 @@ def _frame_table(
         fits.Column("observation_id", format="K", array=np.full(rows, obs.observation_id)),
         fits.Column("frame_number", format="J", array=np.asarray(frames, dtype=np.int32)),
         fits.Column("raw_datetime", format="32A", array=np.array([_iso(s) for s in starts])),
-        fits.Column("frame_time_phot", format="32A", array=np.array([_iso(c) for c in centres])),
+        fits.Column("frame_time_phot", format="32A", array=np.array([_iso(c) for c in stamps])),
         fits.Column("latitude", format="D", unit="deg", array=lat),
         fits.Column("longitude", format="D", unit="deg", array=lon),
     ]
@@ -425,9 +552,11 @@ def generate_tle_demo(
     ``fits_dir`` gets one file per observation, or two (``_part1``, ``_part2``) for a
     ``split_fraction`` of them, the second sometimes with its rows in reverse time order.
     ``labels_path`` gets ``time,site,observation_id,label`` rows (``site`` is ``asim``; ``time``
-    the centre of the episode). ``truth_dir`` gets ``truth.csv`` (one row per episode: observation,
-    episode, start and centre time, type, planted noiseless peaks per band in uW/m^2, event
-    parameters) and ``planted.json`` (types, shares, parameters, counts).
+    the event's first peak, or a quiet moment of a background episode). ``truth_dir`` gets
+    ``truth.csv`` (one row per episode: observation, episode, its start, the label time, type,
+    the event's onset and end (empty for background), whether it could be labelled, the planted
+    noiseless peaks per band in uW/m^2, event parameters) and ``planted.json`` (types, shares,
+    parameters, counts).
     """
     params.validate()
     fits_dir, labels_path, truth_dir = Path(fits_dir), Path(labels_path), Path(truth_dir)
@@ -456,8 +585,9 @@ def generate_tle_demo(
     label_rng = np.random.default_rng([params.seed, _STREAM_LABELS])
     types = np.array([row["type"] for row in truth_rows])
     chosen = []
+    labellable = np.array([bool(row["labellable"]) for row in truth_rows])
     for kind in TYPES:
-        members = np.flatnonzero(types == kind)
+        members = np.flatnonzero((types == kind) & labellable)
         k = int(round(params.labelled_fraction * members.size))
         if params.labelled_fraction > 0 and members.size:
             k = max(k, 1)
@@ -499,7 +629,16 @@ def generate_tle_demo(
     }
 
 
-_FIRST_TRUTH_COLUMNS = ("observation_id", "episode", "start_time", "time", "type")
+_FIRST_TRUTH_COLUMNS = (
+    "observation_id",
+    "episode",
+    "start_time",
+    "time",
+    "type",
+    "onset_time",
+    "end_time",
+    "labellable",
+)
 
 
 def _truth_column_order(key: str) -> tuple[int, str]:

@@ -9,7 +9,8 @@ The Modular Multispectral Imaging Array (MMIA) on the ISS samples three photomet
 The ASIM Science Data Centre distributes them as FITS files, one binary table in HDU 1 with **one
 row per frame** (8,320 samples, 83.2 ms, in the files we know of): each band is a vector column,
 ``PHOTn_photon_flux`` in uW/m^2 at level 1 or ``PHOTnData`` in counts at level 0, beside scalar
-columns ``frame_time_phot`` (ISO time string of the frame's *centre*, the ASDC convention),
+columns ``frame_time_phot`` (ISO time string of the frame; which moment of it is a convention,
+see :data:`FRAME_TIME_OFFSETS`),
 ``observation_id``, ``latitude`` and ``longitude`` (ISS position, degrees) and optional trigger flags
 ``PHOTnDataTrigger``. An observation (one triggered record) may be spread over several files and its
 rows need not be in time order. :func:`read_mmia_fits` reads one file into :class:`MmiaFrames`,
@@ -40,6 +41,12 @@ LEVEL_COLUMNS = {
 }
 LEVEL_UNITS = {1: "uW/m^2", 0: "counts"}
 TIME_COLUMN = "frame_time_phot"
+#: What ``frame_time_phot`` may stamp, and where the frame's centre then lies, in frame lengths
+#: after the stamp. The reader's default is ``centre``, the convention of the ASIM Science Data
+#: Centre's level-1 files as we know them; a file that stamps the start instead would put every
+#: sample half a frame (41.6 ms) early, which the photometer ingest's frame-time check detects
+#: from the labels (:func:`latentsky.samples.windows.check_frame_time`).
+FRAME_TIME_OFFSETS = {"centre": 0.0, "start": 0.5, "end": -0.5}
 META_COLUMNS = ("observation_id", "latitude", "longitude")
 #: Optional per-frame flags: band n triggered the observation in this frame.
 TRIGGER_COLUMNS = ("PHOT1DataTrigger", "PHOT2DataTrigger", "PHOT3DataTrigger")
@@ -60,7 +67,7 @@ class MmiaFrames:
         level: 0 (counts) or 1 (photon flux).
         units: of the flux values (the column's TUNIT, else ``uW/m^2`` / ``counts``).
         observation_id: (F,) int64.
-        time: (F,) datetime64[ns] UTC, the centre of each frame.
+        time: (F,) datetime64[ns] UTC, the centre of each frame (whatever the file stamps).
         latitude, longitude: (F,) float64 ISS position, degrees (NaN where the file has none).
         flux: F arrays ``(band, n_f)`` float32 in :data:`BANDS` order.
         trigger: (F,) bool, whether any band's trigger flag is set (all False without flags).
@@ -127,7 +134,14 @@ def _row_vector(column, row: int) -> np.ndarray:
     return value.astype(np.float32, copy=False).reshape(-1)
 
 
-def read_mmia_fits(path, level: int | str = "auto", *, skip_bad_frames: bool = False) -> MmiaFrames:
+def read_mmia_fits(
+    path,
+    level: int | str = "auto",
+    *,
+    skip_bad_frames: bool = False,
+    frame_time: str = "centre",
+    sample_rate_hz: float = SAMPLE_RATE_HZ,
+) -> MmiaFrames:
     """Read the photometer frames of one MMIA FITS file (level 0 or 1) with astropy.
 
     Args:
@@ -137,6 +151,9 @@ def read_mmia_fits(path, level: int | str = "auto", *, skip_bad_frames: bool = F
         skip_bad_frames: if False, any bad frame raises; if True, bad frames (bands of different
             lengths, no samples, no finite sample, a band flagged absent by ``PHOTnData_exists``,
             an unparseable ``frame_time_phot``) are left out and counted.
+        frame_time: what ``frame_time_phot`` stamps: ``centre``, ``start`` or ``end`` of the
+            frame (:data:`FRAME_TIME_OFFSETS`); the times returned are always frame centres, at
+            ``sample_rate_hz`` samples per second.
 
     Returns:
         :class:`MmiaFrames` with the good frames in file order.
@@ -150,6 +167,8 @@ def read_mmia_fits(path, level: int | str = "auto", *, skip_bad_frames: bool = F
     # Imported here: the rules that only scale or describe windows run without astropy.
     from astropy.io import fits
 
+    if frame_time not in FRAME_TIME_OFFSETS:
+        raise ValueError(f"frame_time must be one of {sorted(FRAME_TIME_OFFSETS)}: {frame_time!r}")
     path = Path(path)
     try:
         hdul = fits.open(path, memmap=False)
@@ -215,6 +234,9 @@ def read_mmia_fits(path, level: int | str = "auto", *, skip_bad_frames: bool = F
         reason = "no good photometer frame" + (f" ({problems[0]})" if problems else " (no rows)")
         raise BadInputError(path, reason, where="HDU 1")
     rows = np.array(good, dtype=np.int64)
+    lengths = np.array([f.shape[1] for f in flux], dtype=np.float64)
+    shift_ns = np.round(FRAME_TIME_OFFSETS[frame_time] * lengths / sample_rate_hz * 1e9)
+    centres = times[rows] + shift_ns.astype(np.int64).astype("timedelta64[ns]")
     trigger = np.zeros(n_rows, bool)
     for flags in triggers:
         trigger |= flags
@@ -223,7 +245,7 @@ def read_mmia_fits(path, level: int | str = "auto", *, skip_bad_frames: bool = F
         level=lv,
         units=str(units),
         observation_id=observation[rows],
-        time=times[rows],
+        time=centres,
         latitude=latitude[rows],
         longitude=longitude[rows],
         flux=tuple(flux),

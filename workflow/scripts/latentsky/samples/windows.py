@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from latentsky.analysis.pulses import event_windows, find_pulses, noise_level, quiet_windows
 from latentsky.analysis.tle import robust_noise, window_features
 from latentsky.errors import BadInputError, Counts
 from latentsky.instruments.mmia import (
@@ -256,14 +257,48 @@ def trigger_window_starts(n_samples: int, length: int, trigger_samples) -> np.nd
     return np.unique(np.clip(starts, 0, n_samples - length))
 
 
-def cut_windows(segment: Segment, length: int, stride: int, centre: str = "none") -> np.ndarray:
-    """Window start samples of one segment: every ``stride`` (``centre="none"``) or centred on
-    the triggers (``centre="trigger"``). Windows lie wholly inside the segment."""
+#: How windows may be placed (``WindowSettings.centre``).
+CENTRES = ("none", "trigger", "pulse")
+
+
+def cut_windows(
+    segment: Segment,
+    length: int,
+    stride: int,
+    centre: str = "none",
+    pre: int | None = None,
+    pulses=None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Where the windows of one segment lie: ``(starts, anchors)``, int64 ``(W,)`` each.
+
+    ``centre="none"``: every ``stride`` samples. ``"trigger"``: centred on the triggers.
+    ``"pulse"``: one window per detected light pulse (:func:`latentsky.analysis.pulses.find_pulses`,
+    robust to photon noise), starting ``pre`` samples (default ``length // 8``) before it, so
+    that every event sits at the same place in its window whatever the tiling; plus quiet
+    windows, tiled every ``stride`` samples, wherever no pulse comes within ``pre`` samples.
+    ``anchors`` is the sample of each window's pulse onset, -1 where the window has none (all
+    windows but the pulse windows). Windows lie wholly inside the segment and come in time order.
+    ``pulses``: the segment's pulses if already found (else found here).
+    """
+    n = segment.n_samples
     if centre == "none":
-        return window_starts(segment.n_samples, length, stride)
-    if centre == "trigger":
-        return trigger_window_starts(segment.n_samples, length, segment.trigger_samples)
-    raise ValueError(f"centre must be 'none' or 'trigger', got {centre!r}")
+        starts = window_starts(n, length, stride)
+    elif centre == "trigger":
+        starts = trigger_window_starts(n, length, segment.trigger_samples)
+    elif centre == "pulse":
+        pre = length // 8 if pre is None else int(pre)
+        if not 0 <= pre < length:
+            raise ValueError(f"pre must lie in [0, length), got {pre} for length {length}")
+        pulses = find_pulses(segment.flux) if pulses is None else pulses
+        starts, anchors = event_windows(pulses, n, length, pre)
+        quiet = quiet_windows(pulses, n, length, stride, margin=pre, taken=starts)
+        starts = np.concatenate([starts, quiet])
+        anchors = np.concatenate([anchors, np.full(len(quiet), -1, np.int64)])
+        order = np.argsort(starts, kind="stable")
+        return starts[order], anchors[order]
+    else:
+        raise ValueError(f"centre must be one of {CENTRES}, got {centre!r}")
+    return starts, np.full(len(starts), -1, np.int64)
 
 
 def stack_windows(flux: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
@@ -289,7 +324,12 @@ class Scaling:
     moonlit or city-lit clouds) is subtracted first, so the model sees the signal above the
     background; ``low`` must then be negative enough for the noise (e.g. -10 uW/m^2). ``low``,
     ``high`` and ``log_scale`` are in the units of the data (uW/m^2 at level 1, counts at
-    level 0). NaN stays NaN; the model clamps the result to ``[1e-6, 1 - 1e-5]``.
+    level 0). ``unit``: ``"flux"`` (the above) or ``"noise"``: after the baseline, each window's
+    bands are divided by their own white-noise level (:func:`latentsky.analysis.pulses.noise_level`)
+    so that ``low``, ``high`` and ``log_scale`` are in noise levels: a faint UV elve 20 noise levels
+    above a dark sky then counts as much as a 777.4 nm stroke 20 noise levels above a bright one,
+    whatever the band's brightness, background or gain. NaN stays NaN; the model clamps the result
+    to ``[1e-6, 1 - 1e-5]``.
     """
 
     method: str = "linear"
@@ -297,8 +337,11 @@ class Scaling:
     high: float = 210.0
     log_scale: float = 1.0
     baseline: str = "none"
+    unit: str = "flux"
 
     def __post_init__(self):
+        if self.unit not in ("flux", "noise"):
+            raise ValueError(f"scaling unit must be 'flux' or 'noise', got {self.unit!r}")
         if self.method not in ("linear", "log"):
             raise ValueError(f"scaling method must be 'linear' or 'log', got {self.method!r}")
         if not self.high > self.low:
@@ -317,9 +360,16 @@ class Scaling:
             return np.zeros((*x.shape[:-1], 1))
         return np.nanmedian(x, axis=-1, keepdims=True)
 
+    def scale_of(self, flux) -> np.ndarray:
+        """What :meth:`apply` divides windows ``(..., sample)`` by: ``(..., 1)``."""
+        x = np.asarray(flux, dtype=np.float64)
+        if self.unit == "flux":
+            return np.ones((*x.shape[:-1], 1))
+        return noise_level(x)[..., np.newaxis]
+
     def apply(self, flux) -> np.ndarray:
         """Windows ``(..., sample)`` of flux -> float32 in [0, 1], same shape."""
-        x = np.asarray(flux, dtype=np.float64) - self.baseline_of(flux)
+        x = (np.asarray(flux, dtype=np.float64) - self.baseline_of(flux)) / self.scale_of(flux)
         x = np.clip(x, self.low, self.high) - self.low
         if self.method == "linear":
             y = x / (self.high - self.low)
@@ -327,11 +377,12 @@ class Scaling:
             y = np.log1p(x / self.log_scale) / np.log1p((self.high - self.low) / self.log_scale)
         return y.astype(np.float32)
 
-    def invert(self, scaled, baseline=None) -> np.ndarray:
+    def invert(self, scaled, baseline=None, scale=None) -> np.ndarray:
         """Inverse of :meth:`apply` (values outside ``[low, high]`` come back clipped). float32.
 
         ``baseline``: what was subtracted, ``(..., 1)`` or broadcastable (the ``baseline_flux``
-        of a windows store with a trailing axis); required for ``window_median``.
+        of a windows store with a trailing axis); required for ``window_median``. ``scale``: what
+        it was divided by (the store's ``noise_flux``, likewise); required for ``unit: noise``.
         """
         y = np.asarray(scaled, dtype=np.float64)
         if self.method == "linear":
@@ -339,6 +390,10 @@ class Scaling:
         else:
             x = self.log_scale * np.expm1(y * np.log1p((self.high - self.low) / self.log_scale))
         x = x + self.low
+        if self.unit != "flux":
+            if scale is None:
+                raise ValueError("inverting a noise-unit scaling needs the noise levels")
+            x = x * np.asarray(scale, dtype=np.float64)
         if self.baseline != "none":
             if baseline is None:
                 raise ValueError("inverting a window_median scaling needs the baselines")
@@ -350,19 +405,23 @@ class Scaling:
 
     @classmethod
     def from_dict(cls, values: dict) -> Scaling:
-        names = ("method", "low", "high", "log_scale", "baseline")
+        names = ("method", "low", "high", "log_scale", "baseline", "unit")
         return cls(**{k: values[k] for k in names if k in values})
 
 
 @dataclass(frozen=True)
 class WindowSettings:
-    """How observations are cut: ``length`` and ``stride`` in samples, ``centre`` ``"none"`` or
-    ``"trigger"``, and the join tolerance in seconds."""
+    """How observations are cut: ``length`` and ``stride`` in samples, ``centre`` (one of
+    :data:`CENTRES`, see :func:`cut_windows`), ``pre`` (samples before the pulse of a pulse
+    window; None: ``length // 8``), the join tolerance in seconds and what ``frame_time_phot``
+    stamps (``centre``, ``start`` or ``end`` of each frame)."""
 
     length: int = 5000
     stride: int = 5000
     centre: str = "none"
     join_tolerance_s: float = JOIN_TOLERANCE_S
+    pre: int | None = None
+    frame_time: str = "centre"
 
 
 def windows_dataset(
@@ -372,20 +431,26 @@ def windows_dataset(
     scaling: Scaling,
     units: str,
     feature_fn=None,
+    anchors: np.ndarray | None = None,
 ) -> xr.Dataset:
     """The windows of one segment as an ``xarray.Dataset`` with dims ``(window, band, sample)``.
 
     Variables: ``waveform`` (scaled into [0, 1], float32, the model's input) and, if
     ``feature_fn`` is given, the per-window features it returns (a mapping of name to ``(window,
     band)`` arrays, computed on the unscaled, unclipped flux). Coordinates along ``window``:
-    ``observation`` (int64), ``start_time`` (first sample), ``time`` (window centre, the time
-    that labels are matched to), ``latitude`` and ``longitude`` of the ISS at the centre
-    (degrees), ``start_sample`` (in the segment); along ``band``: ``wavelength``. ``window``
-    itself is numbered from 0 here; renumber when concatenating.
+    ``observation`` (int64), ``start_time`` (first sample), ``time`` (the time that labels are
+    matched to: the onset of the window's pulse for a pulse window, else the window centre),
+    ``on_pulse`` (whether the window was cut around a pulse), ``latitude`` and ``longitude`` of
+    the ISS at ``time`` (degrees), ``start_sample`` (in the segment); along ``band``:
+    ``wavelength``. ``anchors``: pulse onset sample of each window, -1 for none (as from
+    :func:`cut_windows`). ``window`` itself is numbered from 0 here; renumber when concatenating.
     """
     flux = stack_windows(segment.flux, starts, length)
     start_ns = segment.sample_times_ns(starts)
-    centre_ns = segment.sample_times_ns(np.asarray(starts) + length / 2)
+    anchors = np.full(len(starts), -1, np.int64) if anchors is None else np.asarray(anchors)
+    on_pulse = anchors >= 0
+    reference = np.where(on_pulse, anchors, np.asarray(starts) + length / 2)
+    centre_ns = segment.sample_times_ns(reference)
     lat, lon = segment.position_at(centre_ns)
     n = len(starts)
     data_vars = {"waveform": (("window", "band", "sample"), scaling.apply(flux))}
@@ -401,6 +466,7 @@ def windows_dataset(
             "observation": ("window", np.full(n, segment.observation_id, dtype=np.int64)),
             "start_time": ("window", start_ns.astype("datetime64[ns]")),
             "time": ("window", centre_ns.astype("datetime64[ns]")),
+            "on_pulse": ("window", on_pulse),
             "latitude": ("window", lat.astype(np.float64)),
             "longitude": ("window", lon.astype(np.float64)),
             "start_sample": ("window", np.asarray(starts, dtype=np.int64)),
@@ -436,8 +502,14 @@ def _describe_variables(ds: xr.Dataset, units: str) -> xr.Dataset:
     for name in ("rise_time_us", "duration_us"):
         if name in ds:
             ds[name].attrs = {"units": "us"}
+    if "has_pulse" in ds:
+        ds["has_pulse"].attrs = {"description": "1 where the band has a pulse of 3 samples or more"}
     ds["sample"].attrs = {"description": f"sample number in the window, 1 / {SAMPLE_RATE_HZ:g} s"}
-    ds["time"].attrs = {"description": "centre of the window (labels are matched to it)"}
+    ds["time"].attrs = {
+        "description": "onset of the window's pulse, or the window centre where it has none "
+        "(labels are matched to it)"
+    }
+    ds["on_pulse"].attrs = {"description": "the window was cut around a detected light pulse"}
     ds["start_time"].attrs = {"description": "time of the first sample of the window"}
     ds["latitude"].attrs = {"units": "degrees_north", "long_name": "ISS latitude"}
     ds["longitude"].attrs = {"units": "degrees_east", "long_name": "ISS longitude"}
@@ -489,7 +561,9 @@ def read_observations(
 
     def read(path: Path) -> MmiaFrames | None:
         try:
-            frames = read_mmia_fits(path, level, skip_bad_frames=skip_bad_input)
+            frames = read_mmia_fits(
+                path, level, skip_bad_frames=skip_bad_input, frame_time=settings.frame_time
+            )
             for name, value in (("level", frames.level), ("units", frames.units)):
                 if described.setdefault(name, value) != value:
                     raise BadInputError(
@@ -514,6 +588,7 @@ def read_observations(
         if frames is None:
             continue
         counts["files_read"] += 1
+        described.setdefault("frame_samples", int(np.median([f.shape[1] for f in frames.flux])))
         counts["frames_skipped"] += frames.n_skipped
         for problem in frames.problems:
             if log is not None:
@@ -530,7 +605,11 @@ def read_observations(
         for path in files_of[observation_id]:
             # A file re-read here was good in the first pass; its problems are counted already.
             frames = (
-                cache[path] if path in cache else read_mmia_fits(path, level, skip_bad_frames=True)
+                cache[path]
+                if path in cache
+                else read_mmia_fits(
+                    path, level, skip_bad_frames=True, frame_time=settings.frame_time
+                )
             )
             reads.append(frames)
         frames = frames_of_observation(reads, observation_id)
@@ -566,9 +645,14 @@ def window_pieces(
     log=None,
     block_windows: int = 2048,
     described: dict | None = None,
+    pulse_times: list | None = None,
 ):
     """Yield the windows of every observation in ``paths`` as datasets of about
     ``block_windows`` windows each (the unit of appending to a store).
+
+    ``pulse_times``, if given, receives an int64 array of the onset times (ns) of the light
+    pulses of every segment (:func:`latentsky.analysis.pulses.find_pulses`), for
+    :func:`check_frame_time`.
 
     Windows are cut from each unbroken segment (:func:`cut_windows`), scaled, and carry the
     features of :func:`latentsky.analysis.tle.window_features` (in the units of the files,
@@ -593,15 +677,30 @@ def window_pieces(
     for _, segments in observations:
         for segment in segments:
             counts["segments"] += 1
-            starts = cut_windows(segment, settings.length, settings.stride, settings.centre)
+            # One pulse search per segment, for the windows and the frame-time check alike.
+            wanted = settings.centre == "pulse" or pulse_times is not None
+            pulses = find_pulses(segment.flux) if wanted else None
+            starts, anchors = cut_windows(
+                segment, settings.length, settings.stride, settings.centre, settings.pre, pulses
+            )
+            counts.setdefault("pulse_windows", 0)
+            counts["pulse_windows"] += int((anchors >= 0).sum())
             covered = np.zeros(segment.n_samples, dtype=bool)
             for s in starts:
                 covered[s : s + settings.length] = True
             counts["samples_outside_windows"] += int((~covered).sum())
+            if pulse_times is not None:
+                pulse_times.append(segment.sample_times_ns(pulses.start))
             if not len(starts):
                 continue
             piece = windows_dataset(
-                segment, starts, settings.length, scaling, described["units"], window_features
+                segment,
+                starts,
+                settings.length,
+                scaling,
+                described["units"],
+                window_features,
+                anchors=anchors,
             )
             pending.append(piece.assign_coords(window=piece["window"] + counts["windows"]))
             counts["windows"] += len(starts)
@@ -627,17 +726,88 @@ def empty_windows(length: int) -> xr.Dataset:
     return windows_dataset(segment, np.zeros(0, np.int64), length, Scaling(), "", window_features)
 
 
+def check_frame_time(
+    pulse_times_ns,
+    labels,
+    frame_samples: int,
+    configured: str = "centre",
+    tolerance_s: float = 0.005,
+    quiet_labels=("background",),
+    sample_rate_hz: float = SAMPLE_RATE_HZ,
+) -> dict:
+    """Is the frame-time convention plausible? Labelled events should sit on light pulses.
+
+    Under each convention of :data:`~latentsky.instruments.mmia.FRAME_TIME_OFFSETS`, the
+    samples would lie at other times (by half a frame, 41.6 ms for MMIA frames); this counts, for
+    each, the share of labelled events (labels other than ``quiet_labels``) that have a detected
+    pulse onset within ``tolerance_s``. Under the right convention nearly all do; under a wrong
+    one only those that happen to fall near another pulse.
+
+    Args:
+        pulse_times_ns: onset times of the pulses found (int64 ns, any order), under the
+            ``configured`` convention.
+        labels: DataFrame with ``time`` (datetime64[ns]) and ``label``.
+        frame_samples: samples per frame (8,320 for MMIA).
+
+    Returns:
+        ``{"configured", "n_event_labels", "share_on_pulse": {convention: share}, "best",
+        "verdict"}``; ``verdict`` is ``"plausible"``, ``"implausible"`` (another convention puts
+        at least 0.2 more of the labels on pulses, and at least half of them) or
+        ``"unchecked"`` (no labelled event, or no pulse).
+    """
+    from latentsky.instruments.mmia import FRAME_TIME_OFFSETS
+
+    pulses = np.sort(np.asarray(pulse_times_ns, dtype=np.int64))
+    events = labels[~labels["label"].isin(list(quiet_labels))]
+    times = events["time"].to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    out = {
+        "configured": configured,
+        "n_event_labels": len(events),
+        "n_pulses": len(pulses),
+        "tolerance_s": tolerance_s,
+        "share_on_pulse": {},
+    }
+    if not len(times) or not len(pulses):
+        return {**out, "best": configured, "verdict": "unchecked"}
+    frame_ns = frame_samples / sample_rate_hz * 1e9
+    tolerance = tolerance_s * 1e9
+    for convention, offset in FRAME_TIME_OFFSETS.items():
+        # Were the files stamped this way, a label at time T lies at T - shift in our timeline.
+        shift = (offset - FRAME_TIME_OFFSETS[configured]) * frame_ns
+        t = times - int(round(shift))
+        at = np.clip(np.searchsorted(pulses, t), 1, len(pulses) - 1) if len(pulses) > 1 else None
+        if at is None:
+            gap = np.abs(pulses[0] - t)
+        else:
+            gap = np.minimum(np.abs(pulses[at] - t), np.abs(pulses[at - 1] - t))
+        out["share_on_pulse"][convention] = float(np.mean(gap <= tolerance))
+    shares = out["share_on_pulse"]
+    best = max(shares, key=lambda c: (shares[c], c == configured))
+    implausible = shares[best] >= 0.5 and shares[best] - shares[configured] >= 0.2
+    return {**out, "best": best, "verdict": "implausible" if implausible else "plausible"}
+
+
 def write_windows_store(
-    folder, photometer: dict, out_path, skip_bad_input: bool = True, log=None
+    folder,
+    photometer: dict,
+    out_path,
+    skip_bad_input: bool = True,
+    log=None,
+    labels=None,
+    label_tolerance_s: float = 0.005,
 ) -> dict:
     """Read every FITS file of ``folder``, cut the windows and write them to a store.
 
     Args:
         folder: the dataset's FITS folder.
         photometer: the dataset's ``photometer`` config (``pattern``, ``level``,
-            ``join_tolerance_us``, ``window``, ``scaling``).
+            ``join_tolerance_us``, ``frame_time``, ``window``, ``scaling``).
         out_path: the windows store (written atomically; nothing is left there on failure).
         skip_bad_input: count and leave out bad files and frames; False raises at the first.
+        labels: the dataset's labels (DataFrame of ``time``, ``label``), for the frame-time
+            check (:func:`check_frame_time`, recorded under ``frame_time`` in the ``input_checks`` attribute and
+            logged as a warning when implausible); None skips it.
+        label_tolerance_s: how far a label may lie from its window's time.
 
     Returns the counts (files, frames, observations, segments, windows, bad input).
     """
@@ -649,7 +819,9 @@ def write_windows_store(
         length=window["length"],
         stride=window["stride"],
         centre=window["centre"],
+        pre=window.get("pre"),
         join_tolerance_s=photometer["join_tolerance_us"] * 1e-6,
+        frame_time=photometer.get("frame_time", "centre"),
     )
     scaling = Scaling(**photometer["scaling"])
     files = find_fits_files(folder, photometer["pattern"])
@@ -658,6 +830,7 @@ def write_windows_store(
             "%d FITS files under %s; windows %s; scaling %s", len(files), folder, settings, scaling
         )
     counts, described = Counts(), {}
+    pulse_times: list | None = [] if labels is not None else None
     store = ChunkedStoreWriter(out_path, dim="window")
     try:
         for piece in window_pieces(
@@ -669,10 +842,34 @@ def write_windows_store(
             skip_bad_input=skip_bad_input,
             log=log,
             described=described,
+            pulse_times=pulse_times,
         ):
             store.add(piece)
         attrs = store_attrs(described.get("units", ""), scaling, settings, counts)
         attrs.update({"level": described.get("level", -1), "n_files": len(files)})
+        if labels is not None:
+            check = check_frame_time(
+                np.concatenate(pulse_times) if pulse_times else np.empty(0, np.int64),
+                labels,
+                described.get("frame_samples", 8320),
+                configured=settings.frame_time,
+                tolerance_s=label_tolerance_s,
+            )
+            attrs["input_checks"] = json.dumps({"frame_time": check})
+            if log is not None:
+                report = log.warning if check["verdict"] == "implausible" else log.info
+                report(
+                    "frame_time_phot taken as the frame %s: labelled events on a pulse %s; %s",
+                    settings.frame_time,
+                    check["share_on_pulse"],
+                    check["verdict"]
+                    + (
+                        f" (the files look like they stamp the frame {check['best']}: set "
+                        f"photometer.frame_time: {check['best']})"
+                        if check["verdict"] == "implausible"
+                        else ""
+                    ),
+                )
         store.commit(attrs, empty=empty_windows(settings.length))
     except BaseException:
         store.abort()
