@@ -17,17 +17,19 @@ def embedded_files(html: str) -> list[tuple[str, bytes]]:
 
 
 class _Tables(HTMLParser):
-    """The ``data-table`` tables of an HTML page, as lists of rows of cell texts."""
+    """The tables of an HTML page that carry the attribute ``key``, by its value, as lists of
+    rows of cell texts."""
 
-    def __init__(self):
-        super().__init__()
+    def __init__(self, key: str):
+        super().__init__(convert_charrefs=True)
+        self.key = key
         self.tables: dict[str, list[list[str]]] = {}
         self.current = self.row = self.cell = None
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        if tag == "table" and "data-table" in attrs:
-            self.current = self.tables.setdefault(attrs["data-table"], [])
+        if tag == "table" and self.key in attrs:
+            self.current = self.tables.setdefault(attrs[self.key], [])
         elif tag == "tr" and self.current is not None:
             self.row = []
             self.current.append(self.row)
@@ -46,12 +48,18 @@ class _Tables(HTMLParser):
             self.cell.append(data)
 
 
+def table_rows(text: str, key: str = "id") -> dict[str, list[list[str]]]:
+    """The rows (header first) of each table of a page with the attribute ``key``, by its
+    value, as text cells."""
+    parser = _Tables(key)
+    parser.feed(text)
+    return parser.tables
+
+
 def html_tables(text: str) -> dict[str, pd.DataFrame]:
     """Every ``data-table`` table of a page as a DataFrame (first row: the header)."""
-    parser = _Tables()
-    parser.feed(text)
     frames = {}
-    for name, rows in parser.tables.items():
+    for name, rows in table_rows(text, "data-table").items():
         frame = pd.DataFrame(rows[1:], columns=rows[0]).replace("", np.nan)
         for column in frame:
             try:

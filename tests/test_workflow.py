@@ -12,9 +12,8 @@ import torch
 import xarray as xr
 import yaml
 import zarr
-from report_helpers import embedded_files, html_tables
+from report_helpers import embedded_files, html_tables, table_rows
 from run_helpers import CONFIG, reference_run
-from workflow_helpers import html_tables as table_rows  # rows of <table id=...>, as text
 from workflow_helpers import report_file, run_snakemake, scheduled_rules
 
 pytestmark = pytest.mark.slow

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from report_helpers import table_rows
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "envs", "pyproject.toml")
@@ -56,35 +58,7 @@ def scheduled_rules(output: str) -> dict[str, int]:
 
 def html_tables(page: str) -> dict[str, list[list[str]]]:
     """The rows (header first) of each ``<table id=...>`` of an HTML page, as text cells."""
-    from html.parser import HTMLParser
-
-    tables: dict[str, list[list[str]]] = {}
-
-    class Tables(HTMLParser):
-        current: list[list[str]] | None = None
-        cell: list[str] | None = None
-
-        def handle_starttag(self, tag, attrs):
-            if tag == "table":
-                self.current = tables.setdefault(dict(attrs).get("id", ""), [])
-            elif tag == "tr" and self.current is not None:
-                self.current.append([])
-            elif tag in ("td", "th"):
-                self.cell = []
-
-        def handle_endtag(self, tag):
-            if tag in ("td", "th") and self.cell is not None and self.current is not None:
-                self.current[-1].append("".join(self.cell))
-                self.cell = None
-            elif tag == "table":
-                self.current = None
-
-        def handle_data(self, data):
-            if self.cell is not None:
-                self.cell.append(data)
-
-    Tables(convert_charrefs=True).feed(page)
-    return tables
+    return table_rows(page, "id")
 
 
 def report_file(report: str, name: str) -> str:
