@@ -460,7 +460,7 @@ def test_the_workflow_keeps_connection_slots_in_the_project(tmp_path, monkeypatc
             fetcher, server.url, "fsim", [HOUR], tmp_path / "r"
         )
         fetch_all(fetcher, jobs, threads=2)
-    assert sorted(p.name for p in (tmp_path / PROJECT_SLOT_DIR).iterdir()) == [
-        "127.0.0.1.0.lock",
-        "127.0.0.1.1.lock",
-    ]
+    # Slot files in the project, never more than the limit (whether the second thread ever
+    # needed the second slot depends on timing: the first may be free again by then).
+    slots = {p.name for p in (tmp_path / PROJECT_SLOT_DIR).iterdir()}
+    assert "127.0.0.1.0.lock" in slots and slots <= {"127.0.0.1.0.lock", "127.0.0.1.1.lock"}

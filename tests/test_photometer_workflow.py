@@ -140,7 +140,8 @@ def test_the_report_shows_the_photometer_configuration_summary_and_captions(skip
     run_snakemake(skip_run, "--configfile", "config/mmia.yaml", "--report", "results/report.html")
     html = (skip_run / "results/report.html").read_text(errors="replace")
     pages = report_pages(html)
-    assert set(pages) == {"Configuration of mmia", "Summary of mmia"}  # no sigma_phi fits
+    # No sigma_phi fits; the data-quality page (bad input) as for every dataset.
+    assert set(pages) == {"Configuration of mmia", "Summary of mmia", "Data quality: mmia"}
     configuration = pages["Configuration of mmia"]
     dataset = html_tables(configuration)["config-dataset"].set_index("setting")["value"]
     assert dataset["kind"] == "photometer" and dataset["fits_dir"] == "data/mmia"

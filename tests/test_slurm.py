@@ -64,6 +64,10 @@ LOCAL_RULES = {
     "download_images",
     "download_skymaps",
     "download_scintillation",
+    # The report's small HTML tables: a second each, not worth a queue wait.
+    "report_configuration",
+    "report_summary",
+    "report_sigma_phi_fits",
 }
 PER_DATE_RULES = {"project_images"}
 SLURM_RULES = {
@@ -253,7 +257,7 @@ def test_every_job_went_through_slurm(slurm_run):
     assert Counter(finished[job] for job in submitted) == Counter(
         {rule: n_dates if rule in PER_DATE_RULES else 1 for rule in SLURM_RULES}
     )
-    # Everything else ran on the submitting host: the downloads (and the target rule, all).
+    # Everything else ran on the submitting host: the downloads, the report tables (and all).
     assert {finished[job] for job in set(finished) - set(submitted)} == LOCAL_RULES | {"all"}
     assert set(re.findall(r"^localrule (\w+):", output, re.M)) == LOCAL_RULES | {"all"}
 

@@ -56,6 +56,22 @@ def scheduled_rules(output: str) -> dict[str, int]:
     return {row[0]: int(row[1]) for row in rows if len(row) == 2}
 
 
+#: Every rule that reruns when the clustering settings change (what reads the clusters, the
+#: report's configuration table), and ``all``.
+AFTER_CLUSTERING = {
+    "cluster_embedding",
+    "fit_sigma_phi",
+    "summarise_results",
+    "plot_clusters",
+    "plot_cluster_label_table",
+    "plot_sigma_phi_distributions",
+    "report_configuration",
+    "report_summary",
+    "report_sigma_phi_fits",
+    "all",
+}
+
+
 def html_tables(page: str) -> dict[str, list[list[str]]]:
     """The rows (header first) of each ``<table id=...>`` of an HTML page, as text cells."""
     return table_rows(page, "id")

@@ -527,7 +527,7 @@ def dataset_configuration(config: dict, dataset: str) -> dict:
     """Every setting a dataset's results depend on: its config entry and each config section
     as it applies to it (overrides merged; sections of other kinds left out)."""
     downloads = data_kind(config["datasets"][dataset]["kind"]).downloads
-    names = ["projection", "download"] if downloads else []
+    names = ["projection"] if downloads else []  # download settings: how, not which
     names += ["scintillation"] if has_scintillation(config, dataset) else []
     names += ["model", "training", "embedding", "clustering", "analysis"]
     sections = {name: settings(config, dataset, name) for name in names}
