@@ -31,7 +31,7 @@ from latentsky.analysis.embedding import spectral_clusters, umap_embed  # noqa: 
 from latentsky.analysis.labels import match_labels  # noqa: E402
 from latentsky.analysis.scoring import anomaly_scores  # noqa: E402
 from latentsky.analysis.tle import feature_table, rank_candidates  # noqa: E402
-from latentsky.analysis.tle_clusters import type_scores  # noqa: E402
+from latentsky.analysis.tle_clusters import FEATURES, type_scores  # noqa: E402
 from latentsky.demo.tle import TYPES, TleDemoParams, generate_tle_demo  # noqa: E402
 from latentsky.instruments.mmia import find_fits_files  # noqa: E402
 from latentsky.models import build_model  # noqa: E402
@@ -95,18 +95,7 @@ def main() -> None:
         }
     ).sort_values("time")
     matched, counts = match_labels(ds["time"].to_numpy(), labels, args.tolerance)
-    features = {
-        name: ds[name].to_numpy()
-        for name in (
-            "peak_flux",
-            "baseline_flux",
-            "noise_flux",
-            "rise_time_us",
-            "duration_us",
-            "has_pulse",
-            "late_fraction",
-        )
-    }
+    features = {name: ds[name].to_numpy() for name in FEATURES}
     table = feature_table(features)
     table["label"] = matched
     out = {

@@ -93,6 +93,20 @@ def feed_rate(source: SampleSource, batch_size: int, device, readers: int, epoch
     return count / (time.perf_counter() - started)
 
 
+def gflop_per_sample(model: torch.nn.Module, sample_shape: tuple) -> float:
+    """GFLOP of one training step (forward and backward) per sample, counted by torch's FLOP
+    counter on a CPU batch of 8 (convolutions and matrix products; element-wise work is not
+    counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(8, *sample_shape)
+    with FlopCounterMode(display=False) as counter:
+        out = model(x)
+        tensors = out if isinstance(out, tuple | list) else (out,)
+        sum(t.float().mean() for t in tensors if torch.is_tensor(t)).backward()
+    return counter.get_total_flops() / 8 / 1e9
+
+
 def median_of(repeats: int, measure) -> float:
     return statistics.median(measure() for _ in range(repeats))
 
@@ -123,18 +137,29 @@ def run(devices: list[str], repeats: int, n_images: int, n_windows: int, compile
                     num_threads=2 if device.type == "cpu" else None,
                 )
 
-                def steps(kind=kind, source=source, config=config, n_batches=n_batches):
-                    name, params = (
-                        ("res_ae", RES_AE) if kind == "asi" else ("beta_vae_1d", BETA_VAE)
-                    )
-                    model = build_model(name, params, source.sample_shape, seed=0)
+                model_name, params = (
+                    ("res_ae", RES_AE) if kind == "asi" else ("beta_vae_1d", BETA_VAE)
+                )
+
+                def steps(
+                    source=source, config=config, n_batches=n_batches, spec=(model_name, params)
+                ):
+                    model = build_model(*spec, source.sample_shape, seed=0)
                     return measure_steps(model, source, config, n_batches)["samples_per_s"]
 
                 train = median_of(repeats, steps)
-                results[f"{device.type}/{name}"] = {"feed_per_s": feed, "train_per_s": train}
+                gflop = gflop_per_sample(
+                    build_model(model_name, params, source.sample_shape, seed=0),
+                    source.sample_shape,
+                )
+                results[f"{device.type}/{name}"] = {
+                    "feed_per_s": feed,
+                    "train_per_s": train,
+                    "gflop_per_sample": gflop,
+                }
                 print(
                     f"{device.type:5s} {name:15s} feed {feed:9.0f} samples/s   "
-                    f"training steps {train:9.1f} samples/s",
+                    f"training steps {train:9.1f} samples/s   {gflop:.2f} GFLOP/sample",
                     flush=True,
                 )
     return results
