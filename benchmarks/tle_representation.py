@@ -37,6 +37,7 @@ from latentsky.instruments.mmia import find_fits_files  # noqa: E402
 from latentsky.models import build_model  # noqa: E402
 from latentsky.models.encoding import encode  # noqa: E402
 from latentsky.models.training import TrainConfig, train  # noqa: E402
+from latentsky.samples.colours import Colours  # noqa: E402
 from latentsky.samples.windows import Scaling, WindowSettings, window_pieces  # noqa: E402
 
 
@@ -50,6 +51,7 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=None)
     parser.add_argument("--scaling", default="{}", help="JSON of photometer.scaling")
     parser.add_argument("--model", default="{}", help="JSON of model keys")
+    parser.add_argument("--colours", default="{}", help="JSON of photometer.colours")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--batch", type=int, default=32)
@@ -84,7 +86,16 @@ def main() -> None:
     )
     t0 = time.time()
     ds = xr.concat(
-        list(window_pieces(find_fits_files(folder / "fits"), settings, scaling, {})), "window"
+        list(
+            window_pieces(
+                find_fits_files(folder / "fits"),
+                settings,
+                scaling,
+                {},
+                colours=Colours.from_config(json.loads(args.colours)),
+            )
+        ),
+        "window",
     )
     truth = pd.read_csv(folder / "truth" / "truth.csv")
     truth = truth[truth["labellable"] == 1]
@@ -104,6 +115,7 @@ def main() -> None:
         "centre": args.centre,
         "scaling": scaling_config,
         "model": json.loads(args.model),
+        "colours": json.loads(args.colours),
         "n_windows": int(ds.sizes["window"]),
         "label_matching": counts,
         "ingest_s": round(time.time() - t0, 1),

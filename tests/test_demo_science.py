@@ -22,6 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from workflow_helpers import AFTER_CLUSTERING, copy_workflow, run_snakemake, scheduled_rules
 
 from latentsky.analysis.labels import match_labels
+from latentsky.instruments.mmia import BANDS
 
 # Both demos end to end, then the report: about 9 min on 2 cores, more on a loaded machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
@@ -141,8 +142,13 @@ def test_photometer_demo_plants_every_type(tle):
 
 def test_windows_store_layout_and_no_window_crosses_an_observation(tle):
     store = xr.open_zarr(tle["results"] / "windows.zarr")
-    assert store["waveform"].dims == ("window", "band", "sample")
+    assert store["waveform"].dims == ("window", "channel", "sample")
     assert store.sizes["band"] == 3 and store.sizes["window"] == len(tle["windows"])
+    # The demo's model input: the three bands, then its two colour channels (337 nm and UV
+    # over 777.4 nm), each in (0, 1).
+    assert list(store["channel"].to_numpy()) == [*BANDS, "PHOT1/PHOT3", "PHOT2/PHOT3"]
+    colour = store["waveform"].isel(channel=slice(3, None)).to_numpy()
+    assert 0 < np.nanmin(colour) and np.nanmax(colour) < 1
     for coord in ("observation", "start_time", "time", "latitude", "longitude", "on_pulse"):
         assert store[coord].dims == ("window",)
     assert json.loads(store.attrs["band_wavelengths"]) == {

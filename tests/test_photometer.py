@@ -370,9 +370,10 @@ def test_window_coordinates_and_scaling(tmp_path):
     settings = WindowSettings(length=100, stride=100)
     scaling = Scaling(high=1000.0)
     ds = next(window_pieces(find_fits_files(tmp_path), settings, scaling, {}))
-    assert ds["waveform"].dims == ("window", "band", "sample")
-    assert ds.sizes == {"window": 3, "band": 3, "sample": 100}
+    assert ds["waveform"].dims == ("window", "channel", "sample")
+    assert ds.sizes == {"window": 3, "band": 3, "channel": 3, "sample": 100}
     assert list(ds["band"].to_numpy()) == list(BANDS)
+    assert list(ds["channel"].to_numpy()) == list(BANDS)  # no colour channels unless asked
     assert list(ds["wavelength"].to_numpy()) == [BAND_WAVELENGTHS[b] for b in BANDS]
     expected_start = T0 + np.arange(3) * np.timedelta64(100 * NS_PER_SAMPLE, "ns")
     np.testing.assert_array_equal(ds["start_time"].to_numpy(), expected_start)
@@ -457,7 +458,7 @@ def test_store_round_trip(tmp_path):
     attrs = store_attrs(described["units"], scaling, settings, counts)
     store.commit(attrs, empty=empty_windows(50))
     ds = open_zarr(tmp_path / "windows.zarr")
-    assert ds["waveform"].dims == ("window", "band", "sample")
+    assert ds["waveform"].dims == ("window", "channel", "sample")
     np.testing.assert_array_equal(ds["window"].to_numpy(), np.arange(10))
     np.testing.assert_array_equal(ds["observation"].to_numpy(), [1] * 6 + [2] * 4)
     assert json.loads(ds.attrs["band_wavelengths"])["PHOT3"] == "777.4 nm"

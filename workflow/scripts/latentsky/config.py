@@ -153,6 +153,7 @@ def prepare(config: dict, schema: str | Path) -> dict:
                 _check_override(config, dataset, section, schema)
         _check_demo_paths(dataset, entry)
         _check_sites(config, dataset, entry)
+        _check_colours(dataset, entry)
         if "dates" in entry:
             dataset_dates(config, dataset)
         hours = entry.get("hours_ut")
@@ -401,6 +402,23 @@ def _check_labels_file(config: dict, dataset: str, entry: dict) -> int | None:
         )
     except LabelsError as error:
         raise ConfigError(f"datasets.{dataset}.labels", str(error)) from None
+
+
+def _check_colours(dataset: str, entry: dict) -> None:
+    """A photometer colour is the ratio of two different bands, each pair listed once."""
+    pairs = entry.get("photometer", {}).get("colours", {}).get("pairs", [])
+    key = f"datasets.{dataset}.photometer.colours.pairs"
+    for pair in pairs:
+        if pair[0] == pair[1]:
+            raise ConfigError(key, f"{pair} is the ratio of a band to itself")
+    if len({tuple(p) for p in pairs}) < len(pairs):
+        raise ConfigError(key, "a band pair is listed twice")
+    if smooth := entry.get("photometer", {}).get("colours", {}).get("smooth"):
+        if smooth % 2 != 1:
+            raise ConfigError(
+                f"datasets.{dataset}.photometer.colours.smooth",
+                f"{smooth} is even: the running mean needs an odd number of samples",
+            )
 
 
 def _check_sites(config: dict, dataset: str, entry: dict) -> None:

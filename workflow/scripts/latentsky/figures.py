@@ -90,8 +90,10 @@ _CLUSTER_COLOURS = [
     )
 ]
 #: Photometer band colours in waveform figures (no label or cluster is shown there): 337 nm blue,
-#: 180-230 nm (UV) violet, 777.4 nm dark red, then greys.
-_BAND_COLOURS = [mpl.colors.to_rgb(c) for c in ("#2c7fb8", "#7b3294", "#b2182b", "#636363")]
+#: 180-230 nm (UV) violet, 777.4 nm dark red, then grey and orange for colour channels.
+_BAND_COLOURS = [
+    mpl.colors.to_rgb(c) for c in ("#2c7fb8", "#7b3294", "#b2182b", "#636363", "#d95f0e")
+]
 #: The site marker on sky maps.
 _SITE_MARKER = {"marker": "*", "s": 160, "c": "#ff2a00", "edgecolors": "white", "linewidths": 1.0}
 

@@ -89,9 +89,12 @@ def _mean_waveforms(windows, samples, table, features, settings) -> dict:
     baseline = features["baseline_flux"][..., np.newaxis]
     noise = features["noise_flux"][..., np.newaxis]
 
+    n_bands = windows.sizes["band"]
+
     def physical(index):
         raw = samples.gather(index)
-        scaled = samples.unpacking.numpy(raw, index=index)
+        # The bands only: any colour channels after them have no physical units.
+        scaled = samples.unpacking.numpy(raw, index=index)[:, :n_bands]
         return scaling.invert(scaled, baseline[index], noise[index])
 
     stats = cluster_waveforms(

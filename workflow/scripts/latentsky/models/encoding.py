@@ -110,7 +110,10 @@ def reconstruction_examples(
     index = np.unique(np.linspace(0, source.n - 1, min(source.n, n_examples)).astype(int))
     originals = source.unpacking.numpy(source.gather(index), index=index)  # model input
     dims = samples[variable].dims
-    bands = samples["wavelength"] if "wavelength" in samples.coords else samples[dims[1]]
+    # A readable name per channel where the store has one (photometer: wavelengths, colours).
+    names = [c for c in ("channel_label", "wavelength") if c in samples.coords]
+    names = [c for c in names if samples[c].dims == (dims[1],)]
+    bands = samples[names[0]] if names else samples[dims[1]]
     examples = {
         "originals": originals,
         "reconstructions": reconstruct(model, originals),

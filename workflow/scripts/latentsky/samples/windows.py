@@ -30,6 +30,7 @@ import xarray as xr
 
 from latentsky.analysis.pulses import event_windows, find_pulses, noise_level, quiet_windows
 from latentsky.analysis.tle import robust_noise, window_features
+from latentsky.samples.colours import Colours
 from latentsky.errors import BadInputError, Counts
 from latentsky.instruments.mmia import (
     BAND_WAVELENGTHS,
@@ -432,17 +433,21 @@ def windows_dataset(
     units: str,
     feature_fn=None,
     anchors: np.ndarray | None = None,
+    colours: Colours | None = None,
 ) -> xr.Dataset:
-    """The windows of one segment as an ``xarray.Dataset`` with dims ``(window, band, sample)``.
+    """The windows of one segment as an ``xarray.Dataset`` with dims ``(window, channel,
+    sample)`` for the model's input and ``(window, band)`` for the features.
 
-    Variables: ``waveform`` (scaled into [0, 1], float32, the model's input) and, if
+    Variables: ``waveform`` (float32 in [0, 1], the model's input: the bands scaled, then the
+    ``colours`` channels of :class:`~latentsky.samples.colours.Colours`, if any) and, if
     ``feature_fn`` is given, the per-window features it returns (a mapping of name to ``(window,
     band)`` arrays, computed on the unscaled, unclipped flux). Coordinates along ``window``:
     ``observation`` (int64), ``start_time`` (first sample), ``time`` (the time that labels are
     matched to: the onset of the window's pulse for a pulse window, else the window centre),
     ``on_pulse`` (whether the window was cut around a pulse), ``latitude`` and ``longitude`` of
     the ISS at ``time`` (degrees), ``start_sample`` (in the segment); along ``band``:
-    ``wavelength``. ``anchors``: pulse onset sample of each window, -1 for none (as from
+    ``wavelength``; along ``channel``: the band or colour name and ``channel_label`` (the
+    wavelengths, for figures). ``anchors``: pulse onset sample of each window, -1 for none (as from
     :func:`cut_windows`). ``window`` itself is numbered from 0 here; renumber when concatenating.
     """
     flux = stack_windows(segment.flux, starts, length)
@@ -453,7 +458,9 @@ def windows_dataset(
     centre_ns = segment.sample_times_ns(reference)
     lat, lon = segment.position_at(centre_ns)
     n = len(starts)
-    data_vars = {"waveform": (("window", "band", "sample"), scaling.apply(flux))}
+    colours = colours or Colours()
+    waveform = np.concatenate([scaling.apply(flux), colours.apply(flux, BANDS)], axis=1)
+    data_vars = {"waveform": (("window", "channel", "sample"), waveform)}
     if feature_fn is not None:
         for name, values in feature_fn(flux, segment.sample_rate_hz).items():
             data_vars[name] = (("window", "band"), np.asarray(values, dtype=np.float32))
@@ -471,15 +478,28 @@ def windows_dataset(
             "longitude": ("window", lon.astype(np.float64)),
             "start_sample": ("window", np.asarray(starts, dtype=np.int64)),
             "wavelength": ("band", [BAND_WAVELENGTHS[b] for b in BANDS]),
+            "channel": list(BANDS) + colours.names(),
+            "channel_label": (
+                "channel",
+                [BAND_WAVELENGTHS[b] for b in BANDS] + colours.labels(BAND_WAVELENGTHS),
+            ),
         },
     )
     return _describe_variables(ds, units)
 
 
-def store_attrs(units: str, scaling: Scaling, settings: WindowSettings, bad_input: dict) -> dict:
-    """Global attributes of a windows store: bands, units, sample rate, scaling, windowing and
-    the bad-input counts (JSON strings where nested, as in the image stores)."""
+def store_attrs(
+    units: str,
+    scaling: Scaling,
+    settings: WindowSettings,
+    bad_input: dict,
+    colours: Colours | None = None,
+) -> dict:
+    """Global attributes of a windows store: bands, units, sample rate, scaling, colour
+    channels, windowing and the bad-input counts (JSON strings where nested, as in the image
+    stores)."""
     return {
+        "colours": (colours or Colours()).as_json(),
         "title": "ASIM MMIA photometer windows, three bands stacked as channels",
         "sample_rate_hz": SAMPLE_RATE_HZ,
         "band_wavelengths": json.dumps(BAND_WAVELENGTHS),
@@ -493,8 +513,9 @@ def store_attrs(units: str, scaling: Scaling, settings: WindowSettings, bad_inpu
 def _describe_variables(ds: xr.Dataset, units: str) -> xr.Dataset:
     ds["waveform"].attrs = {
         "units": "1",
-        "long_name": "scaled photometer signal",
-        "description": f"flux in {units} mapped into [0, 1], see the normalisation attribute",
+        "long_name": "scaled photometer signal and colour channels",
+        "description": f"flux in {units} mapped into [0, 1] (see the normalisation attribute), "
+        "then the band ratios of the colours attribute",
     }
     for name in ("baseline_flux", "noise_flux", "peak_flux"):
         if name in ds:
@@ -646,6 +667,7 @@ def window_pieces(
     block_windows: int = 2048,
     described: dict | None = None,
     pulse_times: list | None = None,
+    colours: Colours | None = None,
 ):
     """Yield the windows of every observation in ``paths`` as datasets of about
     ``block_windows`` windows each (the unit of appending to a store).
@@ -654,7 +676,8 @@ def window_pieces(
     pulses of every segment (:func:`latentsky.analysis.pulses.find_pulses`), for
     :func:`check_frame_time`.
 
-    Windows are cut from each unbroken segment (:func:`cut_windows`), scaled, and carry the
+    Windows are cut from each unbroken segment (:func:`cut_windows`), scaled (with the
+    ``colours`` channels after the bands), and carry the
     features of :func:`latentsky.analysis.tle.window_features` (in the units of the files,
     unclipped); ``window`` numbers run on from block to block. ``counts`` is updated as by
     :func:`read_observations`, plus ``segments``, ``windows`` and ``samples_outside_windows``
@@ -701,6 +724,7 @@ def window_pieces(
                 described["units"],
                 window_features,
                 anchors=anchors,
+                colours=colours,
             )
             pending.append(piece.assign_coords(window=piece["window"] + counts["windows"]))
             counts["windows"] += len(starts)
@@ -712,7 +736,7 @@ def window_pieces(
         yield xr.concat(pending, dim="window")
 
 
-def empty_windows(length: int) -> xr.Dataset:
+def empty_windows(length: int, colours: Colours | None = None) -> xr.Dataset:
     """A windows dataset with no window (what a store holds when no file gave one)."""
     segment = Segment(
         observation_id=0,
@@ -723,7 +747,9 @@ def empty_windows(length: int) -> xr.Dataset:
         frame_longitude=np.zeros(1),
         trigger_samples=np.zeros(0, np.int64),
     )
-    return windows_dataset(segment, np.zeros(0, np.int64), length, Scaling(), "", window_features)
+    return windows_dataset(
+        segment, np.zeros(0, np.int64), length, Scaling(), "", window_features, colours=colours
+    )
 
 
 def check_frame_time(
@@ -824,10 +850,16 @@ def write_windows_store(
         frame_time=photometer.get("frame_time", "centre"),
     )
     scaling = Scaling(**photometer["scaling"])
+    colours = Colours.from_config(photometer.get("colours"))
     files = find_fits_files(folder, photometer["pattern"])
     if log is not None:
         log.info(
-            "%d FITS files under %s; windows %s; scaling %s", len(files), folder, settings, scaling
+            "%d FITS files under %s; windows %s; scaling %s; %s",
+            len(files),
+            folder,
+            settings,
+            scaling,
+            colours,
         )
     counts, described = Counts(), {}
     pulse_times: list | None = [] if labels is not None else None
@@ -843,9 +875,10 @@ def write_windows_store(
             log=log,
             described=described,
             pulse_times=pulse_times,
+            colours=colours,
         ):
             store.add(piece)
-        attrs = store_attrs(described.get("units", ""), scaling, settings, counts)
+        attrs = store_attrs(described.get("units", ""), scaling, settings, counts, colours)
         attrs.update({"level": described.get("level", -1), "n_files": len(files)})
         if labels is not None:
             check = check_frame_time(
@@ -870,7 +903,7 @@ def write_windows_store(
                         else ""
                     ),
                 )
-        store.commit(attrs, empty=empty_windows(settings.length))
+        store.commit(attrs, empty=empty_windows(settings.length, colours))
     except BaseException:
         store.abort()
         raise

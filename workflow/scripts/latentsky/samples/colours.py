@@ -1,0 +1,127 @@
+"""Colour channels: the ratio of two photometer bands over time, as extra inputs for the model.
+
+What tells transient luminous events from lightning is mostly colour and its timing: an elve is
+UV before 777.4 nm, a corona discharge 337 nm with no 777.4 nm, a sprite a stroke followed by
+light far bluer than the stroke's. The scaled bands carry this only implicitly (each band is in
+its own noise units, so the difference of two scaled bands is not the flux ratio), and a VAE
+spends its latent space on what costs the most likelihood: the stroke's shape and brightness.
+A colour channel states the ratio outright, in physical flux, sample by sample, so the
+likelihood pays for getting the colour (and when it changes) wrong.
+
+For bands ``a`` and ``b`` of one window, with ``f`` the flux above the window's median sky,
+smoothed over ``smooth`` samples and clipped at 0, and ``n`` the white-noise level of that
+smoothed flux:
+
+    r = log((f_a + floor * n_a) / (f_b + floor * n_b))
+    g = clip((max(f_a / n_a, f_b / n_b) - 3) / 5, 0, 1)
+    colour = 0.5 + 0.5 * tanh(g * r / 3)
+
+The floor makes a band at its noise level read as "no light" instead of a random ratio; the gate
+``g`` fades the colour to 0.5 (no colour) where neither band is more than a few noise levels
+above the sky, so quiet sky reads flat whatever its own tint; ``tanh(r / 3)`` spreads ratios
+from about 1/20 to 20 over most of (0, 1). The result is in (0, 1) like the scaled bands, so
+the Beta observation model takes it as it is. NaN in either band gives NaN.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from latentsky.analysis.pulses import noise_level
+
+#: Significance (noise levels of the smoothed flux) below which a colour fades to 0.5, and over
+#: how many more it fades in.
+GATE_START, GATE_WIDTH = 3.0, 5.0
+#: Log ratio that ``tanh`` maps to 0.5 + 0.38 (a factor e^3, about 20).
+LOG_RATIO_SCALE = 3.0
+
+
+@dataclass(frozen=True)
+class Colours:
+    """Which band ratios become extra model channels, and how (see the module docstring).
+
+    ``pairs``: ``(numerator, denominator)`` band names (e.g. ``("PHOT1", "PHOT3")``: 337 nm over
+    777.4 nm); empty for none (the study's input: the bands alone). ``floor``: noise levels
+    added to each band before the ratio. ``smooth``: samples of the running mean (odd).
+    """
+
+    pairs: tuple[tuple[str, str], ...] = ()
+    floor: float = 1.0
+    smooth: int = 5
+
+    def __post_init__(self):
+        object.__setattr__(self, "pairs", tuple(tuple(p) for p in self.pairs))
+        for pair in self.pairs:
+            if len(pair) != 2 or pair[0] == pair[1]:
+                raise ValueError(f"a colour is two different bands, got {list(pair)}")
+        if not self.floor > 0:
+            raise ValueError(f"colour floor must be > 0 noise levels, got {self.floor}")
+        if self.smooth < 1 or self.smooth % 2 != 1:
+            raise ValueError(f"colour smooth must be an odd number of samples, got {self.smooth}")
+
+    @classmethod
+    def from_config(cls, values: dict | None) -> Colours:
+        """From a dataset's ``photometer.colours`` (``pairs``, ``floor``, ``smooth``)."""
+        values = values or {}
+        return cls(
+            pairs=tuple(tuple(p) for p in values.get("pairs", ())),
+            floor=float(values.get("floor", 1.0)),
+            smooth=int(values.get("smooth", 5)),
+        )
+
+    def names(self) -> list[str]:
+        """Channel names, ``"PHOT1/PHOT3"``."""
+        return [f"{a}/{b}" for a, b in self.pairs]
+
+    def labels(self, band_labels: dict[str, str]) -> list[str]:
+        """Readable names for figures, ``"337 nm / 777.4 nm"``."""
+        return [f"{band_labels.get(a, a)} / {band_labels.get(b, b)}" for a, b in self.pairs]
+
+    def as_json(self) -> str:
+        return json.dumps({"pairs": [list(p) for p in self.pairs], "floor": self.floor,
+                           "smooth": self.smooth})
+
+    def apply(self, flux, bands: Sequence[str]) -> np.ndarray:
+        """Windows ``(window, band, sample)`` of flux -> float32 ``(window, colour, sample)``."""
+        x = np.asarray(flux, dtype=np.float64)
+        out = np.empty((x.shape[0], len(self.pairs), x.shape[-1]), dtype=np.float32)
+        if not self.pairs:
+            return out
+        index = {name: i for i, name in enumerate(bands)}
+        missing = sorted({b for p in self.pairs for b in p} - set(index))
+        if missing:
+            raise ValueError(f"colour bands {missing} are not among the bands {list(bands)}")
+        valid = np.isfinite(x)
+        signal = np.where(valid, x - np.nanmedian(x, axis=-1, keepdims=True), 0.0)
+        # Smoothed, then clipped: clipping first would turn the sky's noise into a positive bias.
+        signal = np.clip(_running_mean(signal, self.smooth), 0.0, None)
+        # The noise of the smoothed flux: that of the raw flux over sqrt(smooth) (white noise).
+        noise = noise_level(x)[..., np.newaxis] / np.sqrt(self.smooth)
+        snr = signal / noise
+        for k, (a, b) in enumerate(self.pairs):
+            i, j = index[a], index[b]
+            ratio = np.log(
+                (signal[:, i] + self.floor * noise[:, i]) / (signal[:, j] + self.floor * noise[:, j])
+            )
+            gate = np.clip((np.maximum(snr[:, i], snr[:, j]) - GATE_START) / GATE_WIDTH, 0, 1)
+            colour = 0.5 + 0.5 * np.tanh(gate * ratio / LOG_RATIO_SCALE)
+            out[:, k] = np.where(valid[:, i] & valid[:, j], colour, np.nan)
+        return out
+
+
+def _running_mean(x: np.ndarray, width: int) -> np.ndarray:
+    """Centred running mean over the last axis; the ends average over what is there."""
+    if width == 1:
+        return x
+    half = width // 2
+    padded = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(half, half)])
+    total = np.cumsum(padded, axis=-1)
+    total = np.concatenate([np.zeros_like(total[..., :1]), total], axis=-1)
+    sums = total[..., width:] - total[..., :-width]
+    ones = np.pad(np.ones(x.shape[-1]), (half, half))
+    counts = np.convolve(ones, np.ones(width), mode="valid")
+    return sums / counts
