@@ -14,7 +14,7 @@ def windows(signal_337, signal_777, sky=(2.0, 0.2, 5.0), gain=1.0, n=400, seed=0
     """One window per row of photon-counting sky plus the given signals (uW/m^2)."""
     rng = np.random.default_rng(seed)
     flux = np.empty((len(signal_337), 3, n))
-    for w, (a, c) in enumerate(zip(signal_337, signal_777)):
+    for w, (a, c) in enumerate(zip(signal_337, signal_777, strict=True)):
         expected = np.stack([sky[0] + a, np.full(n, sky[1]), sky[2] + c])
         flux[w] = rng.poisson(expected * 20 * gain) / (20 * gain)
     return flux
@@ -50,7 +50,9 @@ def test_colour_does_not_depend_on_the_sky_under_the_event():
     event_337, event_777 = pulse(amplitude=60.0), pulse(amplitude=20.0)
     dark = colours.apply(windows([event_337], [event_777], sky=(0.3, 0.05, 0.5)), BANDS)
     bright = colours.apply(windows([event_337], [event_777], sky=(4.0, 0.5, 8.0)), BANDS)
-    assert np.median(dark[0, 0, 160:260]) == pytest.approx(np.median(bright[0, 0, 160:260]), abs=0.03)
+    assert np.median(dark[0, 0, 160:260]) == pytest.approx(
+        np.median(bright[0, 0, 160:260]), abs=0.03
+    )
 
 
 def test_a_band_with_no_light_reads_as_no_light_not_as_a_random_ratio():

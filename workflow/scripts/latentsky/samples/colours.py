@@ -82,8 +82,9 @@ class Colours:
         return [f"{band_labels.get(a, a)} / {band_labels.get(b, b)}" for a, b in self.pairs]
 
     def as_json(self) -> str:
-        return json.dumps({"pairs": [list(p) for p in self.pairs], "floor": self.floor,
-                           "smooth": self.smooth})
+        return json.dumps(
+            {"pairs": [list(p) for p in self.pairs], "floor": self.floor, "smooth": self.smooth}
+        )
 
     def apply(self, flux, bands: Sequence[str]) -> np.ndarray:
         """Windows ``(window, band, sample)`` of flux -> float32 ``(window, colour, sample)``."""
@@ -105,7 +106,8 @@ class Colours:
         for k, (a, b) in enumerate(self.pairs):
             i, j = index[a], index[b]
             ratio = np.log(
-                (signal[:, i] + self.floor * noise[:, i]) / (signal[:, j] + self.floor * noise[:, j])
+                (signal[:, i] + self.floor * noise[:, i])
+                / (signal[:, j] + self.floor * noise[:, j])
             )
             gate = np.clip((np.maximum(snr[:, i], snr[:, j]) - GATE_START) / GATE_WIDTH, 0, 1)
             colour = 0.5 + 0.5 * np.tanh(gate * ratio / LOG_RATIO_SCALE)

@@ -30,7 +30,6 @@ import xarray as xr
 
 from latentsky.analysis.pulses import event_windows, find_pulses, noise_level, quiet_windows
 from latentsky.analysis.tle import robust_noise, window_features
-from latentsky.samples.colours import Colours
 from latentsky.errors import BadInputError, Counts
 from latentsky.instruments.mmia import (
     BAND_WAVELENGTHS,
@@ -39,6 +38,7 @@ from latentsky.instruments.mmia import (
     MmiaFrames,
     read_mmia_fits,
 )
+from latentsky.samples.colours import Colours
 
 #: Default tolerance when joining frames: a timing mismatch up to this is clock jitter, not a gap.
 JOIN_TOLERANCE_S = 50e-6
