@@ -12,14 +12,19 @@ For bands ``a`` and ``b`` of one window, with ``f`` the flux above the window's 
 smoothed over ``smooth`` samples and clipped at 0, and ``n`` the white-noise level of that
 smoothed flux:
 
-    r = log((f_a + floor * n_a) / (f_b + floor * n_b))
+    r = log((f_a + floor * n_a) / (f_b + floor * n_b))       (the flux ratio)
+    q = log((f_a / n_a + floor) / (f_b / n_b + floor))       (the same in noise units)
     g = clip((max(f_a / n_a, f_b / n_b) - 3) / 5, 0, 1)
-    colour = 0.5 + 0.5 * tanh(g * r / 3)
+    colour = 0.5 + 0.5 * tanh((g r + (1 - g) q) / 3)
 
-The floor makes a band at its noise level read as "no light" instead of a random ratio; the gate
-``g`` fades the colour to 0.5 (no colour) where neither band is more than a few noise levels
-above the sky, so quiet sky reads flat whatever its own tint; ``tanh(r / 3)`` spreads ratios
-from about 1/20 to 20 over most of (0, 1). The result is in (0, 1) like the scaled bands, so
+The floor makes a band at its noise level read as "no light" instead of a random ratio. The gate
+``g`` hands over from the flux ratio, where either band is more than a few noise levels above
+the sky, to the noise-unit ratio where neither is: on quiet sky that is noise around 0.5
+whatever the sky's own tint (the flux ratio there is the tint of moonlit or city-lit cloud, not
+an event's colour). It is left noisy on purpose: a channel exactly constant on quiet sky lets
+the Beta likelihood's precision run away there (about 6 nats per sample), and the anomaly score
+then mostly counts how many samples hold light, ranking long lightning above short elves.
+``tanh(r / 3)`` spreads ratios from about 1/20 to 20 over most of (0, 1). The result is in (0, 1) like the scaled bands, so
 the Beta observation model takes it as it is. NaN in either band gives NaN.
 """
 
@@ -109,8 +114,11 @@ class Colours:
                 (signal[:, i] + self.floor * noise[:, i])
                 / (signal[:, j] + self.floor * noise[:, j])
             )
+            # Where neither band has light, the same ratio in noise units: noise around 0.
+            sky = np.log((snr[:, i] + self.floor) / (snr[:, j] + self.floor))
             gate = np.clip((np.maximum(snr[:, i], snr[:, j]) - GATE_START) / GATE_WIDTH, 0, 1)
-            colour = 0.5 + 0.5 * np.tanh(gate * ratio / LOG_RATIO_SCALE)
+            mixed = gate * ratio + (1 - gate) * sky
+            colour = 0.5 + 0.5 * np.tanh(mixed / LOG_RATIO_SCALE)
             out[:, k] = np.where(valid[:, i] & valid[:, j], colour, np.nan)
         return out
 
