@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scrip
 import xarray as xr  # noqa: E402
 
 from latentsky.analysis.embedding import spectral_clusters, umap_embed  # noqa: E402
-from latentsky.analysis.labels import match_labels  # noqa: E402
+from latentsky.analysis.labels import match_labels, read_labels  # noqa: E402
 from latentsky.analysis.scoring import anomaly_scores  # noqa: E402
 from latentsky.analysis.tle import feature_table, rank_candidates  # noqa: E402
 from latentsky.analysis.tle_clusters import FEATURES, type_scores  # noqa: E402
@@ -176,6 +176,24 @@ def main() -> None:
                 table.loc[labelled, "neg_elbo"].to_numpy(),
             )
         )
+        # What the workflow's summary.json measures: the labelled half only (the labels CSV).
+        hand, _ = match_labels(ds["time"].to_numpy(), read_labels(folder / "labels.csv"), 0.005)
+        hand = np.asarray(hand, dtype=object)
+        chosen = np.flatnonzero(pd.notna(hand))
+        n_types = len(set(hand[chosen]))
+        hand_coords = umap_embed(latents[chosen], seed=0)
+        half = type_scores(
+            latents[chosen],
+            hand[chosen].astype(str),
+            {n_types: spectral_clusters(hand_coords, n_types, seed=0)},
+            scores["neg_elbo"][chosen],
+        )
+        out["labelled_half"] = {
+            "n": len(chosen),
+            "balanced_knn_accuracy": half["balanced_knn_accuracy"],
+            "knn_recall": half["knn_recall"],
+            "ari_at_n_types": half["ari_at"][n_types],
+        }
         ranked = rank_candidates(table, n=50)
         top = ranked["label"].dropna()
         out["candidates_top50"] = top.value_counts().to_dict()

@@ -292,6 +292,28 @@ def test_command_line_values_apply_on_top_of_the_default_config(tmp_path):
             lambda c: c["datasets"]["demo"]["dates"].update(end="2013-02-30"),
             "datasets.demo.dates.end",
         ),
+        (
+            lambda c: c["datasets"]["tle_demo"]["photometer"]["colours"].update(
+                pairs=[["PHOT1", "PHOT1"]]
+            ),
+            "datasets.tle_demo.photometer.colours.pairs",
+        ),
+        (
+            lambda c: c["datasets"]["tle_demo"]["photometer"]["colours"].update(
+                pairs=[["PHOT1", "PHOT3"], ["PHOT1", "PHOT3"]]
+            ),
+            "datasets.tle_demo.photometer.colours.pairs",
+        ),
+        (
+            lambda c: c["datasets"]["tle_demo"]["photometer"]["colours"].update(smooth=4),
+            "datasets.tle_demo.photometer.colours.smooth",
+        ),
+        (
+            lambda c: c["datasets"]["tle_demo"]["photometer"]["colours"].update(
+                pairs=[["PHOT1", "PHOT7"]]
+            ),
+            "datasets.tle_demo.photometer.colours.pairs.0.1",
+        ),
     ],
 )
 def test_checks_across_keys_run_before_any_job_naming_the_key(edit, key):

@@ -1,4 +1,5 @@
-"""Read a folder of MMIA FITS files and cut their observations into (window, band, sample) windows."""
+"""Read a folder of MMIA FITS files and cut their observations into windows (window, channel,
+sample): the scaled bands, then any colour channels."""
 
 import json
 

@@ -29,7 +29,7 @@ class DataKind:
         sample_dim: the store's sample dimension (``time``, ``window``).
         count_key: the key of ``summary.json`` that gives the number of samples.
         sample_layout: how figures draw one sample: ``"image"`` ``(band, y, x)`` or
-            ``"waveform"`` ``(band, sample)``.
+            ``"waveform"`` ``(channel, sample)`` (bands, then any derived channels).
         default_model: the registered model (:mod:`latentsky.models`) a dataset of this kind
             uses unless its ``model`` key names another.
         downloads: whether its data come from the archives (download rules) or a local folder.

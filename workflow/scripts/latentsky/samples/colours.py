@@ -13,7 +13,7 @@ smoothed over ``smooth`` samples and clipped at 0, and ``n`` the white-noise lev
 smoothed flux:
 
     r = log((f_a + floor * n_a) / (f_b + floor * n_b))       (the flux ratio)
-    q = log((f_a / n_a + floor) / (f_b / n_b + floor))       (the same in noise units)
+    q = log((f_a / n_a + floor) / (f_b / n_b + floor)) / 4   (the same in noise units, shrunk)
     g = clip((max(f_a / n_a, f_b / n_b) - 3) / 5, 0, 1)
     colour = 0.5 + 0.5 * tanh((g r + (1 - g) q) / 3)
 
@@ -43,6 +43,11 @@ from latentsky.analysis.pulses import noise_level
 GATE_START, GATE_WIDTH = 3.0, 5.0
 #: Log ratio that ``tanh`` maps to 0.5 + 0.38 (a factor e^3, about 20).
 LOG_RATIO_SCALE = 3.0
+#: The noise-unit ratio on quiet sky is divided by this: photon-starved bands (a few counts per
+#: sample in the UV) would otherwise swing it by +-0.2, so that the Beta model takes the whole
+#: channel for noise and never learns the colour of events; shrunk, quiet sky is about as noisy
+#: here (a few hundredths) as in the scaled bands.
+QUIET_SHRINK = 4.0
 
 
 @dataclass(frozen=True)
@@ -83,8 +88,12 @@ class Colours:
         return [f"{a}/{b}" for a, b in self.pairs]
 
     def labels(self, band_labels: dict[str, str]) -> list[str]:
-        """Readable names for figures, ``"337 nm / 777.4 nm"``."""
-        return [f"{band_labels.get(a, a)} / {band_labels.get(b, b)}" for a, b in self.pairs]
+        """Short readable names for figures, ``"337/777.4 nm ratio"``."""
+
+        def bare(band):
+            return band_labels.get(band, band).removesuffix(" nm")
+
+        return [f"{bare(a)}/{bare(b)} nm ratio" for a, b in self.pairs]
 
     def as_json(self) -> str:
         return json.dumps(
@@ -115,7 +124,7 @@ class Colours:
                 / (signal[:, j] + self.floor * noise[:, j])
             )
             # Where neither band has light, the same ratio in noise units: noise around 0.
-            sky = np.log((snr[:, i] + self.floor) / (snr[:, j] + self.floor))
+            sky = np.log((snr[:, i] + self.floor) / (snr[:, j] + self.floor)) / QUIET_SHRINK
             gate = np.clip((np.maximum(snr[:, i], snr[:, j]) - GATE_START) / GATE_WIDTH, 0, 1)
             mixed = gate * ratio + (1 - gate) * sky
             colour = 0.5 + 0.5 * np.tanh(mixed / LOG_RATIO_SCALE)
