@@ -45,9 +45,9 @@ def test_quiet_sky_reads_as_the_same_noise_around_no_colour_whatever_its_tint():
     for sky in ((2.0, 0.2, 5.0), (0.3, 0.05, 8.0), (4.0, 0.5, 0.5)):
         colour = colours.apply(windows([zero] * 20, [zero] * 20, sky=sky, seed=1), BANDS)
         np.testing.assert_allclose(np.median(colour, axis=(0, 2)), 0.5, atol=0.01)
-        assert np.percentile(np.abs(colour - 0.5), 99) < 0.1, sky
+        assert np.percentile(np.abs(colour - 0.5), 99) < 0.25, sky
         spreads.append(colour.std(axis=(0, 2)))
-    assert 0.01 < np.min(spreads) and np.max(spreads) < 0.04  # as noisy as the scaled bands
+    assert 0.03 < np.min(spreads) and np.max(spreads) < 0.12
     np.testing.assert_allclose(spreads, np.mean(spreads), rtol=0.1)
 
 
