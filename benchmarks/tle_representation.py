@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scrip
 
 import xarray as xr  # noqa: E402
 
-from latentsky.analysis.embedding import spectral_clusters, umap_embed  # noqa: E402
+from latentsky.analysis.embedding import adjusted_rand, spectral_clusters, umap_embed  # noqa: E402
 from latentsky.analysis.labels import match_labels, read_labels  # noqa: E402
 from latentsky.analysis.scoring import anomaly_scores  # noqa: E402
 from latentsky.analysis.tle import feature_table, rank_candidates  # noqa: E402
@@ -182,17 +182,20 @@ def main() -> None:
         chosen = np.flatnonzero(pd.notna(hand))
         n_types = len(set(hand[chosen]))
         hand_coords = umap_embed(latents[chosen], seed=0)
+        standard = (latents[chosen] - latents[chosen].mean(0)) / latents[chosen].std(0)
         half = type_scores(
             latents[chosen],
             hand[chosen].astype(str),
-            {n_types: spectral_clusters(hand_coords, n_types, seed=0)},
+            {n_types: spectral_clusters(standard, n_types, seed=0)},
             scores["neg_elbo"][chosen],
         )
+        on_umap = spectral_clusters(hand_coords, n_types, seed=0)
         out["labelled_half"] = {
             "n": len(chosen),
             "balanced_knn_accuracy": half["balanced_knn_accuracy"],
             "knn_recall": half["knn_recall"],
             "ari_at_n_types": half["ari_at"][n_types],
+            "ari_at_n_types_umap": adjusted_rand(on_umap, hand[chosen].astype(str)),
         }
         ranked = rank_candidates(table, n=50)
         top = ranked["label"].dropna()

@@ -155,6 +155,39 @@ def test_type_scores_agree_with_scikit_learn():
         assert got["anomaly_auc_by_type"][t] == pytest.approx(expected)
 
 
+def test_ari_at_the_number_of_types_clusters_the_latent_space_not_its_picture():
+    """Six types in six well-separated latent blobs, drawn in a 2-D picture that mixes them:
+    ``ari_at_n_types`` (spectral clusters of the latents) finds them, the UMAP figure's ARI
+    does not, and both are reported."""
+    from sklearn.metrics import adjusted_rand_score
+
+    from latentsky.analysis.tle_clusters import _type_summary
+
+    rng = np.random.default_rng(3)
+    types = np.array(["lightning", "elve", "blue_corona", "sprite", "blue_jet", "background"])
+    y = np.repeat(types, [120, 30, 30, 30, 30, 160])
+    centres = {t: rng.normal(0, 8, 10) for t in types}
+    latents = np.stack([centres[t] + rng.normal(0, 1, 10) for t in y]).astype(np.float32)
+    n = len(y)
+    embedding = pd.DataFrame(
+        {
+            "index": np.arange(n),
+            "label": y,
+            "cluster": rng.integers(0, 4, n),
+            "umap_x": rng.normal(size=n),  # a picture that keeps nothing of the latent space
+            "umap_y": rng.normal(size=n),
+        }
+    )
+    table = pd.DataFrame({"neg_elbo": rng.normal(size=n)})
+    settings = {"seed": 0, "tle_labels": list(types[1:5]), "reference_label": "lightning"}
+    got = _type_summary(table, latents, embedding, settings)
+    assert got["ari_at_n_types"] > 0.95
+    assert got["ari_at_n_types_umap"] < 0.1
+    counts = pd.DataFrame(got["cluster_type_counts"]).T.fillna(0)
+    assert counts.to_numpy().sum() == n
+    assert got["ari_at"][4] == pytest.approx(adjusted_rand_score(y, embedding["cluster"]))
+
+
 def test_noise_unit_scaling_weighs_bands_by_significance_and_inverts():
     from latentsky.samples.windows import Scaling
 
