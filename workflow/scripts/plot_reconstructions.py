@@ -11,7 +11,7 @@ if snakemake.params.layout == "waveform":
     plot_waveform_reconstructions(
         examples["originals"],
         examples["reconstructions"],
-        [f"{b} (scaled)" for b in examples["band_names"]],
+        [f"{b}\n(scaled)" for b in examples["band_names"]],
         snakemake.output.png,
         sample_rate_hz=float(examples["sample_rate_hz"]),
         titles=[str(t)[:23] for t in examples["times"]],
