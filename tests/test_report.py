@@ -94,7 +94,10 @@ def test_tables_per_dataset():
     photometer = dataset_configuration(config, "tle_demo")
     assert "projection" not in photometer["sections"]  # no section of another kind
     assert photometer["sections"]["model"]["name"] == "beta_vae_1d"
-    assert photometer["sections"]["training"]["epochs"] == 10  # the dataset's override
+    # The dataset's override, not the top-level value.
+    override = config["datasets"]["tle_demo"]["overrides"]["training"]["epochs"]
+    assert override != config["training"]["epochs"]
+    assert photometer["sections"]["training"]["epochs"] == override
     page = report.configuration_page(
         "tle_demo", "photometer", photometer["dataset"], photometer["sections"], ["asim"]
     )
