@@ -31,7 +31,7 @@ from latentsky.analysis.embedding import adjusted_rand, spectral_clusters, umap_
 from latentsky.analysis.labels import match_labels, read_labels  # noqa: E402
 from latentsky.analysis.scoring import anomaly_scores  # noqa: E402
 from latentsky.analysis.tle import feature_table, rank_candidates  # noqa: E402
-from latentsky.analysis.tle_clusters import FEATURES, type_scores  # noqa: E402
+from latentsky.analysis.tle_clusters import FEATURES, latent_clusters, type_scores  # noqa: E402
 from latentsky.demo.tle import TYPES, TleDemoParams, generate_tle_demo  # noqa: E402
 from latentsky.instruments.mmia import find_fits_files  # noqa: E402
 from latentsky.models import build_model  # noqa: E402
@@ -176,17 +176,24 @@ def main() -> None:
                 table.loc[labelled, "neg_elbo"].to_numpy(),
             )
         )
+        # Each TLE type against quiet sky alone (the README's "Colour channels").
+        out["anomaly_auc_vs_background"] = type_scores(
+            latents[labelled],
+            table.loc[labelled, "label"].to_numpy(),
+            {},
+            table.loc[labelled, "neg_elbo"].to_numpy(),
+            reference="background",
+        )["anomaly_auc_by_type"]
         # What the workflow's summary.json measures: the labelled half only (the labels CSV).
         hand, _ = match_labels(ds["time"].to_numpy(), read_labels(folder / "labels.csv"), 0.005)
         hand = np.asarray(hand, dtype=object)
         chosen = np.flatnonzero(pd.notna(hand))
         n_types = len(set(hand[chosen]))
         hand_coords = umap_embed(latents[chosen], seed=0)
-        standard = (latents[chosen] - latents[chosen].mean(0)) / latents[chosen].std(0)
         half = type_scores(
             latents[chosen],
             hand[chosen].astype(str),
-            {n_types: spectral_clusters(standard, n_types, seed=0)},
+            {n_types: latent_clusters(latents[chosen], n_types, seed=0)},
             scores["neg_elbo"][chosen],
         )
         on_umap = spectral_clusters(hand_coords, n_types, seed=0)

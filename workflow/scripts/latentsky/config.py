@@ -405,20 +405,14 @@ def _check_labels_file(config: dict, dataset: str, entry: dict) -> int | None:
 
 
 def _check_colours(dataset: str, entry: dict) -> None:
-    """A photometer colour is the ratio of two different bands, each pair listed once."""
-    pairs = entry.get("photometer", {}).get("colours", {}).get("pairs", [])
-    key = f"datasets.{dataset}.photometer.colours.pairs"
-    for pair in pairs:
-        if pair[0] == pair[1]:
-            raise ConfigError(key, f"{pair} is the ratio of a band to itself")
-    if len({tuple(p) for p in pairs}) < len(pairs):
-        raise ConfigError(key, "a band pair is listed twice")
-    if smooth := entry.get("photometer", {}).get("colours", {}).get("smooth"):
-        if smooth % 2 != 1:
-            raise ConfigError(
-                f"datasets.{dataset}.photometer.colours.smooth",
-                f"{smooth} is even: the running mean needs an odd number of samples",
-            )
+    """Photometer colour settings, by the same check as the ingest's (each pair two different
+    bands, listed once; an odd running mean), naming the key."""
+    from latentsky.samples.colours import settings_problem
+
+    colours = entry.get("photometer", {}).get("colours", {})
+    problem = settings_problem(colours.get("pairs", []), colours.get("smooth", 5))
+    if problem:
+        raise ConfigError(f"datasets.{dataset}.photometer.colours.{problem[0]}", problem[1])
 
 
 def _check_sites(config: dict, dataset: str, entry: dict) -> None:

@@ -169,8 +169,6 @@ def _type_summary(table, latents, embedding, settings) -> dict:
     standardised latents (``ari_at_n_types``: the latent space itself, whose regions the types
     should own) and, for comparison, of the UMAP coordinates (``ari_at_n_types_umap``: one 2-D
     layout, whose random arrangement alone moved the demo's ARI from 0.84 to 0.47)."""
-    from sklearn.preprocessing import StandardScaler
-
     from latentsky.analysis.embedding import adjusted_rand, spectral_clusters
 
     labelled = embedding["label"].notna().to_numpy()
@@ -183,8 +181,7 @@ def _type_summary(table, latents, embedding, settings) -> dict:
     coords = embedding[["umap_x", "umap_y"]].to_numpy()
     umap_ari = float("nan")
     if 2 <= n_types < len(index):
-        standard = StandardScaler().fit_transform(np.asarray(latents[index], np.float64))
-        clusters[n_types] = spectral_clusters(standard, n_types, seed=settings["seed"])
+        clusters[n_types] = latent_clusters(latents[index], n_types, seed=settings["seed"])
         on_umap = spectral_clusters(coords, n_types, seed=settings["seed"])[labelled]
         umap_ari = adjusted_rand(on_umap, types.to_numpy())
     scores = type_scores(
@@ -213,6 +210,18 @@ def _type_summary(table, latents, embedding, settings) -> dict:
         "anomaly_auc_by_type": scores["anomaly_auc_by_type"],
     }
     return scores
+
+
+def latent_clusters(latents: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
+    """Spectral clusters (:func:`~latentsky.analysis.embedding.spectral_clusters`) of latent
+    codes ``(N, D)``, each dimension standardised first: the latent space itself, not a 2-D
+    picture of it (``ari_at_n_types``)."""
+    from sklearn.preprocessing import StandardScaler
+
+    from latentsky.analysis.embedding import spectral_clusters
+
+    standard = StandardScaler().fit_transform(np.asarray(latents, np.float64))
+    return spectral_clusters(standard, n_clusters, seed=seed)
 
 
 def type_scores(

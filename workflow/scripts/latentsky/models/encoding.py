@@ -111,9 +111,8 @@ def reconstruction_examples(
     originals = source.unpacking.numpy(source.gather(index), index=index)  # model input
     dims = samples[variable].dims
     # A readable name per channel where the store has one (photometer: wavelengths, colours).
-    names = [c for c in ("channel_label", "wavelength") if c in samples.coords]
-    names = [c for c in names if samples[c].dims == (dims[1],)]
-    bands = samples[names[0]] if names else samples[dims[1]]
+    named = [c for c in ("channel_label", "wavelength") if samples.coords.get(c) is not None]
+    bands = next((samples[c] for c in named if samples[c].dims == (dims[1],)), samples[dims[1]])
     examples = {
         "originals": originals,
         "reconstructions": reconstruct(model, originals),

@@ -30,8 +30,8 @@ lightning above short elves. Shrunk to the bands' few hundredths (tried), the mo
 elves and blue corona discharges ordinary (anomaly AUC against lightning about 0.5 to 0.7). Left
 as it is, quiet sky costs nats and the well-defined colour of a long stroke costs few, so
 lightning scores lowest; corona discharges and jets, whose colour departs far from anything
-else, score highest (AUC about 0.99 against quiet sky too); elves and sprites score about like
-quiet sky, above lightning. The latent space separates the types as well or better this way (see
+else, score highest (AUC 0.99 and more against quiet sky too); elves and sprites score no
+higher than quiet sky, above lightning. The latent space separates the types as well or better this way (see
 the README's table).
 
 ``tanh(r / 3)`` spreads ratios from about 1/20 to 20 over most of (0, 1). The result is in (0, 1)
@@ -56,6 +56,19 @@ GATE_START, GATE_WIDTH = 3.0, 5.0
 LOG_RATIO_SCALE = 3.0
 
 
+def settings_problem(pairs, smooth: int) -> tuple[str, str] | None:
+    """What is wrong with colour settings, as ``(key, reason)`` (``key``: ``pairs`` or
+    ``smooth``), or None: the one check behind both :class:`Colours` and the config check."""
+    for pair in pairs:
+        if len(pair) != 2 or pair[0] == pair[1]:
+            return "pairs", f"a colour is two different bands, got {list(pair)}"
+    if len({tuple(p) for p in pairs}) < len(pairs):
+        return "pairs", "a band pair is listed twice"
+    if smooth < 1 or smooth % 2 != 1:
+        return "smooth", f"colour smooth must be an odd number of samples, got {smooth}"
+    return None
+
+
 @dataclass(frozen=True)
 class Colours:
     """Which band ratios become extra model channels, and how (see the module docstring).
@@ -71,13 +84,11 @@ class Colours:
 
     def __post_init__(self):
         object.__setattr__(self, "pairs", tuple(tuple(p) for p in self.pairs))
-        for pair in self.pairs:
-            if len(pair) != 2 or pair[0] == pair[1]:
-                raise ValueError(f"a colour is two different bands, got {list(pair)}")
+        problem = settings_problem(self.pairs, self.smooth)
+        if problem:
+            raise ValueError(problem[1])
         if not self.floor > 0:
             raise ValueError(f"colour floor must be > 0 noise levels, got {self.floor}")
-        if self.smooth < 1 or self.smooth % 2 != 1:
-            raise ValueError(f"colour smooth must be an odd number of samples, got {self.smooth}")
 
     @classmethod
     def from_config(cls, values: dict | None) -> Colours:
