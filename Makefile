@@ -34,7 +34,7 @@ report: venv
 # Test files run in TEST_WORKERS processes (whole files, longest first: see tests/conftest.py).
 TEST_WORKERS ?= 2
 test: venv
-	$(BIN)/python -m pytest -ra -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -ra -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 lint: venv
 	$(BIN)/snakefmt --check Snakefile workflow/rules
