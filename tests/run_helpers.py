@@ -21,7 +21,7 @@ import psutil
 import torch
 import xarray as xr
 import yaml
-from workflow_helpers import ROOT, SNAKEMAKE, copy_workflow, run_snakemake, workflow_env
+from workflow_helpers import ROOT, SNAKEMAKE, copy_workflow, run_snakemake
 
 DATASET = "tiny"
 RESULTS = Path("results") / DATASET
@@ -82,7 +82,7 @@ def start_snakemake(work: Path, *args: str, output) -> subprocess.Popen:
     return subprocess.Popen(
         [*SNAKEMAKE, *args],
         cwd=work,
-        env=workflow_env(),
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=output,
         stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -16,16 +16,6 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "envs", "pyproject.toml")
 
 
-def workflow_env() -> dict[str, str]:
-    """The environment of a workflow run: the tests' own, less the OpenMP wait policy that
-    conftest.py sets for the tests' processes. The workflow runs as under a user's shell; its
-    rules choose for themselves (the training steps, many small parallel regions, took twice as
-    long with sleeping OpenMP threads)."""
-    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 def copy_workflow(destination: Path) -> Path:
     """A clean copy of the workflow (no results/resources), as a fresh clone would have it."""
     destination.mkdir(parents=True, exist_ok=True)
@@ -42,10 +32,11 @@ def copy_workflow(destination: Path) -> Path:
 
 def run_snakemake(workdir: Path, *args: str, timeout: float = 900, check: bool = True):
     """Run snakemake in ``workdir``; returns the CompletedProcess (stdout+stderr merged)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(
         [*SNAKEMAKE, *args],
         cwd=workdir,
-        env=workflow_env(),
+        env=env,
         timeout=timeout,
         text=True,
         stdout=subprocess.PIPE,
