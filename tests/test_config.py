@@ -183,10 +183,14 @@ def test_a_bad_config_is_refused_naming_the_key(edit, key, words):
 
 
 def test_overrides_merge_key_by_key_onto_the_dataset_s_model():
+    overrides = demo_config()["datasets"]["tle_demo"]["overrides"]["model"]
     config = prepare(demo_config(), SCHEMA_PATH)
+    top = config["model"]["beta_vae_1d"]
     model = settings(config, "tle_demo", "model")
-    assert model["base_channels"] == 8 and model["max_channels"] == 32  # the demo's overrides
-    assert model["latent_dim"] == config["model"]["beta_vae_1d"]["latent_dim"]  # kept from top
+    changed = {key for key in overrides if overrides[key] != top[key]}
+    assert changed, "the demo's model overrides should change something"
+    assert {key: model[key] for key in overrides} == overrides  # the demo's overrides
+    assert "latent_dim" not in overrides and model["latent_dim"] == top["latent_dim"]  # from top
     assert settings(config, "demo", "model") == config["model"]["res_ae"]
     tle = settings(config, "tle_demo", "analysis")
     assert tle["label_tolerance_s"] == 0.005 and tle["tle"] == config["analysis"]["tle"]
