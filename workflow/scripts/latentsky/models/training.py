@@ -68,7 +68,8 @@ class TrainConfig:
             early stopping and best-epoch selection (the last epoch is then the best).
         seed: seed of the split, the batch order and torch's RNG.
         num_workers: reader threads that read shuffle windows ahead (``None``: none on the CPU,
-            ``num_threads - 1`` up to 4 on CUDA; see :func:`_readers`). The batch order does not depend on it.
+            ``num_threads - 1`` up to 4 on CUDA; see :func:`_readers`). The batch order does not
+            depend on it.
         shuffle_buffer: samples mixed in one shuffle window (rounded down to whole chunks, at
             least one chunk); each reader holds one window. At least the number of samples:
             a full permutation every epoch.
