@@ -21,6 +21,7 @@ import psutil
 import torch
 import xarray as xr
 import yaml
+from filelock import FileLock
 from workflow_helpers import ROOT, SNAKEMAKE, copy_workflow, run_snakemake
 
 DATASET = "tiny"
@@ -63,11 +64,25 @@ def fresh_workdir(destination: Path, with_profile: bool = False) -> Path:
 def reference_run(tmp_path_factory) -> Path:
     """One uninterrupted local run of the test config, made once and shared by the whole session.
 
-    Read it, never write to it: tests that need to change something copy it first.
+    Under pytest-xdist the test processes share it too: the first that needs it makes it in the
+    session's common temporary folder while the others wait on a file lock (four test files use
+    it; each process making its own cost a minute or more of CI per copy). Read it, never write
+    to it: tests that need to change something copy it first.
     """
     if "local" not in _reference:
-        work = fresh_workdir(tmp_path_factory.mktemp("reference"))
-        run_snakemake(work, "--cores", "2", "--configfile", CONFIG)
+        if os.environ.get("PYTEST_XDIST_WORKER") is None:
+            work = fresh_workdir(tmp_path_factory.mktemp("reference"))
+            run_snakemake(work, "--cores", "2", "--configfile", CONFIG)
+        else:
+            # getbasetemp() is this process's own folder inside the session's (pytest-N/popen-gwK).
+            shared = tmp_path_factory.getbasetemp().parent
+            work, done = shared / "reference", shared / "reference.done"
+            with FileLock(shared / "reference.lock"):
+                if not done.exists():
+                    shutil.rmtree(work, ignore_errors=True)  # a process that failed half-way
+                    fresh_workdir(work)
+                    run_snakemake(work, "--cores", "2", "--configfile", CONFIG)
+                    done.touch()
         _reference["local"] = work
     return _reference["local"]
 
