@@ -70,19 +70,18 @@ def reference_run(tmp_path_factory) -> Path:
     to it: tests that need to change something copy it first.
     """
     if "local" not in _reference:
-        if os.environ.get("PYTEST_XDIST_WORKER") is None:
-            work = fresh_workdir(tmp_path_factory.mktemp("reference"))
-            run_snakemake(work, "--cores", "2", "--configfile", CONFIG)
-        else:
-            # getbasetemp() is this process's own folder inside the session's (pytest-N/popen-gwK).
-            shared = tmp_path_factory.getbasetemp().parent
-            work, done = shared / "reference", shared / "reference.done"
-            with FileLock(shared / "reference.lock"):
-                if not done.exists():
-                    shutil.rmtree(work, ignore_errors=True)  # a process that failed half-way
-                    fresh_workdir(work)
-                    run_snakemake(work, "--cores", "2", "--configfile", CONFIG)
-                    done.touch()
+        # Under xdist getbasetemp() is this process's own folder inside the session's
+        # (pytest-N/popen-gwK); without it, the session's folder itself. Either is new per session.
+        shared = tmp_path_factory.getbasetemp()
+        if os.environ.get("PYTEST_XDIST_WORKER") is not None:
+            shared = shared.parent
+        work, done = shared / "reference", shared / "reference.done"
+        with FileLock(shared / "reference.lock"):
+            if not done.exists():
+                shutil.rmtree(work, ignore_errors=True)  # a process that failed half-way
+                fresh_workdir(work)
+                run_snakemake(work, "--cores", "2", "--configfile", CONFIG)
+                done.touch()
         _reference["local"] = work
     return _reference["local"]
 

@@ -210,8 +210,8 @@ def test_photometer_clusters_agree_with_the_planted_types(tle):
     assert tle["summary"]["adjusted_rand_index"] >= 0.5
     # Issue 14's bar for spectral clusters at as many clusters as types. Which of the two
     # clusterings (of the latents, of the UMAP layout) splits the 550 background windows in two
-    # instead is chance (0.48 and 0.86 at seed 7, 0.82 and 0.64 at seed 2, 0.82 and 0.47 at seed 3):
-    # one of them reaching the bar is what held on every seed.
+    # instead is chance (0.48 and 0.86 at seed 7, 0.82 and 0.64 at seed 2, 0.82 and 0.47 at
+    # seed 3): one of them reaching the bar is what held on every seed.
     ari = tle["summary"]["ari_at_n_types"], tle["summary"]["tle"]["ari_at_n_types_umap"]
     assert max(ari) >= 0.6, ari
     embedded = tle["embedding"].dropna(subset=["type"])

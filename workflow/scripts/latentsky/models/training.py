@@ -208,10 +208,11 @@ def augment(batch: torch.Tensor, how: str, generator: torch.Generator) -> torch.
 
 def _readers(config: TrainConfig, device: torch.device) -> int:
     """Reader threads: none on the CPU, where reading is a small part of a step and a reader
-    thread competes with torch's threads for the cores (with one reader, an epoch of the photometer
-    demo took 2.2 times as long on this 2-core machine and the auroral demo's 1.3 times; with a
-    spare core it gained at most 3 %); on CUDA, the cores left by the main thread, up to 4 (more
-    gain little under the GIL)."""
+    thread competes with torch's threads for the cores (``benchmarks/cpu_training_threads.py``:
+    with one reader beside two torch threads an epoch of the photometer demo took 2.1 to 2.2 times
+    as long on a 2-core machine and the auroral demo's 1.3 to 1.4 times; with a core to spare it
+    gained 0 to 7 %); on CUDA, the cores left by the main thread, up to 4 (more gain little under
+    the GIL)."""
     if config.num_workers is not None:
         return config.num_workers
     if device.type != "cuda":
