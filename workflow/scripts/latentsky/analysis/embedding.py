@@ -127,6 +127,42 @@ def _take_neighbours(neighbours, k: int, n: int):
     return indices[:, :k], distances[:, :k]
 
 
+def import_umap():
+    """The ``umap`` module, with its numba code compiled once per installation, not per process.
+
+    umap-learn and pynndescent decorate most of their numba functions without ``cache=True``, so
+    every process that fits a UMAP compiles them again: on this project's 2-core machine that is
+    most of an ``embed_latents`` job on the demo (``benchmarks/umap_compile_cache.py``). While
+    umap is imported here, ``numba.njit`` and ``numba.jit`` default to ``cache=True``: the
+    machine code goes into numba's on-disk cache (beside the package, or under
+    ``NUMBA_CACHE_DIR``), keyed by source file, numba version, signature and closure values, and
+    later processes load it. The coordinates are the same bit for bit (tested). If umap is
+    already imported it is returned as it is. Where numba finds no cache location, plain
+    ``import umap`` fails as well: pynndescent, which umap imports, caches some of its own.
+    """
+    import sys
+
+    if "umap" in sys.modules:
+        return sys.modules["umap"]
+    import numba
+
+    plain = numba.njit, numba.jit
+
+    def cached(decorator):
+        def wrapper(*args, **kwargs):
+            kwargs.setdefault("cache", True)
+            return decorator(*args, **kwargs)
+
+        return wrapper
+
+    numba.njit, numba.jit = cached(plain[0]), cached(plain[1])
+    try:
+        import umap
+    finally:
+        numba.njit, numba.jit = plain
+    return umap
+
+
 def umap_embed(
     latents,
     n_neighbors: int = 15,
@@ -164,7 +200,7 @@ def umap_embed(
     -------
     float32 array ``(N, 2)`` of embedding coordinates (arbitrary units).
     """
-    import umap  # imported here: numba compilation makes the import itself take seconds
+    umap = import_umap()
 
     x = _embedding_input(latents)
     n = x.shape[0]
