@@ -53,6 +53,9 @@ def main() -> None:
     parser.add_argument("--model", default="{}", help="JSON of model keys")
     parser.add_argument("--colours", default="{}", help="JSON of photometer.colours")
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument(
+        "--train-seed", type=int, default=0, help="seed of the weights and batch order"
+    )
     parser.add_argument("--lr", type=float, default=0.002)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--tolerance", type=float, default=0.005, help="label tolerance, s")
@@ -111,6 +114,7 @@ def main() -> None:
     table["label"] = matched
     out = {
         "seed": args.seed,
+        "train_seed": args.train_seed,
         "realistic": params.realistic,
         "centre": args.centre,
         "scaling": scaling_config,
@@ -147,13 +151,13 @@ def main() -> None:
             "beta_vae_1d",
             {"base_channels": 8, "max_channels": 32, "depth": 5, "latent_dim": 50, **out["model"]},
             waveform.shape[1:],
-            seed=0,
+            seed=args.train_seed,
         )
         config = TrainConfig(
             epochs=args.epochs,
             batch_size=args.batch,
             learning_rate=args.lr,
-            seed=0,
+            seed=args.train_seed,
             device="cpu",
             num_threads=2,
             shuffle_buffer=len(waveform),

@@ -323,6 +323,36 @@ def test_beta_vae_loss_terms_match_torch_distributions():
     assert metrics["kl"] == pytest.approx(kl.mean().item(), rel=1e-4)
 
 
+def test_beta_vae_window_precision_is_one_per_window_and_band():
+    models = {
+        p: build_model("beta_vae_1d", {**SMALL, "depth": 3, "precision": p}, (3, 64), seed=0)
+        for p in ("sample", "window")
+    }
+    with torch.no_grad():
+        z = torch.randn(4, SMALL["latent_dim"])
+        (a_s, b_s), (a_w, b_w) = (models[p].decode(z) for p in ("sample", "window"))
+    # Same seed, same weights: the means agree; the window's precision is the exponential of the
+    # mean over its samples of the per-sample log-precision (less the eps each parameter gets).
+    eps = models["window"].eps
+    mean_s, mean_w = ((a - eps) / (a + b - 2 * eps) for a, b in ((a_s, b_s), (a_w, b_w)))
+    assert torch.allclose(mean_s, mean_w, atol=1e-5)
+    precision = a_w + b_w - 2 * eps
+    assert torch.allclose(precision, precision[..., :1].expand_as(precision), rtol=1e-5)
+    per_sample = (a_s + b_s - 2 * eps).log()
+    assert not torch.allclose(per_sample, per_sample[..., :1].expand_as(per_sample))
+    assert torch.allclose(precision[..., 0].log(), per_sample.mean(dim=2), atol=1e-4)
+    with pytest.raises(ValueError, match="precision"):
+        build_model("beta_vae_1d", {**SMALL, "precision": "band"}, (3, 64))
+
+
+def test_a_beta_vae_saved_before_the_precision_option_is_rebuilt_per_sample():
+    model = build_model("beta_vae_1d", {**SMALL, "depth": 2, "precision": "window"}, (3, 40))
+    config = model.model_config
+    assert config["params"]["precision"] == "window"
+    del config["params"]["precision"]  # what older checkpoints hold
+    assert model_from_config(config).precision == "sample"
+
+
 # --------------------------------------------------------------------------------------------
 # The registry
 

@@ -13,6 +13,8 @@ from latentsky.models.blocks import MultiScaleDecoder, MultiScaleEncoder, _chann
 #: Data for the Beta likelihood is clamped into this open interval (log 0 is -inf).
 BETA_DATA_MIN = 1e-6
 BETA_DATA_MAX = 1.0 - 1e-5
+#: Where the Beta precision varies: per window, band and sample, or per window and band only.
+PRECISIONS = ("sample", "window")
 #: Cap on the Beta VAE's log-precision log(alpha + beta): float32 lgamma stays accurate below it.
 MAX_LOG_PRECISION = 12.0
 
@@ -29,7 +31,15 @@ class BetaVAE1d(LatentModel):
     the Res-AE in 1-D (``depth`` halvings of the time axis, channels capped at ``max_channels``).
     The encoder gives a diagonal Gaussian posterior (mean, log-variance); the decoder gives the
     Beta parameters ``alpha, beta > 0`` per band and sample as a mean ``m = sigmoid(u)`` and a
-    precision ``k = exp(v)``: ``alpha = m k + eps``, ``beta = (1 - m) k + eps``. Photometer data
+    precision ``k = exp(v)``: ``alpha = m k + eps``, ``beta = (1 - m) k + eps``. With
+    ``precision="window"`` (the config's default) ``v`` is averaged over the window's samples first, so
+    each window gets one precision per band: the noise of its sky (a UV band counting a few
+    photons a sample is grainier) but no excuse for one stretch of it. With ``"sample"`` the
+    decoder may lower the precision just where it cannot reproduce the light, and on the demo it
+    did so for a sprite's late blue glow instead of encoding the glow (median 337 nm precision 10
+    in sprite windows, 200 to 350 elsewhere), leaving sprites next to lightning in the latent
+    space (README, "The representation, step by step"). The argument's default stays
+    ``"sample"`` so that a checkpoint saved before the option existed is rebuilt as it was trained. Photometer data
     sit near 0 with noise ~1e-3 of the range, which needs precisions ``alpha + beta`` of 1e3-1e5:
     ``exp`` reaches them in a few hundred optimiser steps, where a softplus of the raw output
     would need ~1e5 steps and, from ``alpha, beta ~ 0.7``, settles in the U-shaped Beta
@@ -58,6 +68,7 @@ class BetaVAE1d(LatentModel):
         kl_weight: float = 1.0,
         eps: float = 1e-4,
         init_spread: float = 10.0,
+        precision: str = "sample",
     ):
         super().__init__(
             in_channels=in_channels,
@@ -71,12 +82,16 @@ class BetaVAE1d(LatentModel):
             kl_weight=kl_weight,
             eps=eps,
             init_spread=init_spread,
+            precision=precision,
         )
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         if kernel_size % 2 != 1:
             raise ValueError(f"kernel_size must be odd, got {kernel_size}")
         self.latent_dim = latent_dim
         self.kl_weight = float(kl_weight)
         self.eps = float(eps)
+        self.precision = precision
         channels = _channels(base_channels, depth, max_channels)
         args = dict(
             channels=channels, blocks_per_scale=blocks_per_scale, dims=1, kernel_size=kernel_size
@@ -117,6 +132,8 @@ class BetaVAE1d(LatentModel):
     def decode(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Latent ``(B, latent_dim)`` -> Beta ``alpha, beta``, each ``(B, band, sample)``, float32."""
         u, v = self.decoder(z).float().chunk(2, dim=1)
+        if self.precision == "window":
+            v = v.mean(dim=2, keepdim=True).expand_as(u)
         mean = torch.sigmoid(u)
         precision = torch.exp(v.clamp(max=MAX_LOG_PRECISION))
         return mean * precision + self.eps, (1 - mean) * precision + self.eps
