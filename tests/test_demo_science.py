@@ -89,9 +89,10 @@ def test_highest_sigma_phi_cluster_is_bright_aurora(demo):
 
 TLE_TYPES = ["elve", "blue_corona", "sprite", "blue_jet"]
 #: Balanced kNN accuracy over the six planted types that the demo must reach (issue 14 asks 0.85;
-#: the shipped config gives 0.84 to 0.85 in summary.json at generator seeds 7, 2 and 3, and 0.83
-#: to 0.94 over every typed window: see the README's photometer tables).
-BALANCED_KNN = 0.8
+#: the shipped config gives 0.86 to 0.91 in summary.json at generator seeds 7, 2 and 3, 0.88 at
+#: seed 7 on one training thread as here, and 0.91 to 0.96 over every typed window: see the
+#: README's photometer tables). Held a little lower, for other CPUs' rounding.
+BALANCED_KNN = 0.83
 ORDINARY_TYPES = ["lightning", "background"]
 
 
@@ -192,6 +193,9 @@ def test_photometer_latents_separate_the_planted_types(tle):
     # The faint, colour-defined types the colour channels brought out (0.63 and 0.88 before; now
     # 0.70 to 0.93 and 0.88 to 1.00 over three generator seeds).
     assert summary["knn_recall"]["elve"] >= 0.6 and summary["knn_recall"]["blue_corona"] >= 0.7
+    # Sprites and jets: 0.57 to 0.83 and 0.68 to 0.83 over three seeds (0.61 and 0.81 here at
+    # seed 7); sprites were 0.43 at seed 7 with a precision per sample.
+    assert summary["knn_recall"]["sprite"] >= 0.5 and summary["knn_recall"]["blue_jet"] >= 0.6
     # Independently, with scikit-learn, over every typed window (labelled or not).
     latents = xr.open_zarr(tle["results"] / "latents.zarr")["latent"].to_numpy()
     typed = tle["typed"]
@@ -208,12 +212,11 @@ def test_photometer_latents_separate_the_planted_types(tle):
 
 def test_photometer_clusters_agree_with_the_planted_types(tle):
     assert tle["summary"]["adjusted_rand_index"] >= 0.5
-    # Issue 14's bar for spectral clusters at as many clusters as types. Which of the two
-    # clusterings (of the latents, of the UMAP layout) splits the 550 background windows in two
-    # instead is chance (0.48 and 0.86 at seed 7, 0.82 and 0.64 at seed 2, 0.82 and 0.47 at
-    # seed 3): one of them reaching the bar is what held on every seed.
+    # Issue 14's bar for spectral clusters of the latents at as many clusters as types: 0.85, 0.84
+    # and 0.82 at generator seeds 7, 2 and 3 (0.87 to 0.90 on the UMAP layout). With a precision
+    # per sample one of the two split the 550 background windows in two instead (0.48 at seed 7).
     ari = tle["summary"]["ari_at_n_types"], tle["summary"]["tle"]["ari_at_n_types_umap"]
-    assert max(ari) >= 0.6, ari
+    assert min(ari) >= 0.6, ari
     embedded = tle["embedding"].dropna(subset=["type"])
     assert adjusted_rand_score(embedded["type"], embedded["cluster"]) >= 0.5
 
@@ -226,13 +229,15 @@ def test_anomaly_score_ranks_planted_tles_above_ordinary_windows(tle):
     by_type = tle["summary"]["anomaly_auc_by_type"]
     assert by_type["blue_corona"] >= 0.9 and by_type["blue_jet"] >= 0.9, by_type
     assert by_type["elve"] >= 0.8, by_type
-    # 0.70 to 0.74 over three generator seeds (TLEs against lightning and quiet sky pooled).
+    # 0.68 / 0.80 / 0.82 at generator seeds 7 / 2 / 3 (TLEs against lightning and quiet sky).
     assert tle["summary"]["anomaly_roc_auc"] >= 0.65
     scored = tle["typed"]
     for kind in ("blue_corona", "blue_jet"):
         keep = scored["type"].isin([kind, *ORDINARY_TYPES])
         auc = roc_auc_score(scored.loc[keep, "type"] == kind, scored.loc[keep, "neg_elbo"])
-        assert auc >= 0.85, (kind, auc)  # corona discharges 0.92 to 0.94 over three seeds
+        # Corona discharges 0.82 to 0.92 over three seeds (0.84 here at seed 7); 0.92 to 0.94 with
+        # a precision per sample, which let sprites' glows go unencoded (README).
+        assert auc >= 0.75, (kind, auc)
 
 
 def test_tle_candidates_hold_every_tle_type_and_little_lightning(tle):
