@@ -299,16 +299,19 @@ def test_beta_vae_shapes_and_positive_parameters():
     assert mean.shape == x.shape and ((mean > 0) & (mean < 1)).all()
 
 
-def test_beta_vae_loss_terms_match_torch_distributions():
+@pytest.mark.parametrize("precision", ["sample", "window"])
+def test_beta_vae_loss_terms_match_torch_distributions(precision):
     x = torch.rand(2, 3, 10).clamp(0.01, 0.99)
     alpha, beta = torch.rand(2, 3, 10) * 3 + 0.1, torch.rand(2, 3, 10) * 3 + 0.1
     expected = torch.distributions.Beta(alpha, beta).log_prob(x)
     assert torch.allclose(BetaVAE1d.beta_log_likelihood(x, alpha, beta), expected, atol=1e-5)
 
-    model = build_model("beta_vae_1d", {**SMALL, "depth": 2, "kl_weight": 0.5}, (3, 40), seed=0)
-    model.eval()  # the posterior mean instead of a sample: a deterministic loss
+    params = {**SMALL, "depth": 2, "kl_weight": 0.5, "precision": precision}
+    model = build_model("beta_vae_1d", params, (3, 40), seed=0)
     data = torch.rand(2, 3, 40)
     data[0, 1, 5] = torch.nan  # a missing sample is left out of the likelihood
+    model.initialise_output(model._clean(data)[0])  # as the first training batch does
+    model.eval()  # the posterior mean instead of a sample: a deterministic loss
     with torch.no_grad():
         loss, metrics = model.loss(data)
         mu, logvar = model.posterior(data)

@@ -165,6 +165,28 @@ def test_resume_extends_a_finished_run(images, tmp_path):
         assert_same_weights(two, full)
 
 
+def test_a_checkpoint_saved_before_the_beta_precision_option_resumes_as_per_sample(tmp_path):
+    # Older checkpoints hold no "precision" key: the model they saved had a precision per sample.
+    windows = np.random.default_rng(0).uniform(0.1, 0.9, size=(60, 3, 32)).astype(np.float32)
+
+    def vae(precision):
+        params = {**SMALL, "depth": 2, "precision": precision}
+        return build_model("beta_vae_1d", params, (3, 32), seed=0)
+
+    path = tmp_path / "old.pt"
+    with pytest.raises(Interrupt):
+        train(
+            vae("sample"), windows, config(), path, tmp_path / "m.csv", on_epoch_end=stop_after(1)
+        )
+    checkpoint = torch.load(path, weights_only=True)
+    del checkpoint["model_config"]["params"]["precision"]
+    torch.save(checkpoint, path)
+    with pytest.raises(ValueError, match="precision 'sample' \\(now 'window'\\)"):
+        train(vae("window"), windows, config(resume=True), path, tmp_path / "m.csv")
+    train(vae("sample"), windows, config(resume=True), path, tmp_path / "m.csv")
+    assert torch.load(path, weights_only=True)["epoch"] == config().epochs
+
+
 @pytest.mark.parametrize(
     "change, named",
     [

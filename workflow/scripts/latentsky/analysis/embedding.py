@@ -10,6 +10,11 @@ Shapes: ``latents`` are ``(N, D)`` (one autoencoder latent code per image), ``co
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
+import sys
+import threading
 import warnings
 from collections.abc import Iterable
 
@@ -127,40 +132,68 @@ def _take_neighbours(neighbours, k: int, n: int):
     return indices[:, :k], distances[:, :k]
 
 
+#: Held while umap is imported with numba's cache turned on (the decorators are module globals).
+_UMAP_IMPORT = threading.Lock()
+
+
 def import_umap():
     """The ``umap`` module, with its numba code compiled once per installation, not per process.
 
-    umap-learn and pynndescent decorate most of their numba functions without ``cache=True``, so
-    every process that fits a UMAP compiles them again: on this project's 2-core machine that is
-    most of an ``embed_latents`` job on the demo (``benchmarks/umap_compile_cache.py``). While
-    umap is imported here, ``numba.njit`` and ``numba.jit`` default to ``cache=True``: the
-    machine code goes into numba's on-disk cache (beside the package, or under
-    ``NUMBA_CACHE_DIR``), keyed by source file, numba version, signature and closure values, and
-    later processes load it. The coordinates are the same bit for bit (tested). If umap is
+    umap-learn leaves its numba functions uncached (pynndescent caches about half of its own), so
+    every process that fits a UMAP compiles them again: about 5 s of a 7.5 s process on this
+    project's 2-core machine (``benchmarks/umap_compile_cache.py``). While umap is imported here,
+    ``numba.njit`` and ``numba.jit`` cache what they compile: the machine code goes into numba's
+    on-disk cache (beside the package, or under ``NUMBA_CACHE_DIR``), and later processes load it.
+    The coordinates are the same bit for bit (tested).
+
+    numba keys its cache by source file, line, signature, numba version and closure values, but
+    not by options such as ``parallel`` or ``fastmath``: umap compiles one function twice, with
+    ``parallel=False`` and ``True``, and both would share one entry, so a seeded run could load
+    the threaded code. So only the first compilation of any function is cached (there, the serial
+    one); a ``cache`` option the library set itself is left alone. If umap is
     already imported it is returned as it is. Where numba finds no cache location, plain
     ``import umap`` fails as well: pynndescent, which umap imports, caches some of its own.
     """
-    import sys
+    with _UMAP_IMPORT:
+        if "umap" in sys.modules:
+            return importlib.import_module("umap")
+        import numba
 
-    if "umap" in sys.modules:
-        return sys.modules["umap"]
-    import numba
+        plain = numba.njit, numba.jit
+        cached_once: set = set()
 
-    plain = numba.njit, numba.jit
+        def first(function) -> bool:
+            new = function not in cached_once
+            cached_once.add(function)
+            return new
 
-    def cached(decorator):
-        def wrapper(*args, **kwargs):
-            kwargs.setdefault("cache", True)
-            return decorator(*args, **kwargs)
+        def caching(decorator):
+            from numba.core import types, typing
 
-        return wrapper
+            signatures = (str, list, tuple, typing.Signature, types.Type)
 
-    numba.njit, numba.jit = cached(plain[0]), cached(plain[1])
-    try:
-        import umap
-    finally:
-        numba.njit, numba.jit = plain
-    return umap
+            @functools.wraps(decorator)
+            def wrapper(*args, **kwargs):
+                if "cache" in kwargs:
+                    return decorator(*args, **kwargs)
+                if args and inspect.isfunction(args[0]):  # njit(function, **options)
+                    return decorator(*args, cache=first(args[0]), **kwargs)
+                if not args or isinstance(args[0], signatures):
+                    # njit(**options) or njit(signatures, **options): a decorator to come.
+                    def decorate(function):
+                        cache = inspect.isfunction(function) and first(function)
+                        return decorator(*args, cache=cache, **kwargs)(function)
+
+                    return decorate
+                return decorator(*args, **kwargs)
+
+            return wrapper
+
+        numba.njit, numba.jit = caching(plain[0]), caching(plain[1])
+        try:
+            return importlib.import_module("umap")
+        finally:
+            numba.njit, numba.jit = plain
 
 
 def umap_embed(

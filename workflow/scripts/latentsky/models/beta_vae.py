@@ -31,21 +31,22 @@ class BetaVAE1d(LatentModel):
     the Res-AE in 1-D (``depth`` halvings of the time axis, channels capped at ``max_channels``).
     The encoder gives a diagonal Gaussian posterior (mean, log-variance); the decoder gives the
     Beta parameters ``alpha, beta > 0`` per band and sample as a mean ``m = sigmoid(u)`` and a
-    precision ``k = exp(v)``: ``alpha = m k + eps``, ``beta = (1 - m) k + eps``. With
-    ``precision="window"`` (the config's default) ``v`` is averaged over the window's samples first, so
-    each window gets one precision per band: the noise of its sky (a UV band counting a few
-    photons a sample is grainier) but no excuse for one stretch of it. With ``"sample"`` the
-    decoder may lower the precision just where it cannot reproduce the light, and on the demo it
-    did so for a sprite's late blue glow instead of encoding the glow (median 337 nm precision 10
-    in sprite windows, 200 to 350 elsewhere), leaving sprites next to lightning in the latent
-    space (README, "The representation, step by step"). The argument's default stays
-    ``"sample"`` so that a checkpoint saved before the option existed is rebuilt as it was trained. Photometer data
+    precision ``k = exp(v)``: ``alpha = m k + eps``, ``beta = (1 - m) k + eps``. Photometer data
     sit near 0 with noise ~1e-3 of the range, which needs precisions ``alpha + beta`` of 1e3-1e5:
     ``exp`` reaches them in a few hundred optimiser steps, where a softplus of the raw output
     would need ~1e5 steps and, from ``alpha, beta ~ 0.7``, settles in the U-shaped Beta
     (``alpha + beta < 2``) that piles its mass at 0 instead. For the same reason the output layer
     starts from the data: on the first training batch its biases are set so that every band's
     mean is that band's median and its spread ``init_spread`` times the band's noise.
+
+    With ``precision="window"`` (the config's default) ``v`` is averaged over the window's
+    samples first, so each window gets one precision per band: the noise of its sky (a UV band
+    counting a few photons a sample is grainier) but no excuse for one stretch of it. With
+    ``"sample"`` the decoder may lower the precision just where it cannot reproduce the light; on
+    the demo it did so under a sprite's late blue glow instead of encoding the glow (median
+    337 nm precision 10 in sprite windows, 200 to 350 elsewhere), which left sprites next to
+    lightning in the latent space (README, "Precision per window"). The argument's default stays
+    ``"sample"``, so that a checkpoint saved before the option existed is rebuilt as trained.
 
     Loss per window: ``-(log p(x | z) - kl_weight * KL)``, averaged over the batch, with
     ``log p = sum log Beta(x; alpha, beta)`` and ``KL = 0.5 * sum(sigma^2 + mu^2 - 2 log sigma - 1)``

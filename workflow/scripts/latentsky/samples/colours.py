@@ -29,8 +29,8 @@ channel exactly constant on quiet sky lets the Beta likelihood's precision run a
 lightning above short elves. Shrunk to the bands' few hundredths (tried), the model finds
 elves and blue corona discharges ordinary (anomaly AUC against lightning about 0.5 to 0.7). Left
 as it is, quiet sky costs nats and the well-defined colour of a long stroke costs few, so
-lightning scores lowest; corona discharges and jets, whose colour departs far from anything
-else, score highest (with the Beta VAE's precision per sample, AUC 0.99 and more against quiet
+lightning scores lowest; jets and corona discharges, whose colour departs far from anything
+else, score high (with the Beta VAE's precision per sample, AUC 0.99 and more against quiet
 sky too; 0.72 to 0.98 for corona discharges with its precision per window); elves and sprites
 score no higher than quiet sky, above lightning. The latent space separates the types as well or
 better this way (see the README's table).
