@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -178,7 +182,7 @@ import hashlib, sys
 import numpy as np
 sys.path.insert(0, {scripts!r})
 from latentsky.analysis import embedding
-umap = embedding.import_umap()
+embedding.import_umap()
 coords = embedding.umap_embed(np.random.default_rng(3).normal(size=(200, 8)), seed=0)
 dispatchers = dict()  # numba's compiled functions, each once (modules import each other's)
 for name in [m for m in sys.modules if m.startswith(("umap.", "pynndescent."))]:
@@ -199,13 +203,8 @@ print(hashlib.sha256(coords.tobytes()).hexdigest(), hits, misses)
 
 
 def test_a_second_process_loads_umap_from_the_cache_and_gives_the_same_coordinates():
-    import hashlib
-    import subprocess
-    import sys
-    from pathlib import Path
-
     # The installation's own cache, as the workflow's jobs use it (a fresh cache folder would
-    # make this test compile everything once more: 25 s).
+    # make this test compile everything once more: about 20 s).
     scripts = str(Path(E.__file__).resolve().parents[2])
 
     def child():

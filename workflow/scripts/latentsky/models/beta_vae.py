@@ -44,7 +44,7 @@ class BetaVAE1d(LatentModel):
     counting a few photons a sample is grainier) but no excuse for one stretch of it. With
     ``"sample"`` the decoder may lower the precision just where it cannot reproduce the light; on
     the demo it did so under a sprite's late blue glow instead of encoding the glow (median
-    337 nm precision 10 in sprite windows, 200 to 350 elsewhere), which left sprites next to
+    337 nm precision 16 in sprite windows, 211 to 350 in most others), which left sprites next to
     lightning in the latent space (README, "Precision per window"). The argument's default stays
     ``"sample"``, so that a checkpoint saved before the option existed is rebuilt as trained.
 

@@ -531,10 +531,12 @@ def train(
 
         fingerprint = data_fingerprint(source)
         if config.resume and checkpoint_path.exists():
-            _, checkpoint = load_checkpoint(checkpoint_path, map_location=device, weights="last")
-            # Rebuilt first, so that a key added since (with the default the model had) is filled in.
-            saved = model_from_config(checkpoint["model_config"]).model_config
-            before, now = _flat(saved), _flat(model.model_config)
+            # The rebuilt model's config, not the stored one: a key added since is filled in with
+            # the default the saved model had.
+            saved, checkpoint = load_checkpoint(
+                checkpoint_path, map_location=device, weights="last"
+            )
+            before, now = _flat(saved.model_config), _flat(model.model_config)
             differences = [
                 f"model {key} {before.get(key)!r} (now {now.get(key)!r})"
                 for key in sorted(set(before) | set(now))
