@@ -166,6 +166,7 @@ def _all_bypass_checks(model, x1, x2):
         ("res_ae", (1, 32, 32), {**SMALL, "depth": 3}),
         ("res_ae", (2, 24, 40), {**SMALL, "depth": 2, "blocks_per_scale": 2}),
         ("beta_vae_1d", (3, 200), {**SMALL, "depth": 3}),
+        ("beta_vae_1d", (3, 200), {**SMALL, "depth": 3, "global_max": True}),
     ],
 )
 def test_latent_is_the_only_path(name, shape, config):
@@ -354,6 +355,46 @@ def test_a_beta_vae_saved_before_the_precision_option_is_rebuilt_per_sample():
     assert config["params"]["precision"] == "window"
     del config["params"]["precision"]  # what older checkpoints hold
     assert model_from_config(config).precision == "sample"
+
+
+@pytest.mark.parametrize("global_max", [False, True])
+def test_encoder_reads_each_scales_average_and_optionally_its_maximum(global_max):
+    model = build_model("beta_vae_1d", {**SMALL, "depth": 3, "global_max": global_max}, (3, 64))
+    encoder = model.encoder
+    stage_outputs, latent_inputs = [], []
+    hooks = [
+        s.register_forward_hook(lambda m, i, o: stage_outputs.append(o)) for s in encoder.stages
+    ]
+    hooks.append(
+        encoder.to_latent.register_forward_hook(lambda m, i, o: latent_inputs.append(i[0]))
+    )
+    x = torch.rand(2, 3, 64)
+    x[1, :, 50] = 0.99  # a one-sample flash late in the second window
+    try:
+        with torch.no_grad():
+            encoder(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    expected = []
+    for h in stage_outputs:
+        expected.append(h.mean(dim=2))
+        if global_max:
+            expected.append(h.max(dim=2).values)
+    n_summary = sum(e.shape[1] for e in expected)
+    assert latent_inputs[0].shape[1] == encoder.to_latent.in_features
+    assert torch.equal(latent_inputs[0][:, -n_summary:], torch.cat(expected, dim=1))
+
+
+def test_a_beta_vae_saved_before_the_global_max_option_is_rebuilt_without_it():
+    model = build_model("beta_vae_1d", {**SMALL, "depth": 2, "global_max": True}, (3, 40))
+    config = model.model_config
+    assert config["params"]["global_max"] is True
+    del config["params"]["global_max"]  # what older checkpoints hold
+    old = model_from_config(config)
+    assert not old.encoder.global_max
+    with pytest.raises(RuntimeError, match="size mismatch"):
+        old.load_state_dict(model.state_dict())
 
 
 # --------------------------------------------------------------------------------------------

@@ -48,6 +48,10 @@ class BetaVAE1d(LatentModel):
     lightning in the latent space (README, "Precision per window"). The argument's default stays
     ``"sample"``, so that a checkpoint saved before the option existed is rebuilt as trained.
 
+    ``global_max`` adds each encoder scale's global maximum to the averages the latent is read
+    from (see :class:`MultiScaleEncoder`): the config turns it on, the argument's default is off
+    for the same reason as ``precision``'s.
+
     Loss per window: ``-(log p(x | z) - kl_weight * KL)``, averaged over the batch, with
     ``log p = sum log Beta(x; alpha, beta)`` and ``KL = 0.5 * sum(sigma^2 + mu^2 - 2 log sigma - 1)``
     against a standard normal prior. Data must be scaled into [0, 1]; it is clamped to
@@ -70,6 +74,7 @@ class BetaVAE1d(LatentModel):
         eps: float = 1e-4,
         init_spread: float = 10.0,
         precision: str = "sample",
+        global_max: bool = False,
     ):
         super().__init__(
             in_channels=in_channels,
@@ -84,6 +89,7 @@ class BetaVAE1d(LatentModel):
             eps=eps,
             init_spread=init_spread,
             precision=precision,
+            global_max=global_max,
         )
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
@@ -99,7 +105,7 @@ class BetaVAE1d(LatentModel):
         )
         # The encoder emits mean and log-variance side by side; the decoder alpha and beta.
         self.encoder = MultiScaleEncoder(
-            in_channels, (length,), out_features=2 * latent_dim, **args
+            in_channels, (length,), out_features=2 * latent_dim, global_max=global_max, **args
         )
         self.decoder = MultiScaleDecoder(
             latent_dim, (length,), out_channels=2 * in_channels, **args

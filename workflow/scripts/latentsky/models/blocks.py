@@ -104,7 +104,10 @@ class MultiScaleEncoder(nn.Module):
 
     Scale ``s`` has ``channels[s]`` channels on a grid of ``padded / 2**(s+1)``. The latent is a
     linear function of the flattened coarsest map *and* the global averages of every scale, so fine
-    scales reach the latent directly instead of only through the coarse map.
+    scales reach the latent directly instead of only through the coarse map. With ``global_max``
+    each scale's global maximum joins its average: a feature that fires anywhere (a one-sample
+    flash, a glow that starts late in a window) reaches the latent at full strength, where the
+    average dilutes it by the share of the grid it covers.
 
     Input ``(B, in_channels, *grid)`` (grid any size; it is zero-padded to a multiple of
     ``2**depth``) -> ``(B, out_features)``.
@@ -119,10 +122,12 @@ class MultiScaleEncoder(nn.Module):
         out_features: int,
         dims: int,
         kernel_size: int,
+        global_max: bool = False,
     ):
         super().__init__()
         conv = _conv(dims)
         depth = len(channels)
+        self.global_max = bool(global_max)
         self.pads = [_padding(n, 2**depth) for n in grid]
         padded = [n + sum(p) for n, p in zip(grid, self.pads, strict=True)]
         self.coarse_grid = tuple(n // 2**depth for n in padded)
@@ -142,7 +147,8 @@ class MultiScaleEncoder(nn.Module):
             )
             c_prev = c
         self.out_norm = _group_norm(channels[-1])
-        n_features = channels[-1] * math.prod(self.coarse_grid) + sum(channels)
+        n_summaries = 2 if self.global_max else 1
+        n_features = channels[-1] * math.prod(self.coarse_grid) + n_summaries * sum(channels)
         self.to_latent = nn.Linear(n_features, out_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -154,6 +160,8 @@ class MultiScaleEncoder(nn.Module):
         for down, stage in zip(self.downs, self.stages, strict=True):
             h = stage(down(h))
             summaries.append(h.mean(dim=spatial))  # (B, c_s): what this scale saw, anywhere
+            if self.global_max:
+                summaries.append(h.flatten(2).amax(dim=2))  # (B, c_s): its strongest response
         coarse = F.silu(self.out_norm(h)).flatten(1)  # (B, c_last * prod(coarse_grid))
         return self.to_latent(torch.cat([coarse, *summaries], dim=1))
 
