@@ -179,7 +179,12 @@ def test_ari_at_the_number_of_types_clusters_the_latent_space_not_its_picture():
         }
     )
     table = pd.DataFrame({"neg_elbo": rng.normal(size=n)})
-    settings = {"seed": 0, "tle_labels": list(types[1:5]), "reference_label": "lightning"}
+    settings = {
+        "seed": 0,
+        "tle_labels": list(types[1:5]),
+        "reference_label": "lightning",
+        "type_cluster_neighbors": 10,
+    }
     got = _type_summary(table, latents, embedding, settings)
     assert got["ari_at_n_types"] > 0.95
     assert got["ari_at_n_types_umap"] < 0.1

@@ -181,7 +181,12 @@ def _type_summary(table, latents, embedding, settings) -> dict:
     coords = embedding[["umap_x", "umap_y"]].to_numpy()
     umap_ari = float("nan")
     if 2 <= n_types < len(index):
-        clusters[n_types] = latent_clusters(latents[index], n_types, seed=settings["seed"])
+        clusters[n_types] = latent_clusters(
+            latents[index],
+            n_types,
+            seed=settings["seed"],
+            n_neighbors=settings["type_cluster_neighbors"],
+        )
         on_umap = spectral_clusters(coords, n_types, seed=settings["seed"])[labelled]
         umap_ari = adjusted_rand(on_umap, types.to_numpy())
     scores = type_scores(
@@ -212,16 +217,19 @@ def _type_summary(table, latents, embedding, settings) -> dict:
     return scores
 
 
-def latent_clusters(latents: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
+def latent_clusters(
+    latents: np.ndarray, n_clusters: int, seed: int = 0, n_neighbors: int = 10
+) -> np.ndarray:
     """Spectral clusters (:func:`~latentsky.analysis.embedding.spectral_clusters`) of latent
     codes ``(N, D)``, each dimension standardised first: the latent space itself, not a 2-D
-    picture of it (``ari_at_n_types``)."""
+    picture of it (``ari_at_n_types``). ``n_neighbors`` is the affinity graph's (config
+    ``analysis.tle.type_cluster_neighbors``)."""
     from sklearn.preprocessing import StandardScaler
 
     from latentsky.analysis.embedding import spectral_clusters
 
     standard = StandardScaler().fit_transform(np.asarray(latents, np.float64))
-    return spectral_clusters(standard, n_clusters, seed=seed)
+    return spectral_clusters(standard, n_clusters, n_neighbors=n_neighbors, seed=seed)
 
 
 def type_scores(
