@@ -89,9 +89,9 @@ def test_highest_sigma_phi_cluster_is_bright_aurora(demo):
 
 TLE_TYPES = ["elve", "blue_corona", "sprite", "blue_jet"]
 #: Balanced kNN accuracy over the six planted types that the demo must reach (issue 14 asks 0.85;
-#: the shipped config gives 0.86 to 0.91 in summary.json at generator seeds 7, 2 and 3, 0.88 at
-#: seed 7 on one training thread as here, and 0.91 to 0.96 over every typed window: see the
-#: README's photometer tables). Held a little lower, for other CPUs' rounding.
+#: the shipped config gives 0.89 to 0.95 in summary.json at generator seeds 7, 2 and 3 with
+#: training seeds 0 and 1, 0.90 at seed 7 on one training thread as here: see the README's
+#: photometer tables). Held a little lower, for other CPUs' rounding.
 BALANCED_KNN = 0.83
 ORDINARY_TYPES = ["lightning", "background"]
 
@@ -193,9 +193,10 @@ def test_photometer_latents_separate_the_planted_types(tle):
     # The faint, colour-defined types the colour channels brought out (0.63 and 0.88 before; now
     # 0.70 to 0.93 and 0.88 to 1.00 over three generator seeds).
     assert summary["knn_recall"]["elve"] >= 0.6 and summary["knn_recall"]["blue_corona"] >= 0.7
-    # Sprites and jets: 0.57 to 0.83 and 0.68 to 0.83 over three seeds (0.61 and 0.81 here at
-    # seed 7); sprites were 0.43 at seed 7 with a precision per sample.
-    assert summary["knn_recall"]["sprite"] >= 0.5 and summary["knn_recall"]["blue_jet"] >= 0.6
+    # Sprites and jets: 0.74 to 0.90 and 0.70 to 0.89 over three generator seeds and two
+    # training seeds (0.74 and 0.77 here at seed 7); at seed 7 sprites were 0.61 here before the
+    # encoder read each scale's maximum, and 0.43 with a precision per sample.
+    assert summary["knn_recall"]["sprite"] >= 0.6 and summary["knn_recall"]["blue_jet"] >= 0.6
     # Independently, with scikit-learn, over every typed window (labelled or not).
     latents = xr.open_zarr(tle["results"] / "latents.zarr")["latent"].to_numpy()
     typed = tle["typed"]
@@ -212,9 +213,10 @@ def test_photometer_latents_separate_the_planted_types(tle):
 
 def test_photometer_clusters_agree_with_the_planted_types(tle):
     assert tle["summary"]["adjusted_rand_index"] >= 0.5
-    # Issue 14's bar for spectral clusters of the latents at as many clusters as types: 0.85, 0.84
-    # and 0.82 at generator seeds 7, 2 and 3 (0.87 to 0.90 on the UMAP layout). With a precision
-    # per sample one of the two split the 550 background windows in two instead (0.48 at seed 7).
+    # Issue 14's bar for spectral clusters of the latents at as many clusters as types: 0.84 to
+    # 0.87 over nine runs of the demo's photometer dataset (0.86 here; 0.86 to 0.90 on the UMAP
+    # layout). On a 15-neighbour graph one of them split the 560 background windows in two
+    # instead (0.47), as the UMAP clusters did with a precision per sample (0.48 at seed 7).
     ari = tle["summary"]["ari_at_n_types"], tle["summary"]["tle"]["ari_at_n_types_umap"]
     assert min(ari) >= 0.6, ari
     embedded = tle["embedding"].dropna(subset=["type"])
@@ -229,14 +231,17 @@ def test_anomaly_score_ranks_planted_tles_above_ordinary_windows(tle):
     by_type = tle["summary"]["anomaly_auc_by_type"]
     assert by_type["blue_corona"] >= 0.9 and by_type["blue_jet"] >= 0.9, by_type
     assert by_type["elve"] >= 0.8, by_type
-    # 0.68 / 0.80 / 0.82 at generator seeds 7 / 2 / 3 (TLEs against lightning and quiet sky).
-    assert tle["summary"]["anomaly_roc_auc"] >= 0.65
+    # TLEs against lightning and quiet sky: 0.64 to 0.81 over generator seeds 7, 2, 3 and two
+    # training seeds (0.68 here; 0.68 / 0.80 / 0.82 before the encoder read each scale's maximum,
+    # after which sprite windows rank lower against lightning: README, "Global maxima").
+    assert tle["summary"]["anomaly_roc_auc"] >= 0.6
     scored = tle["typed"]
     for kind in ("blue_corona", "blue_jet"):
         keep = scored["type"].isin([kind, *ORDINARY_TYPES])
         auc = roc_auc_score(scored.loc[keep, "type"] == kind, scored.loc[keep, "neg_elbo"])
-        # Corona discharges 0.82 to 0.92 over three seeds (0.84 here at seed 7); 0.92 to 0.94 with
-        # a precision per sample, which let sprites' glows go unencoded (README).
+        # Corona discharges 0.77 to 0.95 over three generator seeds and two training seeds (0.95
+        # here at seed 7), jets 0.99 or more; corona 0.92 to 0.94 with a precision per sample,
+        # which let sprites' glows go unencoded (README).
         assert auc >= 0.75, (kind, auc)
 
 
