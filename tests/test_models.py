@@ -357,9 +357,10 @@ def test_a_beta_vae_saved_before_the_precision_option_is_rebuilt_per_sample():
     assert model_from_config(config).precision == "sample"
 
 
-@pytest.mark.parametrize("global_max", [False, True])
-def test_encoder_reads_each_scales_average_and_optionally_its_maximum(global_max):
-    model = build_model("beta_vae_1d", {**SMALL, "depth": 3, "global_max": global_max}, (3, 64))
+@pytest.mark.parametrize(("global_max", "length"), [(False, 64), (True, 64), (True, 58)])
+def test_encoder_reads_each_scales_average_and_optionally_its_maximum(global_max, length):
+    config = {**SMALL, "depth": 3, "global_max": global_max}
+    model = build_model("beta_vae_1d", config, (3, length))
     encoder = model.encoder
     stage_outputs, latent_inputs = [], []
     hooks = [
@@ -368,7 +369,7 @@ def test_encoder_reads_each_scales_average_and_optionally_its_maximum(global_max
     hooks.append(
         encoder.to_latent.register_forward_hook(lambda m, i, o: latent_inputs.append(i[0]))
     )
-    x = torch.rand(2, 3, 64)
+    x = torch.rand(2, 3, length)
     x[1, :, 50] = 0.99  # a one-sample flash late in the second window
     try:
         with torch.no_grad():
@@ -376,14 +377,51 @@ def test_encoder_reads_each_scales_average_and_optionally_its_maximum(global_max
     finally:
         for hook in hooks:
             hook.remove()
+    # 58 samples are zero-padded by 3 on each side to 64; at scale s (a cell per 2**(s+1)
+    # samples) the maximum covers only cells that hold some of the 58.
+    before = (64 - length) // 2
     expected = []
-    for h in stage_outputs:
+    for s, h in enumerate(stage_outputs):
         expected.append(h.mean(dim=2))
         if global_max:
-            expected.append(h.max(dim=2).values)
+            cell = 2 ** (s + 1)
+            first, last = before // cell, (before + length - 1) // cell
+            expected.append(h[:, :, first : last + 1].max(dim=2).values)
     n_summary = sum(e.shape[1] for e in expected)
     assert latent_inputs[0].shape[1] == encoder.to_latent.in_features
     assert torch.equal(latent_inputs[0][:, -n_summary:], torch.cat(expected, dim=1))
+
+
+def test_the_maximum_leaves_out_cells_of_padding_only():
+    # 40 samples padded by 4 on each side to 48 (depth 4): at the finest scale (2 samples a cell)
+    # cells 0, 1, 22 and 23 hold padding only. Make them the largest responses there.
+    model = build_model("beta_vae_1d", {**SMALL, "depth": 4, "global_max": True}, (3, 40))
+    encoder = model.encoder
+    padding_only = [0, 1, 22, 23]
+
+    def inflate(module, inputs, output):
+        output = output.clone()
+        output[:, :, padding_only] = 1e6
+        return output
+
+    latent_inputs = []
+    hooks = [encoder.stages[0].register_forward_hook(inflate)]
+    hooks.append(
+        encoder.to_latent.register_forward_hook(lambda m, i, o: latent_inputs.append(i[0]))
+    )
+    try:
+        with torch.no_grad():
+            encoder(torch.rand(2, 3, 40))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    n_coarse = encoder.to_latent.in_features - 2 * sum(
+        s[0].conv1.in_channels for s in encoder.stages
+    )
+    c0 = encoder.stages[0][0].conv1.in_channels
+    finest_max = latent_inputs[0][:, n_coarse + c0 : n_coarse + 2 * c0]  # after the finest mean
+    assert (finest_max < 1e5).all()
+    assert (latent_inputs[0][:, n_coarse : n_coarse + c0] > 1e4).all()  # the mean does see them
 
 
 def test_a_beta_vae_saved_before_the_global_max_option_is_rebuilt_without_it():

@@ -107,7 +107,8 @@ class MultiScaleEncoder(nn.Module):
     scales reach the latent directly instead of only through the coarse map. With ``global_max``
     each scale's global maximum joins its average: a feature that fires anywhere (a one-sample
     flash, a glow that starts late in a window) reaches the latent at full strength, where the
-    average dilutes it by the share of the grid it covers.
+    average dilutes it by the share of the grid it covers. The maximum is taken over the cells
+    that cover data, not over those that cover only the zero padding.
 
     Input ``(B, in_channels, *grid)`` (grid any size; it is zero-padded to a multiple of
     ``2**depth``) -> ``(B, out_features)``.
@@ -150,6 +151,15 @@ class MultiScaleEncoder(nn.Module):
         n_summaries = 2 if self.global_max else 1
         n_features = channels[-1] * math.prod(self.coarse_grid) + n_summaries * sum(channels)
         self.to_latent = nn.Linear(n_features, out_features)
+        # Per scale and axis, the cells that cover data rather than only the zero padding: the
+        # maximum is taken over them alone, so the padding's edge responses cannot win it.
+        self.valid = [
+            [
+                (before // 2 ** (s + 1), -(-(before + n) // 2 ** (s + 1)))
+                for n, (before, _) in zip(grid, self.pads, strict=True)
+            ]
+            for s in range(depth)
+        ]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # F.pad takes (last-dim before, last-dim after, previous-dim before, ...).
@@ -157,11 +167,14 @@ class MultiScaleEncoder(nn.Module):
         h = F.pad(x, pad)
         summaries = []
         spatial = tuple(range(2, h.ndim))
-        for down, stage in zip(self.downs, self.stages, strict=True):
+        for down, stage, valid in zip(self.downs, self.stages, self.valid, strict=True):
             h = stage(down(h))
             summaries.append(h.mean(dim=spatial))  # (B, c_s): what this scale saw, anywhere
             if self.global_max:
-                summaries.append(h.flatten(2).amax(dim=2))  # (B, c_s): its strongest response
+                inside = h
+                for axis, (start, stop) in enumerate(valid, start=2):
+                    inside = inside.narrow(axis, start, stop - start)
+                summaries.append(inside.flatten(2).amax(dim=2))  # (B, c_s): strongest response
         coarse = F.silu(self.out_norm(h)).flatten(1)  # (B, c_last * prod(coarse_grid))
         return self.to_latent(torch.cat([coarse, *summaries], dim=1))
 
