@@ -118,7 +118,8 @@ def test_band_signature_ignores_photon_spikes_and_crosstalk():
     assert rates["quiet rates (1.0, 0.1, 3.0)"]["before"] > 0.5  # the old rule did fail
 
 
-def test_type_scores_agree_with_scikit_learn():
+@pytest.mark.parametrize("metric", ["euclidean", "cosine"])
+def test_type_scores_agree_with_scikit_learn(metric):
     from sklearn.metrics import (
         adjusted_rand_score,
         balanced_accuracy_score,
@@ -139,14 +140,17 @@ def test_type_scores_agree_with_scikit_learn():
     x = np.stack([centres[t] + rng.normal(0, 1.5, 4) for t in y])
     clusters = {n: rng.integers(0, n, len(y)) for n in (4, 6)}
     scores = rng.normal(size=len(y)) + (y != "lightning")
-    got = type_scores(x, y, clusters, scores)
+    got = type_scores(x, y, clusters, scores, metric=metric)
     cv = StratifiedKFold(n_splits=5, shuffle=True, random_state=0)
-    pipe = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=5))
-    predicted = cross_val_predict(pipe, x, y, cv=cv)
-    assert got["balanced_knn_accuracy"] == pytest.approx(balanced_accuracy_score(y, predicted))
-    recall = recall_score(y, predicted, labels=types, average=None)
-    for t, r in zip(types, recall, strict=True):
-        assert got["knn_recall"][t] == pytest.approx(r)
+    for distance, figures in [(metric, got), ("euclidean", got.get("euclidean", got))]:
+        classifier = KNeighborsClassifier(n_neighbors=5, metric=distance)
+        predicted = cross_val_predict(make_pipeline(StandardScaler(), classifier), x, y, cv=cv)
+        expected = balanced_accuracy_score(y, predicted)
+        assert figures["balanced_knn_accuracy"] == pytest.approx(expected)
+        recall = recall_score(y, predicted, labels=types, average=None)
+        for t, r in zip(types, recall, strict=True):
+            assert figures["knn_recall"][t] == pytest.approx(r)
+    assert got["knn_metric"] == metric and ("euclidean" in got) == (metric != "euclidean")
     for n, c in clusters.items():
         assert got["ari_at"][n] == pytest.approx(adjusted_rand_score(y, c))
     for t in ("elve", "blue_corona", "sprite", "blue_jet"):
@@ -184,6 +188,7 @@ def test_ari_at_the_number_of_types_clusters_the_latent_space_not_its_picture():
         "tle_labels": list(types[1:5]),
         "reference_label": "lightning",
         "type_cluster_neighbors": 10,
+        "knn_metric": "cosine",
     }
     got = _type_summary(table, latents, embedding, settings)
     assert got["ari_at_n_types"] > 0.95

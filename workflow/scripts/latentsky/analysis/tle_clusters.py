@@ -196,6 +196,7 @@ def _type_summary(table, latents, embedding, settings) -> dict:
         table["neg_elbo"].to_numpy()[index],
         tle_labels=settings["tle_labels"],
         reference=settings["reference_label"],
+        metric=settings["knn_metric"],
     )
     scores["ari_at_n_types"] = scores["ari_at"].get(n_types, float("nan"))
     scores["ari_at_n_types_umap"] = umap_ari
@@ -211,6 +212,7 @@ def _type_summary(table, latents, embedding, settings) -> dict:
     scores["headlines"] = {
         "balanced_knn_accuracy": scores["balanced_knn_accuracy"],
         "knn_recall": scores["knn_recall"],
+        "knn_metric": scores["knn_metric"],
         "ari_at_n_types": scores["ari_at_n_types"],
         "anomaly_auc_by_type": scores["anomaly_auc_by_type"],
     }
@@ -242,6 +244,7 @@ def type_scores(
     k: int = 5,
     folds: int = 5,
     seed: int = 0,
+    metric: str = "euclidean",
 ) -> dict:
     """How well the latents, the clusters and the anomaly score tell every labelled type apart.
 
@@ -253,10 +256,14 @@ def type_scores(
         tle_labels, reference: each TLE label's AUC is taken against ``reference`` alone.
         k, folds, seed: the k-nearest-neighbour classifier (standardised inside each fold) and
             its stratified, shuffled folds.
+        metric: the classifier's distance between standardised latents, ``"euclidean"`` or
+            ``"cosine"`` (config ``analysis.tle.knn_metric``; see there why).
 
     Returns:
         ``balanced_knn_accuracy`` (mean over types of the kNN recall; chance 1 / types),
         ``knn_recall`` by type, ``knn_confusion`` (true type -> predicted type -> count),
+        ``knn_metric``, the same two figures with the Euclidean distance under ``euclidean``
+        when ``metric`` is another,
         ``ari_at`` (number of clusters -> adjusted Rand index against the labels) and
         ``anomaly_auc_by_type`` (each TLE label present against ``reference``; NaN if absent).
     """
@@ -274,20 +281,37 @@ def type_scores(
     n_folds = max(2, min(folds, smallest))
     # No more neighbours than the smallest training fold holds (tiny test runs).
     k = max(1, min(k, len(y) - -(-len(y) // n_folds)))
-    classifier = make_pipeline(StandardScaler(), KNeighborsClassifier(n_neighbors=k))
     cv = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
-    predicted = cross_val_predict(classifier, np.asarray(latents, np.float64), y, cv=cv)
-    recall = {t: float(np.mean(predicted[y == t] == t)) for t in types}
+    x = np.asarray(latents, np.float64)
+
+    def predict(distance: str) -> np.ndarray:
+        classifier = KNeighborsClassifier(n_neighbors=k, metric=distance)
+        return cross_val_predict(make_pipeline(StandardScaler(), classifier), x, y, cv=cv)
+
+    def recalls(predicted: np.ndarray) -> dict[str, float]:
+        return {t: float(np.mean(predicted[y == t] == t)) for t in types}
+
+    predicted = predict(metric)
+    recall = recalls(predicted)
     confusion = pd.crosstab(pd.Series(y, name="type"), pd.Series(predicted, name="predicted"))
     scores = np.asarray(scores, dtype=np.float64)
     by_type = {}
     for kind in tle_labels:
         keep = np.isin(y, [kind, reference])
         by_type[kind] = roc_auc(scores[keep], y[keep] == kind) if keep.any() else float("nan")
-    return {
+    result = {
         "balanced_knn_accuracy": float(np.mean(list(recall.values()))),
         "knn_recall": recall,
+        "knn_metric": metric,
         "knn_confusion": {t: confusion.loc[t].to_dict() for t in confusion.index},
         "ari_at": {int(n): adjusted_rand(c, y) for n, c in clusters.items()},
         "anomaly_auc_by_type": by_type,
     }
+    if metric != "euclidean":
+        # Beside it for comparison: what the common Euclidean kNN of the same latents gives.
+        euclidean = recalls(predict("euclidean"))
+        result["euclidean"] = {
+            "balanced_knn_accuracy": float(np.mean(list(euclidean.values()))),
+            "knn_recall": euclidean,
+        }
+    return result
