@@ -151,13 +151,15 @@ class MultiScaleEncoder(nn.Module):
         n_summaries = 2 if self.global_max else 1
         n_features = channels[-1] * math.prod(self.coarse_grid) + n_summaries * sum(channels)
         self.to_latent = nn.Linear(n_features, out_features)
-        # Per scale and axis, the cells that cover data rather than only the zero padding: the
-        # maximum is taken over them alone, so the padding's edge responses cannot win it.
+        # Per scale, the cells that cover data rather than only the zero padding (an index for
+        # (B, C, *grid)): the maximum is taken over them alone, so the padding's edge responses
+        # cannot win it.
         self.valid = [
-            [
-                (before // 2 ** (s + 1), -(-(before + n) // 2 ** (s + 1)))
+            (slice(None), slice(None))
+            + tuple(
+                slice(before // 2 ** (s + 1), -(-(before + n) // 2 ** (s + 1)))
                 for n, (before, _) in zip(grid, self.pads, strict=True)
-            ]
+            )
             for s in range(depth)
         ]
 
@@ -171,10 +173,7 @@ class MultiScaleEncoder(nn.Module):
             h = stage(down(h))
             summaries.append(h.mean(dim=spatial))  # (B, c_s): what this scale saw, anywhere
             if self.global_max:
-                inside = h
-                for axis, (start, stop) in enumerate(valid, start=2):
-                    inside = inside.narrow(axis, start, stop - start)
-                summaries.append(inside.flatten(2).amax(dim=2))  # (B, c_s): strongest response
+                summaries.append(h[valid].amax(dim=spatial))  # (B, c_s): strongest response
         coarse = F.silu(self.out_norm(h)).flatten(1)  # (B, c_last * prod(coarse_grid))
         return self.to_latent(torch.cat([coarse, *summaries], dim=1))
 
